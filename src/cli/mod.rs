@@ -1,0 +1,3 @@
+//! Subcommands of the `gpuclaim` binary, one module each.
+
+pub mod run;

@@ -1,0 +1,42 @@
+//! The `gpuclaim` command: a thin layer over the library. Each subcommand
+//! lives in its own module under `src/cli/`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate and fuzz who holds the GPUs of an Azure Stack Edge Pro GPU
+/// device — GPU virtual machines or the Kubernetes cluster — checking named
+/// invariants after every step.
+///
+/// Invariants: no-double-claim, conservation, holds-match-state,
+/// no-steal-after-dealloc. Policies: fixed (documented behaviour), legacy
+/// (Kubernetes takes GPUs freed by a stopped VM), snapshot (a racy allocator
+/// kept to prove the checkers catch double claims).
+#[derive(Parser)]
+#[command(name = "gpuclaim", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(cli::run::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cli::run::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gpuclaim: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,765 @@
+//! The allocation model of `shared/MODEL.md`: device, state, steps and the
+//! pure transition function [`step`]. Every engine (scenario runner,
+//! explorers, checker, time-driven simulator, fuzz targets) calls [`step`];
+//! none changes a set by itself.
+//!
+//! The lifecycle rules (which request is allowed from which state, and what
+//! state it leads to) live here. What a step does to the GPU sets is decided
+//! by the [`Policy`](crate::policy::Policy) under test.
+
+use std::fmt;
+
+use crate::invariant::{self, InvariantSet};
+use crate::policy::Policy;
+
+/// Most GPUs a device may have (MODEL.md: 1 to 8).
+pub const MAX_GPUS: u8 = 8;
+/// Most VM slots a device may have (a device runs at most 24 VMs).
+pub const MAX_VMS: usize = 24;
+
+/// A set of GPUs as a bitmask: bit `i` is GPU `i`.
+pub type GpuSet = u8;
+
+/// The mask of every GPU of a device with `gpus` GPUs.
+pub const fn all_gpus(gpus: u8) -> GpuSet {
+    if gpus >= 8 { 0xff } else { (1u8 << gpus) - 1 }
+}
+
+/// The `n` lowest-numbered GPUs of `set`, or `None` when `set` has fewer.
+pub fn lowest(set: GpuSet, n: u8) -> Option<GpuSet> {
+    if set.count_ones() < u32::from(n) {
+        return None;
+    }
+    let mut rest = set;
+    let mut taken = 0;
+    for _ in 0..n {
+        let bit = rest & rest.wrapping_neg();
+        taken |= bit;
+        rest &= !bit;
+    }
+    Some(taken)
+}
+
+/// A device: its GPU count and the VM slots with their sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Device {
+    gpus: u8,
+    vms: u8,
+    sizes: [u8; MAX_VMS],
+}
+
+/// Why a [`Device`] could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("a device has 1 to {MAX_GPUS} GPUs, not {0}")]
+    Gpus(u8),
+    #[error("a device has at most {MAX_VMS} VM slots, not {0}")]
+    Vms(usize),
+    #[error("VM slot {slot} asks for {size} GPUs but the device has only {gpus}")]
+    Size { slot: usize, size: u8, gpus: u8 },
+}
+
+impl Device {
+    /// A device with `gpus` GPUs and one VM slot per entry of `sizes`.
+    pub fn new(gpus: u8, sizes: &[u8]) -> Result<Self, DeviceError> {
+        if !(1..=MAX_GPUS).contains(&gpus) {
+            return Err(DeviceError::Gpus(gpus));
+        }
+        if sizes.len() > MAX_VMS {
+            return Err(DeviceError::Vms(sizes.len()));
+        }
+        let mut all = [0u8; MAX_VMS];
+        for (slot, &size) in sizes.iter().enumerate() {
+            if size > gpus {
+                return Err(DeviceError::Size { slot, size, gpus });
+            }
+            all[slot] = size;
+        }
+        Ok(Device {
+            gpus,
+            vms: sizes.len() as u8,
+            sizes: all,
+        })
+    }
+
+    /// A device with `vms` slots all of the same size.
+    pub fn uniform(gpus: u8, vms: usize, size: u8) -> Result<Self, DeviceError> {
+        if vms > MAX_VMS {
+            return Err(DeviceError::Vms(vms));
+        }
+        Self::new(gpus, &vec![size; vms])
+    }
+
+    pub fn gpus(&self) -> u8 {
+        self.gpus
+    }
+    pub fn vms(&self) -> usize {
+        usize::from(self.vms)
+    }
+    /// The size of every slot, in slot order.
+    pub fn sizes(&self) -> &[u8] {
+        &self.sizes[..self.vms()]
+    }
+    pub fn size(&self, vm: usize) -> u8 {
+        self.sizes[vm]
+    }
+    pub fn all(&self) -> GpuSet {
+        all_gpus(self.gpus)
+    }
+    /// The initial state: every GPU free, every VM absent, Kubernetes unconfigured.
+    pub fn initial(&self) -> State {
+        let mut vms = [Vm::ABSENT; MAX_VMS];
+        for (vm, size) in vms.iter_mut().zip(self.sizes()) {
+            vm.size = *size;
+        }
+        State {
+            free: self.all(),
+            kube_held: 0,
+            snapshot: 0,
+            kube: KubeState::Unconfigured,
+            vms,
+        }
+    }
+}
+
+/// The lifecycle state of a VM slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VmState {
+    Absent,
+    Creating,
+    Running,
+    /// Stopping; `provisioned` says whether the stop keeps the GPUs.
+    Stopping {
+        provisioned: bool,
+    },
+    Stopped,
+    StoppedProvisioned,
+    Starting,
+    Removing,
+    Failed,
+}
+
+impl VmState {
+    /// Every state, in a fixed order (its [`VmState::index`]).
+    pub const ALL: [VmState; 10] = [
+        VmState::Absent,
+        VmState::Creating,
+        VmState::Running,
+        VmState::Stopping { provisioned: false },
+        VmState::Stopping { provisioned: true },
+        VmState::Stopped,
+        VmState::StoppedProvisioned,
+        VmState::Starting,
+        VmState::Removing,
+        VmState::Failed,
+    ];
+    /// The names scenario files use (`stopping` for both kinds of stop).
+    pub const NAMES: [&'static str; 9] = [
+        "absent",
+        "creating",
+        "running",
+        "stopping",
+        "stopped",
+        "stopped-provisioned",
+        "starting",
+        "removing",
+        "failed",
+    ];
+
+    /// A small number unique to each state, `0..10`, for packing states.
+    pub const fn index(self) -> u8 {
+        match self {
+            VmState::Absent => 0,
+            VmState::Creating => 1,
+            VmState::Running => 2,
+            VmState::Stopping { provisioned: false } => 3,
+            VmState::Stopping { provisioned: true } => 4,
+            VmState::Stopped => 5,
+            VmState::StoppedProvisioned => 6,
+            VmState::Starting => 7,
+            VmState::Removing => 8,
+            VmState::Failed => 9,
+        }
+    }
+
+    /// The name scenario files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmState::Absent => "absent",
+            VmState::Creating => "creating",
+            VmState::Running => "running",
+            VmState::Stopping { .. } => "stopping",
+            VmState::Stopped => "stopped",
+            VmState::StoppedProvisioned => "stopped-provisioned",
+            VmState::Starting => "starting",
+            VmState::Removing => "removing",
+            VmState::Failed => "failed",
+        }
+    }
+
+    /// The operation in flight in this state, if any.
+    pub fn in_flight(self) -> Option<Op> {
+        match self {
+            VmState::Creating => Some(Op::CreateVm),
+            VmState::Starting => Some(Op::StartVm),
+            VmState::Stopping { .. } => Some(Op::StopVm),
+            VmState::Removing => Some(Op::RemoveVm),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmState::Stopping { provisioned: true } => f.write_str("stopping(provisioned)"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// Kubernetes' lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KubeState {
+    Unconfigured,
+    Configuring,
+    Configured,
+}
+
+impl KubeState {
+    pub const ALL: [KubeState; 3] = [
+        KubeState::Unconfigured,
+        KubeState::Configuring,
+        KubeState::Configured,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            KubeState::Unconfigured => "unconfigured",
+            KubeState::Configuring => "configuring",
+            KubeState::Configured => "configured",
+        }
+    }
+    pub const fn index(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for KubeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One VM slot: its lifecycle state, the GPUs it holds and its size.
+///
+/// The size is the slot's size from the [`Device`], replaced by a create's
+/// `gpus=N` option; exploration never uses that option, so there it is a
+/// constant and not part of a state's identity (see [`State::key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Vm {
+    pub life: VmState,
+    pub held: GpuSet,
+    pub size: u8,
+}
+
+impl Vm {
+    pub const ABSENT: Vm = Vm {
+        life: VmState::Absent,
+        held: 0,
+        size: 0,
+    };
+}
+
+/// A model state (MODEL.md "States and actions"). Small and `Copy`.
+///
+/// The sets are kept separately on purpose: a faulty policy can make them
+/// overlap or lose a GPU, and the invariants must be able to see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    pub free: GpuSet,
+    pub kube_held: GpuSet,
+    /// The copy of `free` that the `snapshot` policy keeps while configuring.
+    pub snapshot: GpuSet,
+    pub kube: KubeState,
+    pub vms: [Vm; MAX_VMS],
+}
+
+impl State {
+    /// Take the `n` lowest-numbered free GPUs into `held[vm]`; false (and no
+    /// change) when `free` has fewer than `n`.
+    pub fn claim_lowest(&mut self, vm: usize, n: u8) -> bool {
+        match lowest(self.free, n) {
+            Some(taken) => {
+                self.free &= !taken;
+                self.vms[vm].held |= taken;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Move `held[vm]` to `free` (set union; looks nowhere else).
+    pub fn release_to_free(&mut self, vm: usize) {
+        self.free |= self.vms[vm].held;
+        self.vms[vm].held = 0;
+    }
+
+    /// Move every free GPU to `held[kube]`.
+    pub fn kube_takes_free(&mut self) {
+        self.kube_held |= self.free;
+        self.free = 0;
+    }
+
+    /// The identity of this state for a device with `gpus` GPUs and `vms`
+    /// slots, packed into 128 bits: `free`, `held[kube]`, `snapshot`,
+    /// Kubernetes' state and each VM's state and `held`. Two states of the
+    /// same device are the same (MODEL.md) exactly when their keys are equal.
+    pub fn key(&self, gpus: u8, vms: usize) -> u128 {
+        let g = u32::from(gpus);
+        let mut key: u128 = u128::from(self.free);
+        key = (key << g) | u128::from(self.kube_held);
+        key = (key << g) | u128::from(self.snapshot);
+        key = (key << 2) | u128::from(self.kube.index());
+        for vm in &self.vms[..vms] {
+            key = (key << 4) | u128::from(vm.life.index());
+            key = (key << g) | u128::from(vm.held);
+        }
+        key
+    }
+
+    /// Every VM slot's GPUs and `held[kube]` and `free`, in one union.
+    pub fn union(&self, vms: usize) -> GpuSet {
+        self.vms[..vms]
+            .iter()
+            .fold(self.free | self.kube_held, |acc, vm| acc | vm.held)
+    }
+
+    /// One line: `gpu0=a gpu1=kube | a:running b:stopped | kube:configured`.
+    pub fn render(&self, device: &Device, names: &VmNames) -> String {
+        let mut out = String::new();
+        for gpu in 0..device.gpus() {
+            if gpu > 0 {
+                out.push(' ');
+            }
+            out.push_str(&format!("gpu{gpu}={}", self.owner(device, names, gpu)));
+        }
+        out.push_str(" |");
+        for (i, vm) in self.vms[..device.vms()].iter().enumerate() {
+            out.push_str(&format!(" {}:{}", names.name(i), vm.life));
+        }
+        out.push_str(&format!(" | kube:{}", self.kube));
+        out
+    }
+
+    /// Owner of one GPU as scenario files write it: `free`, `kube`, a VM
+    /// name, several joined by `+` (VMs, then `kube`, then `free`), or `none`.
+    pub fn owner(&self, device: &Device, names: &VmNames, gpu: u8) -> String {
+        let bit = 1u8 << gpu;
+        let mut owners: Vec<&str> = Vec::new();
+        for (i, vm) in self.vms[..device.vms()].iter().enumerate() {
+            if vm.held & bit != 0 {
+                owners.push(names.name(i));
+            }
+        }
+        if self.kube_held & bit != 0 {
+            owners.push("kube");
+        }
+        if self.free & bit != 0 {
+            owners.push("free");
+        }
+        if owners.is_empty() {
+            "none".to_string()
+        } else {
+            owners.join("+")
+        }
+    }
+}
+
+/// The names of VM slots: given by a scenario file, or `a`, `b`, … for
+/// exploration (slot 26 onwards: `vm26`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct VmNames(Vec<String>);
+
+impl VmNames {
+    pub fn new(names: Vec<String>) -> Self {
+        VmNames(names)
+    }
+    /// `a`, `b`, … for `n` slots.
+    pub fn letters(n: usize) -> Self {
+        VmNames((0..n).map(default_vm_name).collect())
+    }
+    pub fn name(&self, slot: usize) -> &str {
+        &self.0[slot]
+    }
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|n| n == name)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// The default name of slot `i`: `a` … `z`, then `vm26`, ….
+pub fn default_vm_name(i: usize) -> String {
+    if i < 26 {
+        char::from(b'a' + i as u8).to_string()
+    } else {
+        format!("vm{i}")
+    }
+}
+
+/// An operation of the step syntax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    CreateVm,
+    StartVm,
+    StopVm,
+    RemoveVm,
+    ConfigureKube,
+    /// The `legacy` policy's internal event.
+    KubeTakeover,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::CreateVm,
+        Op::StartVm,
+        Op::StopVm,
+        Op::RemoveVm,
+        Op::ConfigureKube,
+        Op::KubeTakeover,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::CreateVm => "create-vm",
+            Op::StartVm => "start-vm",
+            Op::StopVm => "stop-vm",
+            Op::RemoveVm => "remove-vm",
+            Op::ConfigureKube => "configure-kube",
+            Op::KubeTakeover => "kube-takeover",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+    /// Whether the operation names a VM.
+    pub fn takes_vm(self) -> bool {
+        matches!(self, Op::CreateVm | Op::StartVm | Op::StopVm | Op::RemoveVm)
+    }
+    /// Whether the operation is a request (has begin and end steps) rather
+    /// than an internal event.
+    pub fn is_request(self) -> bool {
+        self != Op::KubeTakeover
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Begin or end of a request, or an internal event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    Begin,
+    End,
+    Event,
+}
+
+/// The option of a begin step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum StepOption {
+    #[default]
+    None,
+    /// `stop-vm v provisioned`: stop and keep the GPUs.
+    Provisioned,
+    /// `create-vm v gpus=N`: the size of this create.
+    Gpus(u8),
+}
+
+/// One model action: a begin step, an end step or an internal event.
+/// `vm` is a slot index; it is 0 and ignored for operations without a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Action {
+    pub phase: Phase,
+    pub op: Op,
+    pub vm: u8,
+    pub option: StepOption,
+}
+
+impl Action {
+    pub const fn begin(op: Op, vm: u8) -> Action {
+        Action {
+            phase: Phase::Begin,
+            op,
+            vm,
+            option: StepOption::None,
+        }
+    }
+    pub const fn end(op: Op, vm: u8) -> Action {
+        Action {
+            phase: Phase::End,
+            op,
+            vm,
+            option: StepOption::None,
+        }
+    }
+    pub const fn takeover() -> Action {
+        Action {
+            phase: Phase::Event,
+            op: Op::KubeTakeover,
+            vm: 0,
+            option: StepOption::None,
+        }
+    }
+    pub const fn with_option(mut self, option: StepOption) -> Action {
+        self.option = option;
+        self
+    }
+
+    /// The action in step syntax, e.g. `begin stop-vm a provisioned`.
+    pub fn render(&self, names: &VmNames) -> String {
+        let mut out = String::new();
+        match self.phase {
+            Phase::Begin => out.push_str("begin "),
+            Phase::End => out.push_str("end "),
+            Phase::Event => {}
+        }
+        out.push_str(self.op.name());
+        if self.op.takes_vm() {
+            out.push(' ');
+            out.push_str(names.name(usize::from(self.vm)));
+        }
+        match self.option {
+            StepOption::None => {}
+            StepOption::Provisioned => out.push_str(" provisioned"),
+            StepOption::Gpus(n) => out.push_str(&format!(" gpus={n}")),
+        }
+        out
+    }
+}
+
+/// The outcome of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    Ok,
+    NoGpu,
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::NoGpu, Outcome::Rejected];
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NoGpu => "no-gpu",
+            Outcome::Rejected => "rejected",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one step did: the state after it, its outcome and the invariants it
+/// violated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub state: State,
+    pub outcome: Outcome,
+    pub violations: InvariantSet,
+}
+
+/// The transition function: apply `action` to `state` under `policy` and
+/// check every invariant. Pure; a rejected action leaves the state as it was.
+#[inline]
+pub fn step<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    action: Action,
+) -> Transition {
+    let (next, outcome) = apply(policy, device, state, action);
+    let violations = invariant::check(device, state, &next);
+    Transition {
+        state: next,
+        outcome,
+        violations,
+    }
+}
+
+/// The transition without the invariant check.
+#[inline]
+pub fn apply<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    action: Action,
+) -> (State, Outcome) {
+    let vm = usize::from(action.vm);
+    if action.op.takes_vm() && vm >= device.vms() {
+        return (*state, Outcome::Rejected);
+    }
+    let mut next = *state;
+    let outcome = match (action.phase, action.op) {
+        (Phase::Begin, Op::CreateVm) => {
+            if state.vms[vm].life != VmState::Absent {
+                return (*state, Outcome::Rejected);
+            }
+            let size = match action.option {
+                StepOption::Gpus(n) => n,
+                _ => device.size(vm),
+            };
+            next.vms[vm].size = size;
+            if policy.claim(&mut next, vm, size) {
+                next.vms[vm].life = VmState::Creating;
+                Outcome::Ok
+            } else {
+                next.vms[vm].life = VmState::Failed;
+                Outcome::NoGpu
+            }
+        }
+        (Phase::Begin, Op::StartVm) => match state.vms[vm].life {
+            VmState::Stopped => {
+                let size = state.vms[vm].size;
+                if policy.claim(&mut next, vm, size) {
+                    next.vms[vm].life = VmState::Starting;
+                    Outcome::Ok
+                } else {
+                    // The VM stays stopped; whatever the policy did is kept.
+                    Outcome::NoGpu
+                }
+            }
+            VmState::StoppedProvisioned => {
+                next.vms[vm].life = VmState::Starting;
+                Outcome::Ok
+            }
+            _ => return (*state, Outcome::Rejected),
+        },
+        (Phase::Begin, Op::StopVm) => {
+            if state.vms[vm].life != VmState::Running {
+                return (*state, Outcome::Rejected);
+            }
+            let provisioned = action.option == StepOption::Provisioned;
+            next.vms[vm].life = VmState::Stopping { provisioned };
+            Outcome::Ok
+        }
+        (Phase::Begin, Op::RemoveVm) => match state.vms[vm].life {
+            VmState::Running | VmState::Stopped | VmState::StoppedProvisioned | VmState::Failed => {
+                next.vms[vm].life = VmState::Removing;
+                Outcome::Ok
+            }
+            _ => return (*state, Outcome::Rejected),
+        },
+        (Phase::Begin, Op::ConfigureKube) => {
+            if state.kube != KubeState::Unconfigured {
+                return (*state, Outcome::Rejected);
+            }
+            policy.begin_configure(&mut next);
+            next.kube = KubeState::Configuring;
+            Outcome::Ok
+        }
+        (Phase::End, op) if op.takes_vm() => {
+            let life = state.vms[vm].life;
+            if life.in_flight() != Some(op) {
+                return (*state, Outcome::Rejected);
+            }
+            next.vms[vm].life = match life {
+                VmState::Creating | VmState::Starting => VmState::Running,
+                VmState::Stopping { provisioned: true } => VmState::StoppedProvisioned,
+                VmState::Stopping { provisioned: false } => {
+                    policy.release(&mut next, vm);
+                    VmState::Stopped
+                }
+                VmState::Removing => {
+                    policy.release(&mut next, vm);
+                    VmState::Absent
+                }
+                _ => unreachable!("in_flight() is Some only for the four states above"),
+            };
+            Outcome::Ok
+        }
+        (Phase::End, Op::ConfigureKube) => {
+            if state.kube != KubeState::Configuring {
+                return (*state, Outcome::Rejected);
+            }
+            policy.end_configure(&mut next);
+            next.kube = KubeState::Configured;
+            next.snapshot = 0;
+            Outcome::Ok
+        }
+        (Phase::Event, Op::KubeTakeover) => {
+            if !policy.takeover_enabled(state) {
+                return (*state, Outcome::Rejected);
+            }
+            policy.takeover(&mut next);
+            Outcome::Ok
+        }
+        // Malformed combinations (an end of kube-takeover, a begin of an
+        // event, an event of a request) are rejected, never reinterpreted.
+        _ => return (*state, Outcome::Rejected),
+    };
+    (next, outcome)
+}
+
+/// Calls `f` with every action enabled in `state` (MODEL.md): every request
+/// that would not be rejected (a `no-gpu` outcome is an action too), the end
+/// step of every operation in flight, and the policy's internal events. The
+/// order is fixed: VMs in slot order, then Kubernetes, then events.
+#[inline]
+pub fn for_each_enabled<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    mut f: impl FnMut(Action),
+) {
+    for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
+        let v = i as u8;
+        match vm.life {
+            VmState::Absent => f(Action::begin(Op::CreateVm, v)),
+            VmState::Running => {
+                f(Action::begin(Op::StopVm, v));
+                f(Action::begin(Op::StopVm, v).with_option(StepOption::Provisioned));
+                f(Action::begin(Op::RemoveVm, v));
+            }
+            VmState::Stopped | VmState::StoppedProvisioned => {
+                f(Action::begin(Op::StartVm, v));
+                f(Action::begin(Op::RemoveVm, v));
+            }
+            VmState::Failed => f(Action::begin(Op::RemoveVm, v)),
+            life => {
+                if let Some(op) = life.in_flight() {
+                    f(Action::end(op, v));
+                }
+            }
+        }
+    }
+    match state.kube {
+        KubeState::Unconfigured => f(Action::begin(Op::ConfigureKube, 0)),
+        KubeState::Configuring => f(Action::end(Op::ConfigureKube, 0)),
+        KubeState::Configured => {}
+    }
+    if policy.takeover_enabled(state) {
+        f(Action::takeover());
+    }
+}
+
+/// The actions enabled in `state`, collected (see [`for_each_enabled`]).
+pub fn enabled<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> Vec<Action> {
+    let mut out = Vec::new();
+    for_each_enabled(policy, device, state, |a| out.push(a));
+    out
+}

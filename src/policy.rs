@@ -1,0 +1,288 @@
+//! Policies: the allocator under test. The model ([`crate::model::step`])
+//! owns the lifecycle rules and asks the policy, at each point where GPUs
+//! move, what happens to the sets. The built-in `fixed`, `legacy` and
+//! `snapshot` go through this trait like any policy written outside the
+//! crate; there is no other way in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::model::State;
+
+/// The allocator under test. Each method may change any set of the state;
+/// the invariants judge the result. The default methods are the `fixed`
+/// behaviour of MODEL.md's operations table, so a policy overrides only
+/// what it does differently.
+///
+/// ```
+/// use gpuclaim::{Policy, State};
+///
+/// /// Forgets to clear `held[vm]` when a VM releases its GPUs.
+/// struct Forgetful;
+///
+/// impl Policy for Forgetful {
+///     fn name(&self) -> &str {
+///         "forgetful"
+///     }
+///     fn release(&self, state: &mut State, vm: usize) {
+///         state.free |= state.vms[vm].held; // held[vm] is left as it was
+///     }
+/// }
+/// ```
+pub trait Policy: Send + Sync {
+    /// The name used in scenario files, CSV columns and flags.
+    fn name(&self) -> &str;
+
+    /// Begin of `create-vm`, or `start-vm` from `stopped`: give `vm` `size`
+    /// GPUs. Returns false for the `no-gpu` outcome. Default: take the
+    /// lowest-numbered free GPUs, or nothing when too few are free.
+    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+        state.claim_lowest(vm, size)
+    }
+
+    /// End of a deallocating `stop-vm` or of `remove-vm`. Default: move
+    /// `held[vm]` to `free`.
+    fn release(&self, state: &mut State, vm: usize) {
+        state.release_to_free(vm);
+    }
+
+    /// Begin of `configure-kube`. Default: nothing moves.
+    fn begin_configure(&self, _state: &mut State) {}
+
+    /// End of `configure-kube`. Default: move every free GPU to `held[kube]`.
+    fn end_configure(&self, state: &mut State) {
+        state.kube_takes_free();
+    }
+
+    /// Whether the internal event `kube-takeover` is enabled. Default: the
+    /// policy has no such event.
+    fn takeover_enabled(&self, _state: &State) -> bool {
+        false
+    }
+
+    /// The internal event `kube-takeover`; called only when enabled.
+    fn takeover(&self, _state: &mut State) {}
+}
+
+impl<P: Policy + ?Sized> Policy for &P {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+        (**self).claim(state, vm, size)
+    }
+    fn release(&self, state: &mut State, vm: usize) {
+        (**self).release(state, vm)
+    }
+    fn begin_configure(&self, state: &mut State) {
+        (**self).begin_configure(state)
+    }
+    fn end_configure(&self, state: &mut State) {
+        (**self).end_configure(state)
+    }
+    fn takeover_enabled(&self, state: &State) -> bool {
+        (**self).takeover_enabled(state)
+    }
+    fn takeover(&self, state: &mut State) {
+        (**self).takeover(state)
+    }
+}
+
+impl<P: Policy + ?Sized> Policy for Arc<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+        (**self).claim(state, vm, size)
+    }
+    fn release(&self, state: &mut State, vm: usize) {
+        (**self).release(state, vm)
+    }
+    fn begin_configure(&self, state: &mut State) {
+        (**self).begin_configure(state)
+    }
+    fn end_configure(&self, state: &mut State) {
+        (**self).end_configure(state)
+    }
+    fn takeover_enabled(&self, state: &State) -> bool {
+        (**self).takeover_enabled(state)
+    }
+    fn takeover(&self, state: &mut State) {
+        (**self).takeover(state)
+    }
+}
+
+/// `fixed`: exactly MODEL.md's operations table; today's documented behaviour.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fixed;
+
+impl Policy for Fixed {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+}
+
+/// `legacy`: the table plus `kube-takeover`, enabled whenever Kubernetes is
+/// configured and `free` is not empty: Kubernetes takes every free GPU (the
+/// pre-fix defect of release notes 2103).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Legacy;
+
+impl Policy for Legacy {
+    fn name(&self) -> &str {
+        "legacy"
+    }
+    fn takeover_enabled(&self, state: &State) -> bool {
+        state.kube == crate::model::KubeState::Configured && state.free != 0
+    }
+    fn takeover(&self, state: &mut State) {
+        state.kube_takes_free();
+    }
+}
+
+/// `snapshot`: a deliberately racy allocator. `configure-kube` copies `free`
+/// at its begin step and, at its end step, moves that copy to `held[kube]`
+/// without looking again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot;
+
+impl Policy for Snapshot {
+    fn name(&self) -> &str {
+        "snapshot"
+    }
+    fn begin_configure(&self, state: &mut State) {
+        state.snapshot = state.free;
+    }
+    fn end_configure(&self, state: &mut State) {
+        state.kube_held |= state.snapshot;
+        state.free &= !state.snapshot;
+    }
+}
+
+/// The built-in policies as one `Copy` value, for engines that want static
+/// dispatch on a policy chosen by name at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Builtin {
+    Fixed,
+    Legacy,
+    Snapshot,
+}
+
+impl Builtin {
+    pub const ALL: [Builtin; 3] = [Builtin::Fixed, Builtin::Legacy, Builtin::Snapshot];
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Policy for Builtin {
+    fn name(&self) -> &str {
+        match self {
+            Builtin::Fixed => Fixed.name(),
+            Builtin::Legacy => Legacy.name(),
+            Builtin::Snapshot => Snapshot.name(),
+        }
+    }
+    #[inline]
+    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+        match self {
+            Builtin::Fixed => Fixed.claim(state, vm, size),
+            Builtin::Legacy => Legacy.claim(state, vm, size),
+            Builtin::Snapshot => Snapshot.claim(state, vm, size),
+        }
+    }
+    #[inline]
+    fn release(&self, state: &mut State, vm: usize) {
+        match self {
+            Builtin::Fixed => Fixed.release(state, vm),
+            Builtin::Legacy => Legacy.release(state, vm),
+            Builtin::Snapshot => Snapshot.release(state, vm),
+        }
+    }
+    #[inline]
+    fn begin_configure(&self, state: &mut State) {
+        match self {
+            Builtin::Fixed => Fixed.begin_configure(state),
+            Builtin::Legacy => Legacy.begin_configure(state),
+            Builtin::Snapshot => Snapshot.begin_configure(state),
+        }
+    }
+    #[inline]
+    fn end_configure(&self, state: &mut State) {
+        match self {
+            Builtin::Fixed => Fixed.end_configure(state),
+            Builtin::Legacy => Legacy.end_configure(state),
+            Builtin::Snapshot => Snapshot.end_configure(state),
+        }
+    }
+    #[inline]
+    fn takeover_enabled(&self, state: &State) -> bool {
+        match self {
+            Builtin::Fixed => Fixed.takeover_enabled(state),
+            Builtin::Legacy => Legacy.takeover_enabled(state),
+            Builtin::Snapshot => Snapshot.takeover_enabled(state),
+        }
+    }
+    #[inline]
+    fn takeover(&self, state: &mut State) {
+        match self {
+            Builtin::Fixed => Fixed.takeover(state),
+            Builtin::Legacy => Legacy.takeover(state),
+            Builtin::Snapshot => Snapshot.takeover(state),
+        }
+    }
+}
+
+/// Policies by name: the built-in ones and any registered by the user.
+/// Scenario files and engines look policies up here.
+#[derive(Clone)]
+pub struct Registry {
+    policies: BTreeMap<String, Arc<dyn Policy>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.policies.keys()).finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl Registry {
+    /// `fixed`, `legacy` and `snapshot`.
+    pub fn builtin() -> Self {
+        let mut r = Registry {
+            policies: BTreeMap::new(),
+        };
+        for p in Builtin::ALL {
+            r.register(Arc::new(p));
+        }
+        r
+    }
+    /// Adds (or replaces) a policy under its [`Policy::name`].
+    pub fn register(&mut self, policy: Arc<dyn Policy>) -> &mut Self {
+        self.policies.insert(policy.name().to_string(), policy);
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Policy>> {
+        self.policies.get(name).cloned()
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.policies.contains_key(name)
+    }
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.policies.keys().map(String::as_str).collect()
+    }
+}

@@ -1,0 +1,73 @@
+//! Writing outputs safely: every report is written to a temporary file in
+//! the same folder and renamed into place, so a reader (or an interrupted
+//! run) never sees a half-written file.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a temporary file and a rename. Creates
+/// the parent folder when needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", path.display()),
+        )
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A CSV document built in memory and written atomically.
+pub struct CsvDoc {
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl CsvDoc {
+    pub fn new<I, S>(header: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer
+            .write_record(header)
+            .expect("writing to memory cannot fail");
+        CsvDoc { writer }
+    }
+    pub fn row<I, S>(&mut self, record: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        self.writer
+            .write_record(record)
+            .expect("writing to memory cannot fail");
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.writer
+            .into_inner()
+            .expect("writing to memory cannot fail")
+    }
+    pub fn write_to(self, path: &Path) -> io::Result<()> {
+        write_atomic(path, &self.into_bytes())
+    }
+}

@@ -1,0 +1,848 @@
+//! Scenario files (`shared/SCENARIOS.md`): reading them with errors that
+//! name the file, line and column; running them under each policy and
+//! comparing every expectation; writing them back as TOML.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::invariant::{Invariant, InvariantSet, Violation};
+use crate::model::{Device, KubeState, MAX_GPUS, MAX_VMS, Outcome, State, VmNames, VmState};
+use crate::policy::{Policy, Registry};
+use crate::trace::{self, Executed, StepSpec, valid_vm_name};
+
+/// The policies a scenario runs under when it names none.
+pub const DEFAULT_POLICIES: [&str; 2] = ["fixed", "legacy"];
+
+/// What must hold after the last step. Every key is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub outcomes: Option<Vec<Outcome>>,
+    pub kube: Option<KubeState>,
+    pub kube_gpus: Option<u8>,
+    /// Owner of each GPU: `free`, `kube`, a VM name, or several joined by `+`.
+    pub gpus: Option<Vec<String>>,
+    /// VM name to state name (`stopping` matches either kind of stop).
+    pub vm: BTreeMap<String, VmState>,
+    pub violations: Option<Vec<Invariant>>,
+}
+
+impl Expect {
+    /// `self` with the keys of `over` replacing its own.
+    pub fn overridden_by(&self, over: &Expect) -> Expect {
+        let mut vm = self.vm.clone();
+        vm.extend(over.vm.iter().map(|(k, v)| (k.clone(), *v)));
+        Expect {
+            outcomes: over.outcomes.clone().or_else(|| self.outcomes.clone()),
+            kube: over.kube.or(self.kube),
+            kube_gpus: over.kube_gpus.or(self.kube_gpus),
+            gpus: over.gpus.clone().or_else(|| self.gpus.clone()),
+            vm,
+            violations: over.violations.clone().or_else(|| self.violations.clone()),
+        }
+    }
+}
+
+/// One scenario file, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    pub name: String,
+    pub source: Option<String>,
+    pub gpus: u8,
+    /// As written; `None` means [`DEFAULT_POLICIES`].
+    pub policies: Option<Vec<String>>,
+    pub steps: Vec<StepSpec>,
+    /// The `[vms]` table: VM name to size.
+    pub vms: BTreeMap<String, u8>,
+    /// The `[expect]` table without its policy overrides.
+    pub expect: Option<Expect>,
+    /// `[expect.POLICY]` tables.
+    pub expect_for: BTreeMap<String, Expect>,
+}
+
+/// A refused scenario file: where, and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based line and column, where known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Reading context: the file's name and text, to turn spans into lines.
+struct Reader<'s> {
+    file: &'s Path,
+    text: &'s str,
+}
+
+impl Reader<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = match span {
+            Some(span) => {
+                let at = span.start.min(self.text.len());
+                let before = &self.text[..self.text.floor_char_boundary(at)];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    v.type_str()
+}
+
+impl Reader<'_> {
+    fn string<'v>(&self, key: &str, v: &'v Val<'_>) -> Result<&'v str, ScenarioError> {
+        v.get_ref().as_str().ok_or_else(|| {
+            self.error(
+                Some(v.span()),
+                format!("`{key}` must be a string, found {}", type_name(v.get_ref())),
+            )
+        })
+    }
+
+    fn integer(&self, key: &str, v: &Val<'_>, max: u8, what: &str) -> Result<u8, ScenarioError> {
+        let bad = || self.error(Some(v.span()), format!("`{key}` must be {what}"));
+        let i = v.get_ref().as_integer().ok_or_else(bad)?;
+        let n = i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).map_err(|_| bad())?;
+        u8::try_from(n).ok().filter(|n| *n <= max).ok_or_else(bad)
+    }
+
+    fn array<'v, 'i>(&self, key: &str, v: &'v Val<'i>) -> Result<Vec<&'v Val<'i>>, ScenarioError> {
+        match v.get_ref() {
+            DeValue::Array(a) => Ok(a.iter().collect()),
+            other => Err(self.error(
+                Some(v.span()),
+                format!("`{key}` must be an array, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn table<'v, 'i>(&self, key: &str, v: &'v Val<'i>) -> Result<&'v DeTable<'i>, ScenarioError> {
+        match v.get_ref() {
+            DeValue::Table(t) => Ok(t),
+            other => Err(self.error(
+                Some(v.span()),
+                format!("`{key}` must be a table, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn string_list(&self, key: &str, v: &Val<'_>) -> Result<Vec<Spanned<String>>, ScenarioError> {
+        self.array(key, v)?
+            .into_iter()
+            .map(|item| {
+                Ok(Spanned::new(
+                    item.span(),
+                    self.string(key, item)?.to_string(),
+                ))
+            })
+            .collect()
+    }
+}
+
+const TOP_KEYS: &str = "name, source, gpus, policies, steps, vms, expect";
+const EXPECT_KEYS: &str = "outcomes, kube, kube-gpus, gpus, vm, violations, or a policy name";
+
+/// Reads a scenario file from disk.
+pub fn load(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(path, &text, registry)
+}
+
+/// Reads scenario text; `file` is only used in error messages. Nothing is
+/// run: the result has been checked against the registry's policy names,
+/// the device's size and the step syntax.
+pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, ScenarioError> {
+    let r = Reader { file, text };
+    let doc = DeTable::parse(text)
+        .map_err(|e| r.error(e.span(), format!("not valid TOML: {}", e.message().trim())))?;
+    let doc = doc.get_ref();
+
+    let mut name = None;
+    let mut source = None;
+    let mut gpus = None;
+    let mut policies: Option<Vec<Spanned<String>>> = None;
+    let mut steps_raw = None;
+    let mut vms_raw = None;
+    let mut expect_raw = None;
+    for (key, value) in doc.iter() {
+        let k: &str = key.get_ref();
+        match k {
+            "name" => {
+                let n = r.string(k, value)?;
+                if n.contains('\n') {
+                    return Err(r.error(Some(value.span()), "`name` must be one line"));
+                }
+                name = Some(n.to_string());
+            }
+            "source" => source = Some(r.string(k, value)?.to_string()),
+            "gpus" => {
+                gpus = Some(r.integer(
+                    k,
+                    value,
+                    MAX_GPUS,
+                    &format!("an integer from 1 to {MAX_GPUS}"),
+                )?)
+            }
+            "policies" => policies = Some(r.string_list(k, value)?),
+            "steps" => steps_raw = Some((r.string_list(k, value)?, value.span())),
+            "vms" => vms_raw = Some(r.table(k, value)?),
+            "expect" => expect_raw = Some(r.table(k, value)?),
+            other => {
+                return Err(r.error(
+                    Some(key.span()),
+                    format!("unknown key `{other}`; expected one of {TOP_KEYS}"),
+                ));
+            }
+        }
+    }
+    let whole = Some(0..0);
+    let name = name.ok_or_else(|| {
+        r.error(
+            whole.clone(),
+            "missing key `name` (one line, shown in reports)",
+        )
+    })?;
+    let gpus = gpus.ok_or_else(|| {
+        r.error(
+            whole.clone(),
+            format!("missing key `gpus` (1 to {MAX_GPUS})"),
+        )
+    })?;
+    if gpus == 0 {
+        return Err(r.error(
+            whole,
+            format!("`gpus` must be an integer from 1 to {MAX_GPUS}"),
+        ));
+    }
+    let (steps_raw, steps_span) = steps_raw
+        .ok_or_else(|| r.error(Some(0..0), "missing key `steps` (a list of step strings)"))?;
+
+    if let Some(list) = &policies {
+        for p in list {
+            if !registry.contains(p.get_ref()) {
+                return Err(r.error(
+                    Some(p.span()),
+                    format!(
+                        "unknown policy `{}`; expected one of {}",
+                        p.get_ref(),
+                        registry.names().join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut steps = Vec::with_capacity(steps_raw.len());
+    for (i, raw) in steps_raw.iter().enumerate() {
+        let spec = StepSpec::parse(raw.get_ref())
+            .map_err(|e| r.error(Some(raw.span()), format!("step {}: {e}", i + 1)))?;
+        if let crate::model::StepOption::Gpus(n) = spec.option
+            && n > gpus
+        {
+            return Err(r.error(
+                Some(raw.span()),
+                format!("step {}: gpus={n} but the device has {gpus} GPUs", i + 1),
+            ));
+        }
+        steps.push(spec);
+    }
+
+    let mut vms = BTreeMap::new();
+    if let Some(table) = vms_raw {
+        for (key, value) in table.iter() {
+            let vm: &str = key.get_ref();
+            if !valid_vm_name(vm) {
+                return Err(r.error(
+                    Some(key.span()),
+                    format!("malformed VM name `{vm}` in [vms]; expected a letter followed by letters, digits, `-` or `_`"),
+                ));
+            }
+            let size = r.integer(
+                &format!("vms.{vm}"),
+                value,
+                gpus,
+                &format!("a size from 0 to {gpus} (the device's GPUs)"),
+            )?;
+            vms.insert(vm.to_string(), size);
+        }
+    }
+
+    let mut expect = None;
+    let mut expect_for = BTreeMap::new();
+    if let Some(table) = expect_raw {
+        let mut base = Expect::default();
+        for (key, value) in table.iter() {
+            let k: &str = key.get_ref();
+            if read_expect_key(&r, &mut base, k, value)? {
+                continue;
+            }
+            if !registry.contains(k) {
+                return Err(r.error(
+                    Some(key.span()),
+                    format!("unknown key `{k}` in [expect]; expected one of {EXPECT_KEYS}"),
+                ));
+            }
+            let over_table = r.table(&format!("expect.{k}"), value)?;
+            let mut over = Expect::default();
+            for (okey, ovalue) in over_table.iter() {
+                let ok: &str = okey.get_ref();
+                if !read_expect_key(&r, &mut over, ok, ovalue)? {
+                    return Err(r.error(
+                        Some(okey.span()),
+                        format!("unknown key `{ok}` in [expect.{k}]; expected one of outcomes, kube, kube-gpus, gpus, vm, violations"),
+                    ));
+                }
+            }
+            expect_for.insert(k.to_string(), over);
+        }
+        expect = Some(base);
+    }
+
+    let scenario = Scenario {
+        name,
+        source,
+        gpus,
+        policies: policies.map(|l| l.into_iter().map(Spanned::into_inner).collect()),
+        steps,
+        vms,
+        expect,
+        expect_for,
+    };
+    check_consistency(&r, &scenario, table_spans(doc), steps_span)?;
+    Ok(scenario)
+}
+
+/// Spans of the `expect` table, for consistency errors.
+fn table_spans(doc: &DeTable<'_>) -> Option<Range<usize>> {
+    doc.iter()
+        .find(|(k, _)| k.get_ref() == "expect")
+        .map(|(k, _)| k.span())
+}
+
+/// Reads one expectation key into `e`; false when `key` is not one.
+fn read_expect_key(
+    r: &Reader<'_>,
+    e: &mut Expect,
+    key: &str,
+    value: &Val<'_>,
+) -> Result<bool, ScenarioError> {
+    match key {
+        "outcomes" => {
+            let mut out = Vec::new();
+            for item in r.string_list(key, value)? {
+                out.push(Outcome::from_name(item.get_ref()).ok_or_else(|| {
+                    r.error(
+                        Some(item.span()),
+                        format!(
+                            "unknown outcome `{}`; expected ok, no-gpu or rejected",
+                            item.get_ref()
+                        ),
+                    )
+                })?);
+            }
+            e.outcomes = Some(out);
+        }
+        "kube" => {
+            let s = r.string(key, value)?;
+            e.kube = Some(KubeState::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+                r.error(Some(value.span()), format!("unknown Kubernetes state `{s}`; expected unconfigured, configuring or configured"))
+            })?);
+        }
+        "kube-gpus" => {
+            e.kube_gpus = Some(r.integer(
+                key,
+                value,
+                MAX_GPUS,
+                &format!("an integer from 0 to {MAX_GPUS}"),
+            )?)
+        }
+        "gpus" => {
+            e.gpus = Some(
+                r.string_list(key, value)?
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+            )
+        }
+        "vm" => {
+            for (vkey, vvalue) in r.table(key, value)?.iter() {
+                let vm: &str = vkey.get_ref();
+                if !valid_vm_name(vm) {
+                    return Err(r.error(Some(vkey.span()), format!("malformed VM name `{vm}`; expected a letter followed by letters, digits, `-` or `_`")));
+                }
+                let s = r.string(&format!("vm.{vm}"), vvalue)?;
+                let state = vm_state_from_name(s).ok_or_else(|| {
+                    r.error(
+                        Some(vvalue.span()),
+                        format!(
+                            "unknown VM state `{s}`; expected one of {}",
+                            VmState::NAMES.join(", ")
+                        ),
+                    )
+                })?;
+                e.vm.insert(vm.to_string(), state);
+            }
+        }
+        "violations" => {
+            let mut out = Vec::new();
+            for item in r.string_list(key, value)? {
+                out.push(Invariant::from_name(item.get_ref()).ok_or_else(|| {
+                    let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    r.error(
+                        Some(item.span()),
+                        format!(
+                            "unknown invariant `{}`; expected one of {}",
+                            item.get_ref(),
+                            names.join(", ")
+                        ),
+                    )
+                })?);
+            }
+            e.violations = Some(out);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The state a name stands for in an expectation (`stopping` stands for a
+/// deallocating stop; comparisons match either kind by name).
+fn vm_state_from_name(name: &str) -> Option<VmState> {
+    VmState::ALL.into_iter().find(|s| s.name() == name)
+}
+
+/// Checks what needs the whole file: outcome counts, VM counts, GPU owner
+/// lists.
+fn check_consistency(
+    r: &Reader<'_>,
+    s: &Scenario,
+    expect_span: Option<Range<usize>>,
+    steps_span: Range<usize>,
+) -> Result<(), ScenarioError> {
+    let names = s.vm_names();
+    if names.len() > MAX_VMS {
+        return Err(r.error(
+            Some(steps_span),
+            format!("{} VMs named; a device has at most {MAX_VMS}", names.len()),
+        ));
+    }
+    let all = std::iter::once(("expect".to_string(), s.expect.as_ref())).chain(
+        s.expect_for
+            .iter()
+            .map(|(p, e)| (format!("expect.{p}"), Some(e))),
+    );
+    for (table, e) in all {
+        let Some(e) = e else { continue };
+        if let Some(o) = &e.outcomes
+            && o.len() != s.steps.len()
+        {
+            return Err(r.error(
+                expect_span.clone(),
+                format!("[{table}] lists {} outcomes but there are {} steps; expected one outcome per step", o.len(), s.steps.len()),
+            ));
+        }
+        if let Some(g) = &e.gpus {
+            if g.len() != usize::from(s.gpus) {
+                return Err(r.error(
+                    expect_span.clone(),
+                    format!("[{table}] gpus lists {} owners but the device has {} GPUs; expected one owner per GPU", g.len(), s.gpus),
+                ));
+            }
+            for owner in g {
+                for part in owner.split('+') {
+                    if !matches!(part, "free" | "kube" | "none") && names.slot(part).is_none() {
+                        return Err(r.error(
+                            expect_span.clone(),
+                            format!("[{table}] gpus: unknown owner `{part}`; expected free, kube, none or a VM of this scenario, joined by `+` when several"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(k) = e.kube_gpus
+            && k > s.gpus
+        {
+            return Err(r.error(
+                expect_span.clone(),
+                format!(
+                    "[{table}] kube-gpus = {k} but the device has {} GPUs",
+                    s.gpus
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// The policies this scenario runs under.
+    pub fn policy_names(&self) -> Vec<String> {
+        match &self.policies {
+            Some(p) => p.clone(),
+            None => DEFAULT_POLICIES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Every VM the file names (in `[vms]`, the steps or `[expect]`), sorted:
+    /// slot `i` is the `i`-th name.
+    pub fn vm_names(&self) -> VmNames {
+        let mut set: std::collections::BTreeSet<String> = self.vms.keys().cloned().collect();
+        set.extend(self.steps.iter().filter_map(|s| s.vm.clone()));
+        if let Some(e) = &self.expect {
+            set.extend(e.vm.keys().cloned());
+        }
+        for e in self.expect_for.values() {
+            set.extend(e.vm.keys().cloned());
+        }
+        VmNames::new(set.into_iter().collect())
+    }
+
+    /// The device: `gpus` GPUs, one slot per VM name, size from `[vms]` or 1.
+    pub fn device(&self) -> Device {
+        let names = self.vm_names();
+        let sizes: Vec<u8> = names
+            .as_slice()
+            .iter()
+            .map(|n| self.vms.get(n).copied().unwrap_or(1))
+            .collect();
+        // parse() has checked the GPU count, the sizes and the VM count.
+        Device::new(self.gpus, &sizes)
+            .unwrap_or_else(|e| panic!("scenario checked at parse time: {e}"))
+    }
+
+    /// The expectations for one policy (`[expect]` with `[expect.POLICY]`
+    /// over it), or `None` when the file has no `[expect]`.
+    pub fn expect_for_policy(&self, policy: &str) -> Option<Expect> {
+        let base = self.expect.as_ref()?;
+        Some(match self.expect_for.get(policy) {
+            Some(over) => base.overridden_by(over),
+            None => base.clone(),
+        })
+    }
+
+    /// Runs the scenario under one policy and compares the expectations.
+    pub fn run<P: Policy + ?Sized>(&self, policy: &P) -> PolicyRun {
+        let device = self.device();
+        let names = self.vm_names();
+        let (run, outcomes) = trace::run_steps(policy, &device, &names, &self.steps);
+        let expect = self.expect_for_policy(policy.name());
+        let mismatches = match &expect {
+            Some(e) => compare(e, &device, &names, &run.state, &outcomes, run.fired),
+            None => Vec::new(),
+        };
+        PolicyRun {
+            policy: policy.name().to_string(),
+            names,
+            device,
+            trace: run.trace,
+            states: run.states,
+            outcomes,
+            state: run.state,
+            violations: run.violations,
+            fired: run.fired,
+            mismatches,
+        }
+    }
+
+    /// The scenario as TOML, in the layout of SCENARIOS.md; reading it back
+    /// gives an equal [`Scenario`].
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let list = |items: &[String]| {
+            let inner: Vec<String> = items.iter().map(|s| q(s)).collect();
+            format!("[{}]", inner.join(", "))
+        };
+        let mut out = String::new();
+        out.push_str(&format!("name = {}\n", q(&self.name)));
+        if let Some(src) = &self.source {
+            out.push_str(&format!("source = {}\n", q(src)));
+        }
+        out.push_str(&format!("gpus = {}\n", self.gpus));
+        if let Some(p) = &self.policies {
+            out.push_str(&format!("policies = {}\n", list(p)));
+        }
+        out.push_str("steps = [\n");
+        for s in &self.steps {
+            out.push_str(&format!("  {},\n", q(&s.to_string())));
+        }
+        out.push_str("]\n");
+        if !self.vms.is_empty() {
+            out.push_str("\n[vms]\n");
+            for (vm, size) in &self.vms {
+                out.push_str(&format!("{} = {size}\n", q(vm)));
+            }
+        }
+        if let Some(e) = &self.expect {
+            out.push_str("\n[expect]\n");
+            write_expect(&mut out, e);
+            for (policy, over) in &self.expect_for {
+                out.push_str(&format!("\n[expect.{}]\n", q(policy)));
+                write_expect(&mut out, over);
+            }
+        }
+        out
+    }
+}
+
+fn write_expect(out: &mut String, e: &Expect) {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let list = |items: Vec<&str>| {
+        let inner: Vec<String> = items.iter().map(|s| q(s)).collect();
+        format!("[{}]", inner.join(", "))
+    };
+    if let Some(o) = &e.outcomes {
+        out.push_str(&format!(
+            "outcomes = {}\n",
+            list(o.iter().map(|o| o.name()).collect())
+        ));
+    }
+    if let Some(k) = e.kube {
+        out.push_str(&format!("kube = {}\n", q(k.name())));
+    }
+    if let Some(k) = e.kube_gpus {
+        out.push_str(&format!("kube-gpus = {k}\n"));
+    }
+    if let Some(g) = &e.gpus {
+        out.push_str(&format!(
+            "gpus = {}\n",
+            list(g.iter().map(String::as_str).collect())
+        ));
+    }
+    for (vm, state) in &e.vm {
+        out.push_str(&format!("vm.{} = {}\n", q(vm), q(state.name())));
+    }
+    if let Some(v) = &e.violations {
+        out.push_str(&format!(
+            "violations = {}\n",
+            list(v.iter().map(|i| i.name()).collect())
+        ));
+    }
+}
+
+/// One expectation that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub key: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, got {}",
+            self.key, self.expected, self.actual
+        )
+    }
+}
+
+/// A scenario run under one policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRun {
+    pub policy: String,
+    pub names: VmNames,
+    pub device: Device,
+    /// Every model action with its outcome and violations.
+    pub trace: Vec<Executed>,
+    /// The state after each action of `trace`.
+    pub states: Vec<State>,
+    /// The outcome of each scenario step.
+    pub outcomes: Vec<Outcome>,
+    pub state: State,
+    pub violations: Vec<Violation>,
+    pub fired: InvariantSet,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl PolicyRun {
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+
+    /// The trace, one action a line with outcome, violations and state after.
+    pub fn render_trace(&self) -> String {
+        render_trace(&self.device, &self.names, &self.trace, &self.states)
+    }
+}
+
+/// A trace one action a line: index, step, outcome, the state after it and
+/// the invariants it violated.
+pub fn render_trace(
+    device: &Device,
+    names: &VmNames,
+    trace: &[Executed],
+    states: &[State],
+) -> String {
+    let mut out = String::new();
+    for (i, (e, state)) in trace.iter().zip(states).enumerate() {
+        let v = if e.violations.is_empty() {
+            String::new()
+        } else {
+            format!("  VIOLATES {}", e.violations)
+        };
+        out.push_str(&format!(
+            "  {i:>3}  {:<30} {:<8} {}{v}\n",
+            e.action.render(names),
+            e.outcome.name(),
+            state.render(device, names)
+        ));
+    }
+    out
+}
+
+fn compare(
+    e: &Expect,
+    device: &Device,
+    names: &VmNames,
+    state: &State,
+    outcomes: &[Outcome],
+    fired: InvariantSet,
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    let mut check = |key: String, expected: String, actual: String, equal: bool| {
+        if !equal {
+            out.push(Mismatch {
+                key,
+                expected,
+                actual,
+            });
+        }
+    };
+    let join = |v: Vec<&str>| format!("[{}]", v.join(", "));
+    if let Some(o) = &e.outcomes {
+        check(
+            "outcomes".into(),
+            join(o.iter().map(|o| o.name()).collect()),
+            join(outcomes.iter().map(|o| o.name()).collect()),
+            o.as_slice() == outcomes,
+        );
+    }
+    if let Some(k) = e.kube {
+        check(
+            "kube".into(),
+            k.name().into(),
+            state.kube.name().into(),
+            k == state.kube,
+        );
+    }
+    if let Some(k) = e.kube_gpus {
+        let actual = state.kube_held.count_ones() as u8;
+        check(
+            "kube-gpus".into(),
+            k.to_string(),
+            actual.to_string(),
+            k == actual,
+        );
+    }
+    if let Some(g) = &e.gpus {
+        let actual: Vec<String> = (0..device.gpus())
+            .map(|i| state.owner(device, names, i))
+            .collect();
+        let same = g.len() == actual.len()
+            && g.iter().zip(&actual).all(|(x, y)| {
+                let mut a: Vec<&str> = x.split('+').collect();
+                let mut b: Vec<&str> = y.split('+').collect();
+                a.sort_unstable();
+                b.sort_unstable();
+                a == b
+            });
+        check(
+            "gpus".into(),
+            join(g.iter().map(String::as_str).collect()),
+            join(actual.iter().map(String::as_str).collect()),
+            same,
+        );
+    }
+    for (vm, expected) in &e.vm {
+        let slot = names.slot(vm).expect("every expected VM has a slot");
+        let actual = state.vms[slot].life;
+        check(
+            format!("vm.{vm}"),
+            expected.name().into(),
+            actual.name().into(),
+            expected.name() == actual.name(),
+        );
+    }
+    if let Some(v) = &e.violations {
+        let expected: InvariantSet = v.iter().copied().collect();
+        let show = |s: InvariantSet| join(s.iter().map(Invariant::name).collect());
+        check(
+            "violations".into(),
+            show(expected),
+            show(fired),
+            expected == fired,
+        );
+    }
+    out
+}
+
+/// Every `.toml` file under `paths` (files as given, folders searched
+/// recursively), sorted by path within each folder.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or folder", p.display()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

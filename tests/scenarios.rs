@@ -1,0 +1,307 @@
+//! Scenario files: every committed one passes, round-trips through TOML,
+//! and malformed files are refused with the file, line, column and what was
+//! expected.
+
+use std::path::{Path, PathBuf};
+
+use gpuclaim::Registry;
+use gpuclaim::scenario::{self, Scenario};
+
+fn committed() -> Vec<PathBuf> {
+    scenario::collect_files(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")]).unwrap()
+}
+
+#[test]
+fn every_committed_scenario_passes_under_each_policy() {
+    let reg = Registry::builtin();
+    let files = committed();
+    assert!(
+        files.len() >= 17,
+        "the documented cases and the rule scenarios are there"
+    );
+    for f in files {
+        let s = scenario::load(&f, &reg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            s.expect.is_some(),
+            "{}: every committed scenario says what must hold",
+            f.display()
+        );
+        for p in s.policy_names() {
+            let run = s.run(&reg.get(&p).unwrap());
+            assert!(
+                run.passed(),
+                "{} [{p}]: {:?}\n{}",
+                f.display(),
+                run.mismatches,
+                run.render_trace()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_committed_scenario_round_trips() {
+    let reg = Registry::builtin();
+    for f in committed() {
+        let s = scenario::load(&f, &reg).unwrap();
+        let text = s.to_toml();
+        let again = scenario::parse(Path::new("round-trip.toml"), &text, &reg)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(s, again, "{}", f.display());
+    }
+}
+
+#[test]
+fn documented_case_with_wrong_expectation_fails_with_the_differing_keys() {
+    let reg = Registry::builtin();
+    let text = r#"
+name = "wrong on purpose"
+gpus = 1
+steps = ["configure-kube", "create-vm a"]
+[expect]
+outcomes = ["ok", "ok"]
+vm.a = "running"
+kube-gpus = 1
+"#;
+    let s = scenario::parse(Path::new("x.toml"), text, &reg).unwrap();
+    let run = s.run(&reg.get("fixed").unwrap());
+    let keys: Vec<(&str, &str, &str)> = run
+        .mismatches
+        .iter()
+        .map(|m| (m.key.as_str(), m.expected.as_str(), m.actual.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("outcomes", "[ok, ok]", "[ok, no-gpu]"),
+            ("vm.a", "running", "failed")
+        ]
+    );
+}
+
+fn refused(text: &str) -> String {
+    let reg = Registry::builtin();
+    match scenario::parse(Path::new("scenarios/bad.toml"), text, &reg) {
+        Ok(s) => panic!("accepted: {s:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_toml_is_refused_with_line_and_column() {
+    let msg = refused("name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:23: not valid TOML: unclosed array, expected `]`"
+    );
+}
+
+#[test]
+fn unknown_operation_names_the_step_and_line() {
+    let msg =
+        refused("name = \"x\"\ngpus = 1\nsteps = [\n  \"create-vm a\",\n  \"crate-vm b\",\n]\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:5:3: step 2: unknown operation `crate-vm`; expected one of create-vm, start-vm, stop-vm, remove-vm, configure-kube or kube-takeover"
+    );
+}
+
+#[test]
+fn unknown_vm_state_is_refused() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"sleeping\"\n",
+    );
+    assert!(
+        msg.starts_with(
+            "scenarios/bad.toml:5:8: unknown VM state `sleeping`; expected one of absent, creating"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_number_of_outcomes_is_refused() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\", \"configure-kube\"]\n[expect]\noutcomes = [\"ok\"]\n",
+    );
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:4:2: [expect] lists 1 outcomes but there are 2 steps; expected one outcome per step"
+    );
+}
+
+#[test]
+fn other_refusals() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\ncolour = 1\n",
+            "4:1: unknown key `colour`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\npolicies = [\"fixed\", \"lgacy\"]\n",
+            "4:22: unknown policy `lgacy`",
+        ),
+        (
+            "name = \"x\"\ngpus = 9\nsteps = []\n",
+            "2:8: `gpus` must be an integer from 1 to 8",
+        ),
+        (
+            "name = \"x\"\ngpus = 0\nsteps = []\n",
+            "`gpus` must be an integer from 1 to 8",
+        ),
+        ("gpus = 1\nsteps = []\n", "missing key `name`"),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"create-vm 9a\"]\n",
+            "3:10: step 1: malformed VM name `9a`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"stop-vm a fast\"]\n",
+            "step 1: unknown option `fast` for stop-vm",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"end stop-vm a provisioned\"]\n",
+            "an end step takes no option",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a gpus=2\"]\n",
+            "gpus=2 but the device has 1 GPUs",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"begin kube-takeover\"]\n",
+            "kube-takeover is an internal event",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [\"configure-kube a\"]\n",
+            "`configure-kube` takes no option, found `a`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[vms]\na = 2\n",
+            "5:5: `vms.a` must be a size from 0 to 1",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[vms]\n\"a b\" = 1\n",
+            "malformed VM name `a b` in [vms]",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\nviolations = [\"no-double-clam\"]\n",
+            "unknown invariant `no-double-clam`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\nkube = \"on\"\n",
+            "unknown Kubernetes state `on`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[expect.fixed]\nkub = \"configured\"\n",
+            "unknown key `kub` in [expect.fixed]",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\nnope = 1\n",
+            "unknown key `nope` in [expect]",
+        ),
+        (
+            "name = \"x\"\ngpus = 2\nsteps = []\n[expect]\ngpus = [\"a\"]\n",
+            "gpus lists 1 owners but the device has 2 GPUs",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\ngpus = [\"zed\"]\n",
+            "unknown owner `zed`",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = \"create-vm a\"\n",
+            "`steps` must be an array, found string",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\nsteps = [1]\n",
+            "`steps` must be a string, found integer",
+        ),
+    ];
+    for (text, want) in cases {
+        let msg = refused(text);
+        assert!(msg.contains(want), "expected {want:?} in {msg:?}");
+        assert!(msg.starts_with("scenarios/bad.toml"), "{msg}");
+    }
+}
+
+#[test]
+fn refused_files_do_not_stop_the_others() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("a-bad.toml"),
+        "name = \"x\"\ngpus = 1\nsteps = [\"fly a\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b-good.toml"),
+        "name = \"y\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&dir)
+        .arg("--csv")
+        .arg(dir.join("out.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("a-bad.toml:3:10: step 1: unknown operation `fly`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS    ") && stdout.ends_with("2 passed, 0 failed, 1 refused\n"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "header, the refused file, two policies:\n{csv}"
+    );
+    assert!(csv.lines().nth(1).unwrap().contains(",refused,"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cli_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = "name = \"y\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n";
+    std::fs::write(dir.join("good.toml"), good).unwrap();
+    std::fs::write(dir.join("wrong.toml"), good.replace("running", "failed")).unwrap();
+    let code = |p: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+            .arg("run")
+            .arg(dir.join(p))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code("good.toml").status.code(), Some(0));
+    let wrong = code("wrong.toml");
+    assert_eq!(wrong.status.code(), Some(1));
+    let text = String::from_utf8(wrong.stdout).unwrap();
+    assert!(
+        text.contains("vm.a: expected failed, got running"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0  begin create-vm a"),
+        "the trace is shown: {text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scenario_defaults() {
+    let reg = Registry::builtin();
+    let s: Scenario = scenario::parse(
+        Path::new("x"),
+        "name = \"x\"\ngpus = 2\nsteps = [\"create-vm b\", \"create-vm a\"]\n[vms]\nc = 2\n",
+        &reg,
+    )
+    .unwrap();
+    assert_eq!(s.policy_names(), vec!["fixed", "legacy"]);
+    assert_eq!(s.vm_names().as_slice(), &["a", "b", "c"]);
+    assert_eq!(s.device().sizes(), &[1, 1, 2]);
+}

@@ -1,0 +1,87 @@
+//! The shrinker: keeps the violated invariant, never lengthens, and reaches
+//! the shortest known counterexamples for the built-in faulty policies.
+
+use gpuclaim::model::{Action, Device, Op, StepOption};
+use gpuclaim::shrink::{first_violation, shrink};
+use gpuclaim::{Invariant, Legacy, Snapshot};
+
+fn noisy_legacy() -> Vec<Action> {
+    vec![
+        Action::begin(Op::CreateVm, 2),
+        Action::begin(Op::CreateVm, 3),
+        Action::end(Op::CreateVm, 3),
+        Action::begin(Op::ConfigureKube, 0),
+        Action::end(Op::CreateVm, 2),
+        Action::begin(Op::StopVm, 3).with_option(StepOption::Provisioned),
+        Action::end(Op::ConfigureKube, 0),
+        Action::begin(Op::StartVm, 0),
+        Action::end(Op::StopVm, 3),
+        Action::begin(Op::StopVm, 2),
+        Action::begin(Op::RemoveVm, 3),
+        Action::end(Op::StopVm, 2),
+        Action::takeover(),
+        Action::end(Op::RemoveVm, 3),
+        Action::takeover(),
+    ]
+}
+
+#[test]
+fn legacy_steal_shrinks_to_seven_actions() {
+    let d = Device::uniform(2, 4, 1).unwrap();
+    let input = noisy_legacy();
+    assert_eq!(
+        first_violation(&Legacy, &d, &input, Invariant::NoStealAfterDealloc),
+        Some(12)
+    );
+    let out = shrink(&Legacy, &d, &input, Invariant::NoStealAfterDealloc);
+    assert_eq!(
+        out,
+        vec![
+            Action::begin(Op::CreateVm, 0),
+            Action::begin(Op::ConfigureKube, 0),
+            Action::end(Op::CreateVm, 0),
+            Action::end(Op::ConfigureKube, 0),
+            Action::begin(Op::StopVm, 0),
+            Action::end(Op::StopVm, 0),
+            Action::takeover(),
+        ]
+    );
+    assert_eq!(
+        first_violation(&Legacy, &d, &out, Invariant::NoStealAfterDealloc),
+        Some(6)
+    );
+}
+
+#[test]
+fn snapshot_double_claim_shrinks_to_three_actions() {
+    let d = Device::uniform(2, 4, 1).unwrap();
+    let input = vec![
+        Action::begin(Op::CreateVm, 1),
+        Action::end(Op::CreateVm, 1),
+        Action::begin(Op::ConfigureKube, 0),
+        Action::begin(Op::StopVm, 1),
+        Action::begin(Op::CreateVm, 3),
+        Action::end(Op::StopVm, 1),
+        Action::end(Op::CreateVm, 3),
+        Action::end(Op::ConfigureKube, 0),
+    ];
+    let out = shrink(&Snapshot, &d, &input, Invariant::NoDoubleClaim);
+    assert_eq!(
+        out,
+        vec![
+            Action::begin(Op::ConfigureKube, 0),
+            Action::begin(Op::CreateVm, 0),
+            Action::end(Op::ConfigureKube, 0)
+        ]
+    );
+}
+
+#[test]
+fn a_trace_without_the_violation_is_returned_unchanged() {
+    let d = Device::uniform(1, 1, 1).unwrap();
+    let input = vec![Action::begin(Op::CreateVm, 0)];
+    assert_eq!(
+        shrink(&Legacy, &d, &input, Invariant::NoStealAfterDealloc),
+        input
+    );
+}
