@@ -39,6 +39,7 @@
 //! assert_eq!(run.violations[0].after, "gpu0=a+free | a:stopped | kube:unconfigured");
 //! ```
 
+pub mod counterexample;
 pub mod invariant;
 pub mod model;
 pub mod policy;

@@ -85,3 +85,45 @@ fn a_trace_without_the_violation_is_returned_unchanged() {
         input
     );
 }
+
+#[test]
+fn a_shrunk_trace_becomes_a_scenario_that_passes_and_expects_the_violation() {
+    use gpuclaim::Registry;
+    use gpuclaim::counterexample::{file_name, scenario_from_actions};
+    let d = Device::uniform(2, 4, 1).unwrap();
+    let out = shrink(&Legacy, &d, &noisy_legacy(), Invariant::NoStealAfterDealloc);
+    let s = scenario_from_actions(&Legacy, &d, &out, "legacy steals", "test");
+    let steps: Vec<String> = s.steps.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        steps,
+        [
+            "begin create-vm a",
+            "configure-kube",
+            "end create-vm a",
+            "stop-vm a",
+            "kube-takeover"
+        ]
+    );
+    let text = s.to_toml();
+    let reg = Registry::builtin();
+    let again = gpuclaim::scenario::parse(std::path::Path::new("ce.toml"), &text, &reg).unwrap();
+    assert_eq!(again, s);
+    let run = again.run(&Legacy);
+    assert!(run.passed(), "{:?}", run.mismatches);
+    assert_eq!(
+        again.expect.as_ref().unwrap().violations,
+        Some(vec![Invariant::NoStealAfterDealloc])
+    );
+    assert_eq!(
+        again.expect.as_ref().unwrap().gpus,
+        Some(vec!["kube".to_string(), "kube".to_string()])
+    );
+    assert_eq!(
+        file_name("legacy", Invariant::NoStealAfterDealloc, &s),
+        file_name("legacy", Invariant::NoStealAfterDealloc, &again)
+    );
+    assert!(
+        file_name("legacy", Invariant::NoStealAfterDealloc, &s)
+            .starts_with("legacy-no-steal-after-dealloc-")
+    );
+}
