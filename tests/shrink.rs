@@ -98,8 +98,9 @@ fn a_shrunk_trace_becomes_a_scenario_that_passes_and_expects_the_violation() {
         steps,
         [
             "begin create-vm a",
-            "configure-kube",
+            "begin configure-kube",
             "end create-vm a",
+            "end configure-kube",
             "stop-vm a",
             "kube-takeover"
         ]
