@@ -45,6 +45,7 @@ pub mod model;
 pub mod policy;
 pub mod report;
 pub mod scenario;
+pub mod seed;
 pub mod shrink;
 pub mod trace;
 
