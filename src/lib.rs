@@ -42,6 +42,7 @@
 pub mod counterexample;
 pub mod invariant;
 pub mod model;
+pub mod nightly;
 pub mod policy;
 pub mod report;
 pub mod scenario;

@@ -25,12 +25,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    Nightly(cli::nightly::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Nightly(args) => cli::nightly::main(args),
     };
     match result {
         Ok(code) => code,
