@@ -57,3 +57,4 @@ pub use model::{
 pub use policy::{Builtin, Fixed, Legacy, Policy, Registry, Snapshot};
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{StepSpec, run_actions};
+pub mod sim;

@@ -1,0 +1,11 @@
+//! The time-driven simulator (MODEL.md "Time"): the event engine, its
+//! distributions, trace workloads, and sweeps over grids of configurations
+//! with per-grid-point statistics, sharding and merging.
+
+pub mod dist;
+pub mod engine;
+
+pub use dist::Dist;
+pub use engine::{
+    Counters, Durations, Poisson, SimConfig, SimError, Simulator, TraceRequest, Workload, simulate,
+};
