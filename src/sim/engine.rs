@@ -428,7 +428,8 @@ impl<P: Policy + ?Sized> Run<'_, P> {
     /// Queues `ev` at `now + delay`; nothing at or after the horizon.
     #[inline]
     fn schedule(&mut self, at: f64, ev: Ev) {
-        if !(at < self.config.horizon) {
+        // Also refuses NaN and infinity (never).
+        if at.partial_cmp(&self.config.horizon) != Some(Ordering::Less) {
             return;
         }
         let at = at.max(0.0);

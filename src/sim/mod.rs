@@ -9,3 +9,8 @@ pub use dist::Dist;
 pub use engine::{
     Counters, Durations, Poisson, SimConfig, SimError, Simulator, TraceRequest, Workload, simulate,
 };
+#[cfg(feature = "plots")]
+pub mod plot;
+pub mod stats;
+pub mod sweep;
+pub mod tracefile;
