@@ -78,15 +78,29 @@ fn plot_err(e: impl std::fmt::Display) -> SweepError {
 }
 
 /// Draws one metric (index into `PlotPoint::values`) per line, with bands.
+/// How one chart looks.
+struct Panel<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    /// Top of the y axis; `None`: from the data.
+    y_max: Option<f64>,
+    legend: SeriesLabelPosition,
+}
+
 fn draw_metric(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
+    panel: Panel<'_>,
     series: &[(String, Vec<&PlotPoint>)],
     metrics: &[(usize, &str)],
-    y_max: Option<f64>,
 ) -> Result<(), SweepError> {
+    let Panel {
+        title,
+        x_desc,
+        y_desc,
+        y_max,
+        legend,
+    } = panel;
     let all: Vec<PlotPoint> = series
         .iter()
         .flat_map(|(_, ps)| ps.iter().map(|p| (*p).clone()))
@@ -166,7 +180,7 @@ fn draw_metric(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -194,21 +208,27 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         let (left, right) = root.split_horizontally(500);
         draw_metric(
             &left,
-            "create-vm failing no-gpu",
-            x_desc,
-            "fraction of creates (95% CI)",
+            Panel {
+                title: "create-vm failing no-gpu",
+                x_desc,
+                y_desc: "fraction of creates (95% CI)",
+                y_max: Some(1.0),
+                legend: SeriesLabelPosition::LowerRight,
+            },
             &series,
             &[(0, "")],
-            Some(1.0),
         )?;
         draw_metric(
             &right,
-            "start-vm failing no-gpu",
-            x_desc,
-            "fraction of starts (95% CI)",
+            Panel {
+                title: "start-vm failing no-gpu",
+                x_desc,
+                y_desc: "fraction of starts (95% CI)",
+                y_max: Some(1.0),
+                legend: SeriesLabelPosition::LowerRight,
+            },
             &series,
             &[(1, "")],
-            Some(1.0),
         )?;
         root.present().map_err(plot_err)?;
     }
@@ -229,12 +249,15 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         for (area, one) in areas.iter().zip(series.iter()) {
             draw_metric(
                 area,
-                &format!("GPU-hours: {}", one.0),
-                x_desc,
-                "GPU-hours per run (95% CI)",
+                Panel {
+                    title: &format!("GPU-hours: {}", one.0),
+                    x_desc,
+                    y_desc: "GPU-hours per run (95% CI)",
+                    y_max: None,
+                    legend: SeriesLabelPosition::MiddleRight,
+                },
                 std::slice::from_ref(one),
                 &[(2, "VMs"), (3, "Kubernetes"), (4, "idle")],
-                None,
             )?;
         }
         root.present().map_err(plot_err)?;
