@@ -279,3 +279,48 @@ fn an_external_policy_runs_in_the_engine() {
     assert_eq!(req(Op::CreateVm, Outcome::Ok, &c), 1);
     assert!(close(c.gpu_hours_kube, 0.0));
 }
+
+/// Pinned, not derived by hand: a regression guard for the engine, the
+/// generators and the seed mixing together. A change here changes every
+/// published sweep; update these numbers only on purpose, and say so.
+#[test]
+fn pinned_poisson_runs() {
+    let config = SimConfig {
+        gpus: 2,
+        vm_slots: 24,
+        horizon: 720.0 * 60.0,
+        kube_at: Some(24.0 * 60.0),
+        takeover: Dist::Exp(60.0),
+        durations: Durations::ASSUMED,
+        workload: Workload::Poisson(Poisson::with_rates(0.5, 168.0, 10.0, 14.0, 0.2)),
+    };
+    let seed = gpuclaim::seed::run_seed(2026, 0);
+    let mut got = Vec::new();
+    for policy in [Builtin::Fixed, Builtin::Legacy, Builtin::Snapshot] {
+        let c = sim::simulate(&policy, &config, seed).unwrap();
+        got.push((
+            policy.name().to_string(),
+            c.arrivals,
+            c.no_slot,
+            c.steps(),
+            c.events(),
+            c.request(Op::StartVm, Outcome::NoGpu),
+            c.internal_events,
+            c.violations,
+        ));
+    }
+    assert_eq!(
+        got,
+        PINNED
+            .iter()
+            .map(|p| (p.0.to_string(), p.1, p.2, p.3, p.4, p.5, p.6, p.7))
+            .collect::<Vec<_>>()
+    );
+}
+
+type Pinned = (&'static str, u64, u64, u64, u64, u64, u64, [u64; 4]);
+const PINNED: [Pinned; 3] = [
+    ("fixed", 368, 0, 1732, 1732, 311, 0, [0, 0, 0, 0]),
+    ("legacy", 368, 0, 1141, 1141, 16, 2, [0, 0, 0, 2]),
+    ("snapshot", 368, 0, 1732, 1732, 311, 0, [0, 0, 0, 0]),
+];

@@ -148,6 +148,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.takeover_mean_minutes.is_finite() && args.takeover_mean_minutes > 0.0) {
         anyhow::bail!("--takeover-mean-minutes must be positive");
     }
+    if !(args.arrival_per_hour.is_finite() && args.arrival_per_hour >= 0.0) {
+        anyhow::bail!("--arrival-per-hour must be a rate of 0 or more");
+    }
+    for (flag, v) in [
+        ("--lifetime-hours", args.lifetime_hours),
+        ("--on-hours", args.on_hours),
+        ("--off-hours", args.off_hours),
+    ] {
+        if v.is_nan() || v <= 0.0 {
+            anyhow::bail!("{flag} must be a positive number of hours (inf for never)");
+        }
+    }
     if !(0.0..=1.0).contains(&args.provisioned_probability) {
         anyhow::bail!("--provisioned-probability must be in [0, 1]");
     }

@@ -20,7 +20,9 @@ use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
 /// confidence interval over the seeds), failures.svg and gpu_hours.svg.
 /// The bytes do not depend on --threads.
 ///
-/// Assumed defaults (MODEL.md; every one can be set in the file):
+/// Every key is explained in sweeps/README.md. Defaults that are
+/// ASSUMPTIONS, not documented figures (each can be set in the file; the
+/// durations and the takeover mean are MODEL.md's assumed defaults):
 /// horizon 720 h (30 days); arrival 0.1/h; lifetime 72 h; on 8 h; off
 /// 4 h; provisioned probability 0; Kubernetes configured at 24 h;
 /// takeover mean 60 min; 24 VM slots of 1 GPU; durations create-vm

@@ -64,3 +64,32 @@ pub fn bernoulli(rng: &mut Rng, p: f64) -> bool {
         rng.random::<f64>() < p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed;
+
+    #[test]
+    fn samples_follow_their_laws() {
+        let mut rng = seed::rng(1);
+        let n = 200_000;
+        let mean = (0..n)
+            .map(|_| Dist::Exp(60.0).sample(&mut rng))
+            .sum::<f64>()
+            / n as f64;
+        // Standard error 60 / sqrt(200000) = 0.134; 1.0 is over 7 of them.
+        assert!((mean - 60.0).abs() < 1.0, "{mean}");
+        for _ in 0..1000 {
+            let u = Dist::Uniform(5.0, 20.0).sample(&mut rng);
+            assert!((5.0..20.0).contains(&u));
+        }
+        let before = rng.clone();
+        assert_eq!(Dist::Const(3.0).sample(&mut rng), 3.0);
+        assert_eq!(Dist::Never.sample(&mut rng), f64::INFINITY);
+        assert!(!bernoulli(&mut rng, 0.0) && bernoulli(&mut rng, 1.0));
+        // Deterministic draws leave the stream untouched.
+        assert_eq!(rng, before);
+        assert!(!Dist::Uniform(3.0, 2.0).is_valid() && !Dist::Exp(f64::NAN).is_valid());
+    }
+}

@@ -9,6 +9,32 @@
 //! Nothing at or after the horizon is processed; an event that would fall
 //! there is not even queued.
 //!
+//! # The takeover clock
+//! Whenever the policy's internal event is enabled ([`Policy::takeover_enabled`];
+//! for `legacy`: Kubernetes configured and `free` not empty), one takeover
+//! is pending at `now + delay`. The delay is drawn again when the event
+//! becomes enabled and after every step that changes `free` while it stays
+//! enabled (the exponential law is memoryless, so this is MODEL.md's law);
+//! when the event is disabled the pending one is cancelled. The takeover is
+//! the model action `kube-takeover`, counted as an internal event.
+//!
+//! # What is counted (MODEL.md "Time")
+//! - `arrivals`: every poisson arrival or trace request, `no_slot` ones too;
+//!   each other arrival is a `create-vm` request.
+//! - `requests`: begin steps by operation and outcome, retries included
+//!   (a start repeated after `no-gpu`, the remove that follows a failed
+//!   create, Kubernetes' configure).
+//! - `end_steps`, `internal_events`; [`Counters::events`] is arrivals +
+//!   other requests + end steps + internal events, [`Counters::steps`] the
+//!   model actions (begin + end + internal), which differ by the `no_slot`
+//!   arrivals.
+//! - Hours integrate the state between events up to the horizon:
+//!   `vm_hours_running` (VMs in `running`), `gpu_hours_vms` (GPUs in any
+//!   `held[vm]`, whatever the VM's state), `gpu_hours_kube`,
+//!   `gpu_hours_idle` (`free`). A GPU in two sets (a faulty policy) counts
+//!   in both.
+//! - `violations`: per invariant, the steps on which it fired.
+//!
 //! # Random streams
 //! A run draws from five independent generators, each seeded from the run's
 //! seed and a fixed stream number: arrivals, operation durations, VM
@@ -432,7 +458,9 @@ impl<P: Policy + ?Sized> Run<'_, P> {
         if at.partial_cmp(&self.config.horizon) != Some(Ordering::Less) {
             return;
         }
-        let at = at.max(0.0);
+        // Never in the past, whatever a distribution gave: the clock only
+        // moves forward.
+        let at = at.max(self.now);
         self.seq += 1;
         self.queue.push(Entry {
             time: at.to_bits(),
