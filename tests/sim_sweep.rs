@@ -230,3 +230,65 @@ fn example_sweep_fixed_never_violates_and_legacy_fails_more_starts() {
     assert_eq!(compared, 5);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn trace_sweeps_read_their_trace_and_refuse_poisson_keys() {
+    let dir = scratch("trace");
+    std::fs::create_dir_all(dir.join("traces")).unwrap();
+    std::fs::write(
+        dir.join("traces/jobs.csv"),
+        "job,gpu,begin,finish\nj1,1,0,5\nj2,2,1,3\nj3,0,2,4\nj4,4,2,3\nj5,1,3,9\n",
+    )
+    .unwrap();
+    let config = dir.join("t.toml");
+    let text = r#"name = "t"
+seeds = 3
+[grid]
+gpus = [2]
+policies = ["fixed", "legacy"]
+kube_at_hours = [2]
+[trace]
+path = "traces/jobs.csv"
+columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "hours" }
+"#;
+    std::fs::write(&config, text).unwrap();
+    let p = Plan::load(&config, &Registry::builtin()).unwrap();
+    assert_eq!(p.runs(), 6);
+    // The default horizon is the trace's last end: 9 hours.
+    assert_eq!(p.horizon_hours(), 9.0);
+    let w = run(&p, &dir.join("out"), 2, None);
+    assert_eq!(w.runs, 6);
+    let mut runs = csv::Reader::from_path(dir.join("out/t/runs.csv")).unwrap();
+    let header = runs.headers().unwrap().clone();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    for r in runs.records() {
+        let r = r.unwrap();
+        // j1, j2, j5 kept; j3 CPU only; j4 too big for 2 GPUs.
+        assert_eq!(&r[col("trace.kept")], "3");
+        assert_eq!(&r[col("trace.zero_gpu")], "1");
+        assert_eq!(&r[col("trace.too_many_gpus")], "1");
+        assert_eq!(&r[col("arrivals")], "3");
+        assert_eq!(&r[col("workload")], "trace");
+        assert_eq!(&r[col("trace_fraction")], "1");
+    }
+
+    let with_poisson = text.replace("[grid]\n", "[grid]\narrival_per_hour = [1]\n");
+    std::fs::write(&config, with_poisson).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:4:") && e.contains("a poisson parameter"),
+        "{e}"
+    );
+    let missing = text.replace("traces/jobs.csv", "traces/nope.csv");
+    std::fs::write(&config, missing).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:8:8: trace.path:") && e.contains("nope.csv"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

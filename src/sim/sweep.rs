@@ -559,7 +559,8 @@ impl Plan {
                     ));
                 }
                 let base = path.parent().unwrap_or(Path::new("."));
-                let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)?;
+                let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
+                    .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
                 let fractions = list(
                     &g.trace_fraction,
                     "trace_fraction",
