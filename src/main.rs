@@ -25,12 +25,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    Simulate(Box<cli::simulate::Args>),
+    Sweep(cli::sweep::Args),
+    Merge(cli::merge::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Simulate(args) => cli::simulate::main(*args),
+        Command::Sweep(args) => cli::sweep::main(args),
+        Command::Merge(args) => cli::merge::main(args),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,6 @@
 //! Subcommands of the `gpuclaim` binary, one module each.
 
+pub mod merge;
 pub mod run;
+pub mod simulate;
+pub mod sweep;
