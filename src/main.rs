@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     Run(cli::run::Args),
     Nightly(cli::nightly::Args),
+    Simulate(Box<cli::simulate::Args>),
+    Sweep(cli::sweep::Args),
+    Merge(cli::merge::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
         Command::Nightly(args) => cli::nightly::main(args),
+        Command::Simulate(args) => cli::simulate::main(*args),
+        Command::Sweep(args) => cli::sweep::main(args),
+        Command::Merge(args) => cli::merge::main(args),
     };
     match result {
         Ok(code) => code,
