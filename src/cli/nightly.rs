@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gpuclaim::Registry;
-use gpuclaim::nightly::{Case, Report, Status, Suite};
+use gpuclaim::nightly::{Case, Plot, Report, Status, Suite};
 use gpuclaim::report::write_atomic;
+use gpuclaim::sim::sweep::{Plan, SweepOptions, run_sweep};
 
 use crate::cli::run::{FileResult, run_files};
 
@@ -37,6 +38,14 @@ pub struct Args {
     /// Master seed of the random campaigns.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// The sweep whose plots go on the page and whose results are checked:
+    /// fixed clean, legacy caught, legacy's start failures higher.
+    #[arg(
+        long,
+        default_value = "sweeps/legacy-vs-fixed-2gpu.toml",
+        value_name = "FILE"
+    )]
+    pub sweep: PathBuf,
 }
 
 /// Runs the report's jobs in order, stopping early when interrupted; what
@@ -106,6 +115,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .report
         .suites
         .push(scenario_suite(&args.scenarios, &runner));
+    runner.write()?;
+
+    let (suite, plots) = sweep_suite(&args.sweep, &args.out.join("sweep"), &runner);
+    runner.report.suites.push(suite);
+    runner.report.plots.extend(plots);
     runner.write()?;
 
     if runner.stopped() {
@@ -227,4 +241,199 @@ fn not_run(class: &str, name: &str) -> Case {
         facts: String::new(),
         counterexample: None,
     }
+}
+
+/// Runs the sweep and checks what MODEL.md says of its policies; returns
+/// the cases and the plots it drew.
+fn sweep_suite(config: &Path, out: &Path, runner: &Runner) -> (Suite, Vec<Plot>) {
+    let mut suite = Suite::new("sweep");
+    let name = config.display().to_string();
+    let names = [
+        "fixed is clean",
+        "legacy is caught",
+        "legacy fails more starts",
+    ];
+    if runner.stopped() {
+        for n in names {
+            suite.cases.push(not_run("sweep", &format!("{name}: {n}")));
+        }
+        return (suite, Vec::new());
+    }
+    let start = Instant::now();
+    let registry = Registry::builtin();
+    let written = Plan::load(config, &registry).and_then(|plan| {
+        let options = SweepOptions {
+            out: out.to_path_buf(),
+            threads: None,
+            shard: None,
+        };
+        run_sweep(&plan, &registry, &options, &|_| {})
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            suite.cases.push(failed_case(
+                "sweep",
+                &name,
+                "the sweep did not run".into(),
+                e.to_string(),
+            ));
+            return (suite, Vec::new());
+        }
+    };
+    let share = seconds / names.len() as f64;
+    let count = |key: &str| written.violations.get(key).copied().unwrap_or(0);
+    let fixed: Vec<String> = written
+        .violations
+        .iter()
+        .filter(|(k, v)| k.starts_with("fixed ") && **v > 0)
+        .map(|(k, v)| format!("{k}: {v} steps"))
+        .collect();
+    suite.cases.push(verdict(
+        &format!("{name}: {}", names[0]),
+        fixed.is_empty(),
+        format!("runs={}", written.runs),
+        || {
+            (
+                "fixed violated an invariant in the sweep".into(),
+                fixed.join("\n"),
+            )
+        },
+        share,
+    ));
+    let caught = count("legacy no-steal-after-dealloc");
+    suite.cases.push(verdict(
+        &format!("{name}: {}", names[1]),
+        caught > 0,
+        format!("no-steal-after-dealloc steps={caught}"),
+        || {
+            (
+                "legacy never violated no-steal-after-dealloc: the harness stopped catching it"
+                    .into(),
+                String::new(),
+            )
+        },
+        share,
+    ));
+    let comparison = start_failures_by_rate(&written.dir.join("summary.csv"));
+    let (ok, facts, detail) = match &comparison {
+        Ok(rows) if !rows.is_empty() => {
+            let lower: Vec<String> = rows
+                .iter()
+                .filter(|(_, f, l)| l <= f)
+                .map(|(r, f, l)| format!("arrival {r}/h: fixed {f:.3}, legacy {l:.3}"))
+                .collect();
+            let all: Vec<String> = rows
+                .iter()
+                .map(|(r, f, l)| format!("{r}/h {f:.2}<{l:.2}"))
+                .collect();
+            (
+                lower.is_empty(),
+                format!("start failure fraction fixed<legacy: {}", all.join(" ")),
+                lower.join("\n"),
+            )
+        }
+        Ok(_) => (
+            false,
+            String::new(),
+            "summary.csv has no fixed/legacy pair of start failure fractions".into(),
+        ),
+        Err(e) => (false, String::new(), e.clone()),
+    };
+    suite.cases.push(verdict(
+        &format!("{name}: {}", names[2]),
+        ok,
+        facts,
+        || {
+            (
+                "legacy's start failure fraction is not above fixed's at every arrival rate".into(),
+                detail.clone(),
+            )
+        },
+        share,
+    ));
+    let mut plots = Vec::new();
+    for (file, title) in [
+        (
+            "failures.svg",
+            "VM create and start failures against arrival rate",
+        ),
+        ("gpu_hours.svg", "GPU-hours: VMs, Kubernetes, idle"),
+    ] {
+        if let Ok(svg) = std::fs::read_to_string(written.dir.join(file)) {
+            plots.push(Plot {
+                title: format!("{title} ({name})"),
+                svg,
+            });
+        }
+    }
+    (suite, plots)
+}
+
+fn verdict(
+    name: &str,
+    ok: bool,
+    facts: String,
+    failure: impl FnOnce() -> (String, String),
+    seconds: f64,
+) -> Case {
+    let status = if ok {
+        Status::Passed
+    } else {
+        let (message, detail) = failure();
+        Status::Failed { message, detail }
+    };
+    Case {
+        class: "sweep".into(),
+        name: name.into(),
+        status,
+        seconds,
+        facts,
+        counterexample: None,
+    }
+}
+
+/// (arrival rate, fixed's mean start failure fraction, legacy's) for every
+/// rate where the summary has both, in file order.
+fn start_failures_by_rate(summary: &Path) -> Result<Vec<(String, f64, f64)>, String> {
+    let mut reader =
+        csv::Reader::from_path(summary).map_err(|e| format!("{}: {e}", summary.display()))?;
+    let header = reader
+        .headers()
+        .map_err(|e| format!("{}: {e}", summary.display()))?
+        .clone();
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| h == n)
+            .ok_or_else(|| format!("{}: no column {n}", summary.display()))
+    };
+    let (policy, rate, frac) = (
+        col("policy")?,
+        col("arrival_per_hour")?,
+        col("start_failure_fraction.mean")?,
+    );
+    let mut fixed: Vec<(String, f64)> = Vec::new();
+    let mut legacy: Vec<(String, f64)> = Vec::new();
+    for row in reader.records() {
+        let row = row.map_err(|e| format!("{}: {e}", summary.display()))?;
+        let Ok(value) = row[frac].parse::<f64>() else {
+            continue;
+        };
+        match &row[policy] {
+            "fixed" => fixed.push((row[rate].to_string(), value)),
+            "legacy" => legacy.push((row[rate].to_string(), value)),
+            _ => {}
+        }
+    }
+    Ok(fixed
+        .into_iter()
+        .filter_map(|(r, f)| {
+            legacy
+                .iter()
+                .find(|(lr, _)| *lr == r)
+                .map(|(_, l)| (r, f, *l))
+        })
+        .collect())
 }
