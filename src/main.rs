@@ -25,12 +25,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    Explore(cli::explore::Args),
+    Check(cli::check::Args),
+    Replay(cli::replay::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Explore(args) => cli::explore::main(args),
+        Command::Check(args) => cli::check::main(args),
+        Command::Replay(args) => cli::replay::main(args),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,6 @@
 //! Subcommands of the `gpuclaim` binary, one module each.
 
+pub mod check;
+pub mod explore;
+pub mod replay;
 pub mod run;
