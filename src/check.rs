@@ -31,7 +31,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::invariant::{Invariant, InvariantSet};
-use crate::model::{self, Action, Device};
+use crate::model::{self, Action, Device, MAX_VMS};
 use crate::pack::{KeySet, Packer};
 use crate::policy::Policy;
 
@@ -104,7 +104,7 @@ impl CheckReport {
 /// use gpuclaim::check::Checker;
 ///
 /// let report = Checker::new(&Fixed, Device::uniform(1, 1, 1).unwrap()).run().unwrap();
-/// assert_eq!(report.unique_states, 22);
+/// assert_eq!(report.unique_states, 34);
 /// assert!(report.violations.is_empty());
 /// ```
 pub struct Checker<'a, P: Policy + ?Sized> {
@@ -250,15 +250,21 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             transitions: 0,
             violated: [0; 4],
         };
+        let mut codes = [0u64; MAX_VMS];
         for &key in chunk {
             let state = packer.unpack(key);
+            packer.codes(&state, &mut codes);
             model::for_each_enabled(self.policy, &self.device, &state, |a| {
                 let t = model::step(self.policy, &self.device, &state, a);
                 out.transitions += 1;
                 if !t.violations.is_empty() {
                     count(&mut out.violated, t.violations);
                 }
-                let k = self.key(packer, &t.state);
+                let k = if self.symmetry {
+                    packer.pack_canonical_from(&state, &codes, &t.state)
+                } else {
+                    packer.pack_from(&state, &codes, &t.state)
+                };
                 out.buckets[shard_of(k)].push(k);
             });
         }

@@ -16,8 +16,13 @@ use crate::model::{Device, KubeState, MAX_VMS, State, VmState};
 #[derive(Clone, Copy, Debug)]
 pub struct Packer {
     device: Device,
+    /// The device's initial state, the template [`Packer::unpack`] fills.
+    template: State,
     g: u32,
     bits: u32,
+    /// [`VmState::index`] by the state's byte, without branches (see
+    /// [`life_byte`]).
+    life_index: [u8; 256],
     /// Whether slots of equal size form one group (every slot the same
     /// size), the common case for symmetry reduction.
     uniform: bool,
@@ -30,6 +35,14 @@ impl Packer {
         let sizes = device.sizes();
         Packer {
             device: *device,
+            template: device.initial(),
+            life_index: {
+                let mut t = [0u8; 256];
+                for life in VmState::ALL {
+                    t[usize::from(life_byte(life))] = life.index();
+                }
+                t
+            },
             g,
             bits: 3 * g + 2 + v * (4 + g),
             uniform: sizes.windows(2).all(|w| w[0] == w[1]),
@@ -50,7 +63,8 @@ impl Packer {
     #[inline]
     fn vm_code(&self, state: &State, vm: usize) -> u64 {
         let v = &state.vms[vm];
-        (u64::from(v.life.index()) << self.g) | u64::from(v.held)
+        let index = self.life_index[usize::from(life_byte(v.life))];
+        (u64::from(index) << self.g) | u64::from(v.held)
     }
 
     #[inline]
@@ -60,6 +74,53 @@ impl Packer {
         key = (key << g) | u64::from(state.kube_held);
         key = (key << g) | u64::from(state.snapshot);
         (key << 2) | u64::from(state.kube.index())
+    }
+
+    /// Each VM's part of the key, in slot order, into `codes`.
+    #[inline]
+    pub fn codes(&self, state: &State, codes: &mut [u64; MAX_VMS]) {
+        for (vm, c) in codes[..self.device.vms()].iter_mut().enumerate() {
+            *c = self.vm_code(state, vm);
+        }
+    }
+
+    /// The key of `next`, a state reached from `base` whose VM codes are
+    /// `base_codes` ([`Packer::codes`]): equal to [`Packer::pack`]`(next)`,
+    /// but recomputes only the parts of VMs that changed (usually one).
+    #[inline]
+    pub fn pack_from(&self, base: &State, base_codes: &[u64; MAX_VMS], next: &State) -> u64 {
+        let shift = 4 + self.g;
+        let mut key = self.head(next);
+        for (vm, &base_code) in base_codes[..self.device.vms()].iter().enumerate() {
+            let c = if next.vms[vm] == base.vms[vm] {
+                base_code
+            } else {
+                self.vm_code(next, vm)
+            };
+            key = (key << shift) | c;
+        }
+        key
+    }
+
+    /// The canonical key ([`Packer::pack_canonical`]) of `next`, reached
+    /// from `base` with VM codes `base_codes`.
+    #[inline]
+    pub fn pack_canonical_from(
+        &self,
+        base: &State,
+        base_codes: &[u64; MAX_VMS],
+        next: &State,
+    ) -> u64 {
+        let n = self.device.vms();
+        let mut codes = [0u64; MAX_VMS];
+        for (vm, c) in codes[..n].iter_mut().enumerate() {
+            *c = if next.vms[vm] == base.vms[vm] {
+                base_codes[vm]
+            } else {
+                self.vm_code(next, vm)
+            };
+        }
+        self.pack_codes_canonical(next, codes)
     }
 
     /// The packed key; exact only when [`Packer::fits_u64`].
@@ -80,11 +141,14 @@ impl Packer {
     /// GPUs are taken never depends on the slot number).
     #[inline]
     pub fn pack_canonical(&self, state: &State) -> u64 {
-        let n = self.device.vms();
         let mut codes = [0u64; MAX_VMS];
-        for (vm, c) in codes[..n].iter_mut().enumerate() {
-            *c = self.vm_code(state, vm);
-        }
+        self.codes(state, &mut codes);
+        self.pack_codes_canonical(state, codes)
+    }
+
+    #[inline]
+    fn pack_codes_canonical(&self, state: &State, mut codes: [u64; MAX_VMS]) -> u64 {
+        let n = self.device.vms();
         if self.uniform {
             insertion_sort(&mut codes[..n]);
         } else {
@@ -126,7 +190,7 @@ impl Packer {
     pub fn unpack(&self, mut key: u64) -> State {
         let g = self.g;
         let gmask = (1u64 << g) - 1;
-        let mut state = self.device.initial();
+        let mut state = self.template;
         for vm in (0..self.device.vms()).rev() {
             state.vms[vm].held = (key & gmask) as u8;
             key >>= g;
@@ -158,6 +222,20 @@ impl Packer {
         }
         h
     }
+}
+
+const _: () = assert!(std::mem::size_of::<VmState>() == 1);
+
+/// The byte that represents `life` in memory. [`VmState::index`] is a
+/// `match` that compiles to an indirect jump, mispredicted on almost every
+/// call when states are random; a 256-entry table indexed by this byte
+/// gives the same number without a branch. Distinct states have distinct
+/// bytes (a value is its representation).
+#[inline]
+fn life_byte(life: VmState) -> u8 {
+    // SAFETY: `VmState` is one byte (asserted above) and `Copy`; every
+    // byte of a valid value is initialised, so reading it as `u8` is sound.
+    unsafe { std::mem::transmute::<VmState, u8>(life) }
 }
 
 #[inline]

@@ -2,7 +2,7 @@
 //! regenerated from an explore campaign's seed and run index.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -82,7 +82,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The text `replay FILE` prints, and its exit status.
-pub fn replay_file(file: &PathBuf, only: Option<&str>) -> anyhow::Result<(String, ExitCode)> {
+pub fn replay_file(file: &Path, only: Option<&str>) -> anyhow::Result<(String, ExitCode)> {
     let registry = Registry::builtin();
     let s = scenario::load(file, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policies: Vec<String> = match only {
