@@ -69,6 +69,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         report.visited_bytes,
         report.bytes_per_state()
     );
+    println!(
+        "largest frontier: {} states (current and next level, 8 bytes each)",
+        report.peak_frontier
+    );
     if report.violations.is_empty() {
         println!("violations: none");
         return Ok(ExitCode::SUCCESS);
