@@ -88,9 +88,14 @@ pub struct Args {
     /// operation kinds and picks only actions of those kinds.
     #[arg(long)]
     pub swarm: bool,
-    /// The CSV of runs: run, seed, policy, gpus, vms, sizes, kinds, steps,
-    /// first_violation, first_violation_step, violations, ok, no_gpu,
-    /// rejected, distinct_states, shrunk_actions.
+    /// The CSV of runs: run, seed, policy, gpus, vms, sizes, kinds (the
+    /// operation kinds the run could pick: `all`, or names joined by `+`),
+    /// steps (actions taken), first_violation and first_violation_step
+    /// (the first invariant violated and the index of that action, 0 the
+    /// first), violations (every invariant violated in the run), ok, no_gpu,
+    /// rejected (actions with each outcome), distinct_states (different
+    /// states, MODEL.md identity, the walk was in, the initial one
+    /// included), shrunk_actions (length of the shrunk counterexample).
     #[arg(long, value_name = "FILE", default_value = "reports/explore.csv")]
     pub out: PathBuf,
     /// Folder for the shrunk counterexample scenario files and
