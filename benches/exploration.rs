@@ -68,3 +68,39 @@ fn check_g2_v6(b: Bencher, threads: usize) {
         assert_eq!(r.unique_states, 1_497_289);
     });
 }
+
+/// The floor under both engines: `model::for_each_enabled` and
+/// `model::step` (with its invariant check) over every transition of the
+/// 43,887 states of G=2, V=4 under `fixed` (258,558 transitions), with no
+/// engine around them. The counter is transitions.
+#[divan::bench(sample_count = 20)]
+fn model_transitions_g2_v4(b: Bencher) {
+    use gpuclaim::model;
+    let device = Device::uniform(2, 4, 1).unwrap();
+    let policy = Builtin::Fixed;
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = vec![device.initial()];
+    seen.insert(device.initial());
+    while let Some(s) = queue.pop() {
+        for a in model::enabled(&policy, &device, &s) {
+            let next = model::step(&policy, &device, &s, a).state;
+            if seen.insert(next) {
+                queue.push(next);
+            }
+        }
+    }
+    let mut states: Vec<_> = seen.into_iter().collect();
+    let packer = gpuclaim::pack::Packer::new(&device);
+    states.sort_by_key(|s| packer.pack(s));
+    b.counter(ItemsCount::new(258_558usize)).bench_local(|| {
+        let mut n = 0u64;
+        for s in &states {
+            model::for_each_enabled(&policy, &device, s, |a| {
+                let t = model::step(&policy, &device, s, a);
+                n += u64::from(t.violations.is_empty());
+            });
+        }
+        assert_eq!(n, 258_558);
+        divan::black_box(n)
+    });
+}
