@@ -25,6 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    Simulate(Box<cli::simulate::Args>),
+    Sweep(cli::sweep::Args),
+    Merge(cli::merge::Args),
     Explore(cli::explore::Args),
     Check(cli::check::Args),
     Replay(cli::replay::Args),
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Simulate(args) => cli::simulate::main(*args),
+        Command::Sweep(args) => cli::sweep::main(args),
+        Command::Merge(args) => cli::merge::main(args),
         Command::Explore(args) => cli::explore::main(args),
         Command::Check(args) => cli::check::main(args),
         Command::Replay(args) => cli::replay::main(args),

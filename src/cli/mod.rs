@@ -2,5 +2,8 @@
 
 pub mod check;
 pub mod explore;
+pub mod merge;
 pub mod replay;
 pub mod run;
+pub mod simulate;
+pub mod sweep;
