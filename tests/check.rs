@@ -125,6 +125,20 @@ fn exact_counts_for_small_devices() {
     }
 }
 
+/// `legacy`'s takeover leads only to states `fixed` reaches too (by ending
+/// a configure after a stop): the same set of states, more transitions.
+#[test]
+fn legacy_reaches_exactly_the_states_fixed_reaches() {
+    for (g, v) in [(1, 1), (1, 3), (2, 2), (2, 3)] {
+        let d = Device::uniform(g, v, 1).unwrap();
+        assert_eq!(
+            naive_reachable(&Builtin::Legacy, &d),
+            naive_reachable(&Builtin::Fixed, &d),
+            "G={g} V={v}"
+        );
+    }
+}
+
 /// MODEL.md's expected results, over every G <= 2, V <= 4.
 #[test]
 fn verdicts_of_each_policy_for_every_small_device() {
