@@ -281,6 +281,7 @@ pub struct Campaign<'a, P: Policy + ?Sized> {
     seed: u64,
     threads: usize,
     shrink: bool,
+    block: u64,
 }
 
 impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
@@ -298,6 +299,7 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
             seed: 0,
             threads: 0,
             shrink: true,
+            block: STREAM_BLOCK,
         }
     }
     pub fn runs(mut self, runs: u64) -> Self {
@@ -321,6 +323,12 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
         self.threads = threads;
         self
     }
+    /// Runs per block of [`Campaign::run_streaming`] (default
+    /// [`STREAM_BLOCK`]; at least 1). Results do not depend on it.
+    pub fn block(mut self, runs: u64) -> Self {
+        self.block = runs.max(1);
+        self
+    }
     /// Whether failing runs are shrunk (default true).
     pub fn shrink(mut self, shrink: bool) -> Self {
         self.shrink = shrink;
@@ -335,48 +343,8 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
     /// Runs the campaign, calling `progress(n)` from the workers as each
     /// batch of `n` runs finishes.
     pub fn run_with_progress(&self, progress: impl Fn(u64) + Sync) -> CampaignReport {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads)
-            .build()
-            .expect("building the worker pool");
-        const BATCH: u64 = 1024;
-        let batches = self.runs.div_ceil(BATCH);
-        let runs: Vec<RunRecord> = pool.install(|| {
-            (0..batches)
-                .into_par_iter()
-                .map_init(
-                    || Walker::new(self.policy, self.config),
-                    |walker, b| {
-                        let first = b * BATCH;
-                        let last = (first + BATCH).min(self.runs);
-                        let out: Vec<RunRecord> =
-                            (first..last).map(|i| self.one_run(walker, i)).collect();
-                        progress(last - first);
-                        out
-                    },
-                )
-                .flatten_iter()
-                .collect()
-        });
-        let mut found: BTreeMap<(Invariant, &[Action]), (u64, u64)> = BTreeMap::new();
-        for r in &runs {
-            if let (Some((inv, _)), Some(shrunk)) = (r.summary.first_violation, &r.shrunk) {
-                let e = found
-                    .entry((inv, shrunk.as_slice()))
-                    .or_insert((0, r.index));
-                e.0 += 1;
-            }
-        }
-        let mut counterexamples: Vec<Counterexample> = found
-            .into_iter()
-            .map(|((invariant, actions), (runs, first_run))| Counterexample {
-                invariant,
-                actions: actions.to_vec(),
-                runs,
-                first_run,
-            })
-            .collect();
-        counterexamples.sort_by_key(|c| c.first_run);
+        let mut runs = Vec::with_capacity(usize::try_from(self.runs).unwrap_or(0));
+        let counterexamples = self.run_streaming(progress, |block| runs.extend_from_slice(block));
         CampaignReport {
             policy: self.policy.name().to_string(),
             config: self.config,
@@ -384,6 +352,70 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
             runs,
             counterexamples,
         }
+    }
+
+    /// Runs the campaign in blocks of [`Campaign::block`] runs, each block in
+    /// parallel, handing each block's records to `sink` in run order, so
+    /// that a campaign of any length needs memory for one block only (plus
+    /// its distinct counterexamples). Returns the distinct counterexamples,
+    /// ordered by the first run that led to each. Block boundaries do not
+    /// depend on the thread count, and neither does anything `sink` sees.
+    pub fn run_streaming(
+        &self,
+        progress: impl Fn(u64) + Sync,
+        mut sink: impl FnMut(&[RunRecord]),
+    ) -> Vec<Counterexample> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build()
+            .expect("building the worker pool");
+        const BATCH: u64 = 1024;
+        let mut found: BTreeMap<(Invariant, Vec<Action>), (u64, u64)> = BTreeMap::new();
+        let mut block_start = 0;
+        while block_start < self.runs {
+            let block_end = (block_start + self.block).min(self.runs);
+            let batches = (block_end - block_start).div_ceil(BATCH);
+            let block: Vec<RunRecord> = pool.install(|| {
+                (0..batches)
+                    .into_par_iter()
+                    .map_init(
+                        || Walker::new(self.policy, self.config),
+                        |walker, b| {
+                            let first = block_start + b * BATCH;
+                            let last = (first + BATCH).min(block_end);
+                            let out: Vec<RunRecord> =
+                                (first..last).map(|i| self.one_run(walker, i)).collect();
+                            progress(last - first);
+                            out
+                        },
+                    )
+                    .flatten_iter()
+                    .collect()
+            });
+            for r in &block {
+                if let (Some((inv, _)), Some(shrunk)) = (r.summary.first_violation, &r.shrunk) {
+                    match found.get_mut(&(inv, shrunk.clone())) {
+                        Some(e) => e.0 += 1,
+                        None => {
+                            found.insert((inv, shrunk.clone()), (1, r.index));
+                        }
+                    }
+                }
+            }
+            sink(&block);
+            block_start = block_end;
+        }
+        let mut counterexamples: Vec<Counterexample> = found
+            .into_iter()
+            .map(|((invariant, actions), (runs, first_run))| Counterexample {
+                invariant,
+                actions,
+                runs,
+                first_run,
+            })
+            .collect();
+        counterexamples.sort_by_key(|c| c.first_run);
+        counterexamples
     }
 
     fn one_run(&self, walker: &mut Walker<'_, P>, index: u64) -> RunRecord {
@@ -411,6 +443,9 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
     }
 }
 
+/// Runs per block of [`Campaign::run_streaming`], by default.
+pub const STREAM_BLOCK: u64 = 1 << 16;
+
 /// The columns of the campaign CSV.
 pub const CSV_HEADER: [&str; 16] = [
     "run",
@@ -431,41 +466,62 @@ pub const CSV_HEADER: [&str; 16] = [
     "shrunk_actions",
 ];
 
+/// Formats campaign CSV rows ([`CSV_HEADER`]) for one policy and device.
+pub struct CsvRows {
+    policy: String,
+    gpus: String,
+    vms: String,
+    sizes: String,
+}
+
+impl CsvRows {
+    pub fn new(policy: &str, device: &Device) -> CsvRows {
+        CsvRows {
+            policy: policy.to_string(),
+            gpus: device.gpus().to_string(),
+            vms: device.vms().to_string(),
+            sizes: sizes_text(device),
+        }
+    }
+
+    /// The fields of one run's row.
+    pub fn row(&self, r: &RunRecord) -> [String; 16] {
+        let s = &r.summary;
+        let (inv, at) = match s.first_violation {
+            Some((inv, at)) => (inv.name().to_string(), at.to_string()),
+            None => (String::new(), String::new()),
+        };
+        [
+            r.index.to_string(),
+            r.seed.to_string(),
+            self.policy.clone(),
+            self.gpus.clone(),
+            self.vms.clone(),
+            self.sizes.clone(),
+            s.kinds.to_string(),
+            s.steps.to_string(),
+            inv,
+            at,
+            s.fired.to_string(),
+            s.outcomes[0].to_string(),
+            s.outcomes[1].to_string(),
+            s.outcomes[2].to_string(),
+            s.distinct_states.to_string(),
+            r.shrunk
+                .as_ref()
+                .map(|a| a.len().to_string())
+                .unwrap_or_default(),
+        ]
+    }
+}
+
 impl CampaignReport {
     /// One row per run, in run order ([`CSV_HEADER`]).
     pub fn csv(&self) -> CsvDoc {
         let mut doc = CsvDoc::new(CSV_HEADER);
-        let d = &self.config.device;
-        let gpus = d.gpus().to_string();
-        let vms = d.vms().to_string();
-        let sizes = sizes_text(d);
+        let rows = CsvRows::new(&self.policy, &self.config.device);
         for r in &self.runs {
-            let s = &r.summary;
-            let (inv, at) = match s.first_violation {
-                Some((inv, at)) => (inv.name().to_string(), at.to_string()),
-                None => (String::new(), String::new()),
-            };
-            doc.row([
-                r.index.to_string().as_str(),
-                &r.seed.to_string(),
-                &self.policy,
-                &gpus,
-                &vms,
-                &sizes,
-                &s.kinds.to_string(),
-                &s.steps.to_string(),
-                &inv,
-                &at,
-                &s.fired.to_string(),
-                &s.outcomes[0].to_string(),
-                &s.outcomes[1].to_string(),
-                &s.outcomes[2].to_string(),
-                &s.distinct_states.to_string(),
-                &r.shrunk
-                    .as_ref()
-                    .map(|a| a.len().to_string())
-                    .unwrap_or_default(),
-            ]);
+            doc.row(rows.row(r));
         }
         doc
     }

@@ -84,6 +84,19 @@ fn explore_csv_and_counterexamples() {
         assert_eq!(summary.lines().count(), files + 1);
     }
     assert_eq!(csvs[0], csvs[1], "same CSV bytes for --threads 1 and 2");
+    // The streamed file is the library's CSV, byte for byte.
+    let lib = gpuclaim::explore::Campaign::new(
+        &gpuclaim::Builtin::Legacy,
+        gpuclaim::Device::uniform(2, 3, 1).unwrap(),
+    )
+    .runs(800)
+    .steps(40)
+    .seed(5)
+    .swarm(true)
+    .run()
+    .csv()
+    .into_bytes();
+    assert_eq!(csvs[0], lib);
     assert_eq!(String::from_utf8_lossy(&csvs[0]).lines().count(), 801);
 
     // fixed: nothing found, exit 0, no counterexample file.
@@ -222,6 +235,20 @@ fn bad_flags_are_refused_clearly() {
         (&["replay", "--seed", "1", "--run", "2"], "--gpus"),
         (&["replay", "--seed", "1"], "--run"),
         (&["replay", "no-such-file.toml"], "no-such-file.toml"),
+        (
+            &[
+                "check",
+                "--gpus",
+                "1",
+                "--vms",
+                "1",
+                "--policy",
+                "fixed",
+                "--threads",
+                "5000",
+            ],
+            "1024",
+        ),
     ];
     for (args, needle) in cases {
         let o = gpuclaim(args);

@@ -54,6 +54,37 @@ fn csv_bytes_do_not_depend_on_threads() {
     }
 }
 
+/// Streaming in blocks gives the same records and counterexamples, in the
+/// same order, whatever the block size.
+#[test]
+fn blocks_do_not_change_the_campaign() {
+    let d = Device::uniform(2, 2, 1).unwrap();
+    let whole = Campaign::new(&Builtin::Legacy, d)
+        .runs(700)
+        .steps(30)
+        .seed(21)
+        .run();
+    let mut seen = Vec::new();
+    let mut blocks = 0;
+    let cx = Campaign::new(&Builtin::Legacy, d)
+        .runs(700)
+        .steps(30)
+        .seed(21)
+        .block(64)
+        .threads(2)
+        .run_streaming(
+            |_| {},
+            |b| {
+                assert!(b.len() <= 64);
+                blocks += 1;
+                seen.extend_from_slice(b);
+            },
+        );
+    assert_eq!(blocks, 11);
+    assert_eq!(seen, whole.runs);
+    assert_eq!(cx, whole.counterexamples);
+}
+
 #[test]
 fn each_policy_gets_its_expected_verdict() {
     let d = Device::uniform(2, 4, 1).unwrap();

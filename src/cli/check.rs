@@ -27,8 +27,9 @@ use super::explore::{DeviceArgs, write_counterexample};
 pub struct Args {
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Worker threads (0: one per core). The counts do not depend on it.
-    #[arg(long, value_name = "T", default_value_t = 0)]
+    /// Worker threads (0: one per core; at most 1024). The counts do not
+    /// depend on it.
+    #[arg(long, value_name = "T", default_value_t = 0, value_parser = super::explore::parse_threads)]
     pub threads: usize,
     /// Treat VMs of the same size as interchangeable (a state stands for
     /// every permutation of its same-size VMs) and count the classes.

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gpuclaim::counterexample;
-use gpuclaim::explore::Campaign;
+use gpuclaim::explore::{CSV_HEADER, Campaign, CsvRows};
 use gpuclaim::model::{Action, Device};
-use gpuclaim::report::{CsvDoc, write_atomic};
+use gpuclaim::report::{AtomicFile, CsvDoc, write_atomic};
 use gpuclaim::{Builtin, Invariant, Policy};
 
 /// The device and the policy under test.
@@ -81,8 +81,9 @@ pub struct Args {
     /// Master seed; run I uses seed::run_seed(S, I).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads (0: one per core). The output does not depend on it.
-    #[arg(long, value_name = "T", default_value_t = 0)]
+    /// Worker threads (0: one per core; at most 1024). The output does not
+    /// depend on it.
+    #[arg(long, value_name = "T", default_value_t = 0, value_parser = parse_threads)]
     pub threads: usize,
     /// Swarm testing: each run draws a random nonempty subset of the
     /// operation kinds and picks only actions of those kinds.
@@ -114,19 +115,48 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
-    let report = Campaign::new(&policy, device)
+    // Rows are streamed to the output (written to a temporary file and
+    // renamed into place at the end), so memory does not grow with --runs.
+    let file =
+        AtomicFile::create(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    let mut csv = csv::Writer::from_writer(file);
+    let rows = CsvRows::new(policy.name(), &device);
+    let mut write_error: Option<csv::Error> = None;
+    let (mut failing, mut total_steps) = (0u64, 0u64);
+    let mut first_by_invariant = [0u64; 4];
+    csv.write_record(CSV_HEADER)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let counterexamples = Campaign::new(&policy, device)
         .runs(args.runs)
         .steps(steps)
         .seed(args.seed)
         .swarm(args.swarm)
         .threads(args.threads)
-        .run_with_progress(|n| bar.inc(n));
+        .run_streaming(
+            |n| bar.inc(n),
+            |block| {
+                for r in block {
+                    total_steps += r.summary.steps as u64;
+                    if let Some((inv, _)) = r.summary.first_violation {
+                        failing += 1;
+                        first_by_invariant[inv as usize] += 1;
+                    }
+                    if write_error.is_none()
+                        && let Err(e) = csv.write_record(rows.row(r))
+                    {
+                        write_error = Some(e);
+                    }
+                }
+            },
+        );
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-
-    report
-        .csv()
-        .write_to(&args.out)
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", args.out.display()));
+    }
+    csv.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(AtomicFile::commit)
         .with_context(|| format!("writing {}", args.out.display()))?;
 
     let mut summary = CsvDoc::new([
@@ -137,7 +167,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         "runs",
         "first_run",
     ]);
-    for c in &report.counterexamples {
+    for c in &counterexamples {
         let source = format!(
             "gpuclaim explore {} --steps {} --seed {}{}, run {} (seed {}), shrunk",
             args.device.flags(),
@@ -175,8 +205,6 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .write_to(&summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
 
-    let total_steps: u64 = report.runs.iter().map(|r| r.summary.steps as u64).sum();
-    let failing = report.failing_runs();
     println!(
         "explore {} --runs {} --steps {} --seed {}{}",
         args.device.flags(),
@@ -194,16 +222,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         total_steps as f64 / seconds.max(1e-9)
     );
     for inv in Invariant::ALL {
-        let n = report
-            .runs
-            .iter()
-            .filter(|r| r.summary.first_violation.map(|(i, _)| i) == Some(inv))
-            .count();
+        let n = first_by_invariant[inv as usize];
         if n > 0 {
             println!("  {inv}: first violation of {n} runs");
         }
     }
-    for c in &report.counterexamples {
+    for c in &counterexamples {
         println!(
             "  counterexample: {} in {} actions, from {} runs (first: run {})",
             c.invariant,
@@ -213,10 +237,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     println!("wrote {}", args.out.display());
-    if !report.counterexamples.is_empty() {
+    if !counterexamples.is_empty() {
         println!(
             "wrote {} counterexample files and {}",
-            report.counterexamples.len(),
+            counterexamples.len(),
             summary_path.display()
         );
     }
@@ -247,4 +271,13 @@ pub fn write_counterexample<P: Policy + ?Sized>(
     write_atomic(&path, scenario.to_toml().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// `--threads`: 0 (one per core) to 1024.
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= 1024 => Ok(n),
+        Ok(n) => Err(format!("{n} threads is more than 1024")),
+        Err(e) => Err(format!("expected a number of threads: {e}")),
+    }
 }
