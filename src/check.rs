@@ -47,6 +47,13 @@ pub enum CheckError {
         "a state of this device needs {bits} bits, more than the checker's 64-bit keys; use fewer VM slots or GPUs (G=2 allows up to 9 slots, G=1 up to 11)"
     )]
     TooLarge { bits: u32 },
+    #[error(
+        "with --symmetry the search saw {invariant} violated, but no reachable trace violates it: policy `{policy}` does not treat VM slots alike, so symmetry reduction does not apply to it; check without --symmetry"
+    )]
+    NotSymmetric {
+        policy: String,
+        invariant: Invariant,
+    },
 }
 
 /// One invariant the checker saw violated.
@@ -158,11 +165,18 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         for inv in Invariant::ALL {
             let n = violated[inv as usize];
             if n > 0 {
+                // Without symmetry the search saw a reachable violating
+                // transition, so the rebuild finds one; with it, only when
+                // the policy treats slots alike.
+                let counterexample = shortest_counterexample(self.policy, &self.device, inv)
+                    .ok_or_else(|| CheckError::NotSymmetric {
+                        policy: self.policy.name().to_string(),
+                        invariant: inv,
+                    })?;
                 violations.push(Found {
                     invariant: inv,
                     transitions: n,
-                    counterexample: shortest_counterexample(self.policy, &self.device, inv)
-                        .expect("the search saw this invariant violated"),
+                    counterexample,
                 });
             }
         }

@@ -2,7 +2,7 @@
 //! policy written outside the crate, through the public API only, exactly
 //! like a built-in one.
 
-use gpuclaim::check::{Checker, shortest_counterexample};
+use gpuclaim::check::{CheckError, Checker, shortest_counterexample};
 use gpuclaim::explore::{self, Campaign, WalkConfig};
 use gpuclaim::model::{Action, Device, Op};
 use gpuclaim::{Fixed, Invariant, Policy, State};
@@ -82,4 +82,44 @@ fn explorer_runs_an_external_policy() {
     let (summary, run) = explore::replay_run(&DoubleFree, cfg, 9, cx.first_run);
     assert_eq!(summary, r.runs[cx.first_run as usize].summary);
     assert!(run.fired.contains(cx.invariant));
+}
+
+/// Never gives slot 1 a GPU, and loses whatever slot 1 releases. Slots are
+/// not alike; the loss can never happen, since slot 1 never holds a GPU.
+struct SlotOneOdd;
+
+impl Policy for SlotOneOdd {
+    fn name(&self) -> &str {
+        "slot-one-odd"
+    }
+    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+        vm != 1 && state.claim_lowest(vm, size)
+    }
+    fn release(&self, state: &mut State, vm: usize) {
+        if vm == 1 {
+            state.vms[vm].held = 0;
+        } else {
+            state.release_to_free(vm);
+        }
+    }
+}
+
+#[test]
+fn symmetry_on_a_policy_that_tells_slots_apart_is_refused_not_wrong() {
+    let d = Device::uniform(1, 2, 1).unwrap();
+    let full = Checker::new(&SlotOneOdd, d).run().unwrap();
+    assert!(full.violations.is_empty());
+    // Sorting slots puts a GPU in slot 1, which then loses it: a violation
+    // no real trace has. The checker says so instead of reporting it.
+    let err = Checker::new(&SlotOneOdd, d)
+        .symmetry(true)
+        .run()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CheckError::NotSymmetric {
+            policy: "slot-one-odd".into(),
+            invariant: Invariant::Conservation
+        }
+    );
 }
