@@ -119,6 +119,7 @@ fn explore_csv_and_counterexamples() {
     assert_eq!(o.status.code(), Some(0));
     let summary = std::fs::read_to_string(cx.join("explore-summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
