@@ -169,6 +169,7 @@ fn check_reports_counts_and_writes_a_passing_counterexample() {
             .unwrap()
             .contains("1 passed, 0 failed")
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
