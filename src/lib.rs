@@ -40,6 +40,7 @@
 //! ```
 
 pub mod counterexample;
+pub mod fuzzing;
 pub mod invariant;
 pub mod model;
 pub mod policy;
