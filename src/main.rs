@@ -25,12 +25,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    FromFuzz(cli::from_fuzz::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::FromFuzz(args) => cli::from_fuzz::main(args),
     };
     match result {
         Ok(code) => code,
