@@ -307,3 +307,61 @@ fn target_names_are_the_cargo_fuzz_binaries() {
         assert_eq!(Target::from_name(name).map(|t| t.name()), Some(*name));
     }
 }
+
+/// The named seeds are the cases their names say: the documented cases of
+/// MODEL.md, with their documented outcomes under `fixed`.
+#[test]
+fn named_seeds_are_the_documented_cases() {
+    use gpuclaim::model::VmNames;
+    use gpuclaim::trace::{run_actions, trace_to_steps};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/interleaving_fixed");
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "doc-1gpu-vm-then-kube",
+            &["create-vm a", "configure-kube"],
+            &["a"],
+        ),
+        (
+            "doc-1gpu-kube-then-vm",
+            // A begin that fails with no-gpu is written as the begin alone.
+            &["configure-kube", "begin create-vm a"],
+            &["kube"],
+        ),
+        (
+            "doc-2gpu-one-vm-then-kube",
+            &["create-vm a", "configure-kube"],
+            &["a", "kube"],
+        ),
+        (
+            "doc-2gpu-two-vms-then-kube",
+            &["create-vm a", "create-vm b", "configure-kube"],
+            &["a", "b"],
+        ),
+        (
+            "doc-2gpu-stop-then-start",
+            &[
+                "create-vm a",
+                "create-vm b",
+                "configure-kube",
+                "stop-vm a",
+                "start-vm a",
+            ],
+            &["a", "b"],
+        ),
+    ];
+    for (file, steps, owners) in cases {
+        let case = decode_interleaving(&std::fs::read(dir.join(file)).unwrap());
+        let names = VmNames::letters(case.device.vms());
+        let run = run_actions(&Builtin::Fixed, &case.device, &names, &case.actions);
+        let written: Vec<String> = trace_to_steps(&run.trace, &names)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(written, steps, "{file}");
+        let got: Vec<String> = (0..case.device.gpus())
+            .map(|g| run.state.owner(&case.device, &names, g))
+            .collect();
+        assert_eq!(got, owners, "{file}");
+        assert!(run.fired.is_empty(), "{file}");
+    }
+}

@@ -350,3 +350,23 @@ fn a_counterexample_ending_in_a_provisioned_stop_round_trips() {
     assert_eq!(back, s);
     assert!(back.run(&Builtin::Fixed).passed());
 }
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// The fuzz input format: any case the decoder can produce is encoded
+    /// to bytes that decode back to it.
+    #[test]
+    fn fuzz_inputs_encode_and_decode_back(
+        case in (1u8..=8).prop_flat_map(|gpus| {
+            proptest::collection::vec(0..=gpus, 1..=8).prop_flat_map(move |sizes| {
+                let d = Device::new(gpus, &sizes).unwrap();
+                proptest::collection::vec(raw_action(d.vms() as u8, gpus), 0..50)
+                    .prop_map(move |actions| gpuclaim::fuzzing::Interleaving { device: d, actions })
+            })
+        })
+    ) {
+        let bytes = gpuclaim::fuzzing::encode_interleaving(&case).unwrap();
+        prop_assert_eq!(gpuclaim::fuzzing::decode_interleaving(&bytes), case);
+    }
+}
