@@ -4,7 +4,8 @@
 //!
 //! The library is one small exact model ([`model`], the rules of
 //! `shared/MODEL.md`) and engines that drive it: the scenario runner
-//! ([`scenario`]) and the others built on [`model::step`]. The allocator under
+//! ([`scenario`]) and the others built on [`model::step`], among them the
+//! time-driven simulator with its sweeps ([`sim`]). The allocator under
 //! test is a [`Policy`]; the built-in `fixed`, `legacy` and `snapshot`
 //! implement the same public trait as a policy written outside this crate.
 //!
@@ -58,3 +59,4 @@ pub use model::{
 pub use policy::{Builtin, Fixed, Legacy, Policy, Registry, Snapshot};
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{StepSpec, run_actions};
+pub mod sim;

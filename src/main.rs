@@ -25,6 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(cli::run::Args),
+    Simulate(Box<cli::simulate::Args>),
+    Sweep(cli::sweep::Args),
+    Merge(cli::merge::Args),
     FromFuzz(cli::from_fuzz::Args),
 }
 
@@ -32,6 +35,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
+        Command::Simulate(args) => cli::simulate::main(*args),
+        Command::Sweep(args) => cli::sweep::main(args),
+        Command::Merge(args) => cli::merge::main(args),
         Command::FromFuzz(args) => cli::from_fuzz::main(args),
     };
     match result {

@@ -5,7 +5,7 @@
 //!
 //! The lifecycle rules (which request is allowed from which state, and what
 //! state it leads to) live here. What a step does to the GPU sets is decided
-//! by the [`Policy`](crate::policy::Policy) under test.
+//! by the [`Policy`] under test.
 
 use std::fmt;
 

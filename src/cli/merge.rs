@@ -1,0 +1,26 @@
+//! `gpuclaim merge`: combine the shards of a sweep.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use gpuclaim::sim::sweep;
+
+/// Combine shard folders of one sweep (each written by `gpuclaim sweep
+/// --shard I/N`) into OUT/NAME/: runs.csv, summary.csv and the plots, the
+/// same bytes as the sweep run unsharded. Refuses shards of different
+/// sweeps, a shard given twice, a missing shard or rows out of place.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The shard folders (OUT/NAME/shard-I-of-N), all N of them.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Base output folder; results go to OUT/NAME/.
+    #[arg(long, value_name = "OUT", default_value = "reports")]
+    pub out: PathBuf,
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let written = sweep::merge(&args.shards, &args.out)?;
+    super::sweep::print_written(&written);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1135 @@
+//! Sweeps: a grid of simulator configurations times a number of seeds, run
+//! in parallel, written as `runs.csv` (one row per run), `summary.csv` (mean
+//! and 95% confidence interval per grid point) and SVG plots.
+//!
+//! # Order and determinism
+//! Grid points are the cartesian product of the axes in this order: gpus,
+//! policies, arrival_per_hour, lifetime_hours, on_hours, off_hours,
+//! provisioned_probability, kube_at_hours, takeover_mean_minutes,
+//! trace_fraction (the last axis varies fastest). Run `r` is seed `r % seeds`
+//! of point `r / seeds`. The seed of seed index `i` is
+//! `seed::run_seed(master_seed, i)`, the same at every grid point, so
+//! policies and parameters are compared on common random numbers. Rows are
+//! written in run order whatever the thread count.
+//!
+//! # Shards
+//! `--shard I/N` runs the runs `r` with `r % N == I` and writes their rows
+//! and a manifest; [`merge`] reads the N shard folders, interleaves the rows
+//! back into run order and produces the same bytes as the unsharded sweep.
+//! The summary and plots are computed from the formatted rows in both cases,
+//! by the same code, so they cannot differ.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::invariant::Invariant;
+use crate::model::{MAX_GPUS, MAX_VMS, Outcome};
+use crate::policy::{Builtin, Policy, Registry};
+use crate::report::{AtomicFile, write_atomic};
+use crate::seed;
+use crate::sim::dist::Dist;
+use crate::sim::engine::{
+    Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
+};
+use crate::sim::stats::Summarizer;
+use crate::sim::tracefile::{Columns, Selection, TraceFile};
+
+/// Assumed defaults, named in `--help` and the example configurations.
+pub mod assumed {
+    /// Simulated time per run: 30 days.
+    pub const HORIZON_HOURS: f64 = 720.0;
+    pub const ARRIVAL_PER_HOUR: f64 = 0.1;
+    pub const LIFETIME_HOURS: f64 = 72.0;
+    pub const ON_HOURS: f64 = 8.0;
+    pub const OFF_HOURS: f64 = 4.0;
+    pub const PROVISIONED_PROBABILITY: f64 = 0.0;
+    /// Kubernetes is configured a day in, when VMs already hold GPUs.
+    pub const KUBE_AT_HOURS: f64 = 24.0;
+    /// MODEL.md's default takeover mean.
+    pub const TAKEOVER_MEAN_MINUTES: f64 = 60.0;
+    /// A device runs at most 24 VMs.
+    pub const VM_SLOTS: usize = 24;
+    /// Documented GPU VM sizes use 1 GPU.
+    pub const VM_SIZE: u8 = 1;
+}
+
+/// An error in a sweep configuration or while running it. Configuration
+/// errors name the file, line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{file}{}: {message}", at.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Config {
+        file: String,
+        at: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error(transparent)]
+    Trace(#[from] crate::sim::tracefile::TraceError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Merge(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
+    move |source| SweepError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A duration as written in a configuration: a number (a constant), or a
+/// table `{ uniform = [LOW, HIGH] }`, `{ exp = MEAN }`, `{ const = V }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DistSpec(pub Dist);
+
+impl<'de> Deserialize<'de> for DistSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DistSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("minutes as a number, or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DistSpec, E> {
+                Ok(DistSpec(Dist::Const(v as f64)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DistSpec, E> {
+                Ok(DistSpec(Dist::Const(v as f64)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DistSpec, E> {
+                Ok(DistSpec(Dist::Const(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DistSpec, A::Error> {
+                use serde::de::Error;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(
+                        "an empty table; expected uniform, exp or const",
+                    ));
+                };
+                let dist = match key.as_str() {
+                    "uniform" => {
+                        let [lo, hi]: [f64; 2] = map.next_value()?;
+                        Dist::Uniform(lo, hi)
+                    }
+                    "exp" => Dist::Exp(map.next_value()?),
+                    "const" => Dist::Const(map.next_value()?),
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown distribution `{other}`; expected uniform, exp or const"
+                        )));
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "unexpected `{extra}`: a duration has one distribution"
+                    )));
+                }
+                Ok(DistSpec(dist))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `kube_at_hours` values: hours, or `"never"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KubeAt(pub Option<f64>);
+
+impl<'de> Deserialize<'de> for KubeAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = KubeAt;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("hours as a number, or \"never\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<KubeAt, E> {
+                Ok(KubeAt(Some(v as f64)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<KubeAt, E> {
+                Ok(KubeAt(Some(v as f64)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<KubeAt, E> {
+                Ok(KubeAt(Some(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KubeAt, E> {
+                if v == "never" {
+                    Ok(KubeAt(None))
+                } else {
+                    Err(E::custom(format!("`{v}`: expected hours or \"never\"")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+type List<T> = Option<Spanned<Vec<T>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Spanned<String>,
+    seeds: Spanned<u32>,
+    #[serde(default)]
+    master_seed: u64,
+    horizon_hours: Option<Spanned<f64>>,
+    vm_slots: Option<Spanned<usize>>,
+    vm_size: Option<Spanned<u8>>,
+    #[serde(default)]
+    grid: RawGrid,
+    #[serde(default)]
+    durations: RawDurations,
+    trace: Option<Spanned<RawTrace>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrid {
+    gpus: List<u8>,
+    policies: List<Spanned<String>>,
+    arrival_per_hour: List<f64>,
+    lifetime_hours: List<f64>,
+    on_hours: List<f64>,
+    off_hours: List<f64>,
+    provisioned_probability: List<f64>,
+    kube_at_hours: List<KubeAt>,
+    takeover_mean_minutes: List<f64>,
+    trace_fraction: List<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDurations {
+    create: Option<Spanned<DistSpec>>,
+    start: Option<Spanned<DistSpec>>,
+    stop: Option<Spanned<DistSpec>>,
+    remove: Option<Spanned<DistSpec>>,
+    configure: Option<Spanned<DistSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
+    path: Spanned<String>,
+    preset: Option<Spanned<String>>,
+    columns: Option<Columns>,
+    #[serde(default = "one")]
+    time_scale: f64,
+    #[serde(default)]
+    skip_bad: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The trace of a trace sweep, read once.
+#[derive(Clone, Debug)]
+pub struct TraceSpec {
+    pub file: Arc<TraceFile>,
+    pub time_scale: f64,
+}
+
+/// The workload axes of a grid point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PointWorkload {
+    Poisson {
+        arrival_per_hour: f64,
+        lifetime_hours: f64,
+        on_hours: f64,
+        off_hours: f64,
+        provisioned_probability: f64,
+    },
+    Trace {
+        fraction: f64,
+    },
+}
+
+/// One grid point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub gpus: u8,
+    pub policy: String,
+    pub workload: PointWorkload,
+    pub kube_at_hours: Option<f64>,
+    pub takeover_mean_minutes: f64,
+}
+
+/// The columns that describe a grid point, in `runs.csv` and `summary.csv`.
+pub const PARAM_COLUMNS: [&str; 11] = [
+    "gpus",
+    "policy",
+    "workload",
+    "arrival_per_hour",
+    "lifetime_hours",
+    "on_hours",
+    "off_hours",
+    "provisioned_probability",
+    "kube_at_hours",
+    "takeover_mean_minutes",
+    "trace_fraction",
+];
+
+/// The columns before the parameters in `runs.csv`.
+pub const RUN_COLUMNS: [&str; 4] = ["run", "point", "seed_index", "seed"];
+
+fn num(v: f64) -> String {
+    format!("{v}")
+}
+
+impl Point {
+    /// The parameter columns, [`PARAM_COLUMNS`] order.
+    pub fn params(&self) -> Vec<String> {
+        let mut out = vec![self.gpus.to_string(), self.policy.clone()];
+        match self.workload {
+            PointWorkload::Poisson {
+                arrival_per_hour,
+                lifetime_hours,
+                on_hours,
+                off_hours,
+                provisioned_probability,
+            } => {
+                out.push("poisson".into());
+                for v in [
+                    arrival_per_hour,
+                    lifetime_hours,
+                    on_hours,
+                    off_hours,
+                    provisioned_probability,
+                ] {
+                    out.push(num(v));
+                }
+            }
+            PointWorkload::Trace { .. } => {
+                out.push("trace".into());
+                out.extend(std::iter::repeat_n(String::new(), 5));
+            }
+        }
+        out.push(self.kube_at_hours.map_or("never".into(), num));
+        out.push(num(self.takeover_mean_minutes));
+        out.push(match self.workload {
+            PointWorkload::Trace { fraction } => num(fraction),
+            PointWorkload::Poisson { .. } => String::new(),
+        });
+        out
+    }
+}
+
+/// A sweep read from its configuration file: the grid points and all that
+/// a run needs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub seeds: u32,
+    pub master_seed: u64,
+    pub horizon_hours: Option<f64>,
+    pub vm_slots: usize,
+    pub vm_size: u8,
+    pub durations: Durations,
+    pub trace: Option<TraceSpec>,
+    pub points: Vec<Point>,
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Reader<'_> {
+    fn err(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SweepError {
+        let at = span.map(|s| {
+            let start = s.start.min(self.text.len());
+            let before = &self.text[..start];
+            let line = before.matches('\n').count() + 1;
+            let col = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, col)
+        });
+        SweepError::Config {
+            file: self.file.to_string(),
+            at,
+            message: message.into(),
+        }
+    }
+}
+
+impl Plan {
+    /// Reads a sweep configuration file. A trace it names is read too, its
+    /// path relative to the configuration file.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Plan, SweepError> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        Self::parse(path, &text, registry)
+    }
+
+    /// As [`Plan::load`], from text already read.
+    pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Plan, SweepError> {
+        let shown = path.display().to_string();
+        let r = Reader { file: &shown, text };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| r.err(e.span(), e.message().trim().to_string()))?;
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            || name.starts_with('.')
+        {
+            return Err(r.err(
+                Some(raw.name.span()),
+                "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`",
+            ));
+        }
+        if *raw.seeds.get_ref() == 0 {
+            return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
+        }
+        let horizon_hours = match &raw.horizon_hours {
+            Some(h) if !(h.get_ref().is_finite() && *h.get_ref() > 0.0) => {
+                return Err(r.err(Some(h.span()), "`horizon_hours` must be a positive number"));
+            }
+            Some(h) => Some(*h.get_ref()),
+            None => None,
+        };
+        let vm_slots = match &raw.vm_slots {
+            Some(s) if !(1..=MAX_VMS).contains(s.get_ref()) => {
+                return Err(r.err(Some(s.span()), format!("`vm_slots` must be 1 to {MAX_VMS}")));
+            }
+            Some(s) => *s.get_ref(),
+            None => assumed::VM_SLOTS,
+        };
+        let vm_size = raw
+            .vm_size
+            .as_ref()
+            .map_or(assumed::VM_SIZE, |s| *s.get_ref());
+        let mut durations = Durations::ASSUMED;
+        for (slot, raw_d, key) in [
+            (&mut durations.create, &raw.durations.create, "create"),
+            (&mut durations.start, &raw.durations.start, "start"),
+            (&mut durations.stop, &raw.durations.stop, "stop"),
+            (&mut durations.remove, &raw.durations.remove, "remove"),
+            (
+                &mut durations.configure,
+                &raw.durations.configure,
+                "configure",
+            ),
+        ] {
+            if let Some(d) = raw_d {
+                if !d.get_ref().0.is_valid() {
+                    return Err(r.err(
+                        Some(d.span()),
+                        format!("durations.{key}: minutes must be finite and 0 or more (uniform: LOW <= HIGH)"),
+                    ));
+                }
+                *slot = d.get_ref().0;
+            }
+        }
+
+        let g = &raw.grid;
+        let list =
+            |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
+                None => Ok(vec![default]),
+                Some(s) if s.get_ref().is_empty() => Err(r.err(
+                    Some(s.span()),
+                    format!("grid.{key} is empty; give at least one value"),
+                )),
+                Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
+                    Some(bad) => {
+                        Err(r.err(Some(s.span()), format!("grid.{key}: {bad} is not {what}")))
+                    }
+                    None => Ok(s.get_ref().clone()),
+                },
+            };
+        let positive = |v: f64| v > 0.0 && !v.is_nan();
+        let non_negative = |v: f64| v >= 0.0 && !v.is_nan();
+        let probability = |v: f64| (0.0..=1.0).contains(&v);
+        let gpus = match &g.gpus {
+            None => vec![2],
+            Some(s) => {
+                if s.get_ref().is_empty() || s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n))
+                {
+                    return Err(r.err(
+                        Some(s.span()),
+                        format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
+                    ));
+                }
+                s.get_ref().clone()
+            }
+        };
+        if vm_size > *gpus.iter().min().unwrap_or(&1) {
+            return Err(r.err(
+                raw.vm_size.as_ref().map(|s| s.span()),
+                format!("`vm_size` {vm_size} is more than a device of the grid has"),
+            ));
+        }
+        let policies = match &g.policies {
+            None => vec!["fixed".to_string(), "legacy".to_string()],
+            Some(s) => {
+                if s.get_ref().is_empty() {
+                    return Err(r.err(Some(s.span()), "grid.policies is empty"));
+                }
+                for p in s.get_ref() {
+                    if !registry.contains(p.get_ref()) {
+                        return Err(r.err(
+                            Some(p.span()),
+                            format!(
+                                "unknown policy `{}`; expected one of {}",
+                                p.get_ref(),
+                                registry.names().join(", ")
+                            ),
+                        ));
+                    }
+                }
+                s.get_ref().iter().map(|p| p.get_ref().clone()).collect()
+            }
+        };
+        let kube_at = match &g.kube_at_hours {
+            None => vec![Some(assumed::KUBE_AT_HOURS)],
+            Some(s) => {
+                if s.get_ref().is_empty() {
+                    return Err(r.err(Some(s.span()), "grid.kube_at_hours is empty"));
+                }
+                if s.get_ref()
+                    .iter()
+                    .any(|k| k.0.is_some_and(|h| !non_negative(h)))
+                {
+                    return Err(r.err(
+                        Some(s.span()),
+                        "grid.kube_at_hours: hours of 0 or more, or \"never\"",
+                    ));
+                }
+                s.get_ref().iter().map(|k| k.0).collect()
+            }
+        };
+        let takeover = list(
+            &g.takeover_mean_minutes,
+            "takeover_mean_minutes",
+            assumed::TAKEOVER_MEAN_MINUTES,
+            positive,
+            "a positive number of minutes",
+        )?;
+
+        let (trace, workloads) = match &raw.trace {
+            Some(t) => {
+                for (key, l) in [
+                    ("arrival_per_hour", &g.arrival_per_hour),
+                    ("lifetime_hours", &g.lifetime_hours),
+                    ("on_hours", &g.on_hours),
+                    ("off_hours", &g.off_hours),
+                    ("provisioned_probability", &g.provisioned_probability),
+                ] {
+                    if let Some(l) = l {
+                        return Err(r.err(
+                            Some(l.span()),
+                            format!("grid.{key} is a poisson parameter, but this sweep replays a [trace]"),
+                        ));
+                    }
+                }
+                let t = t.get_ref();
+                let columns = match (&t.preset, &t.columns) {
+                    (Some(p), None) => Columns::preset(p.get_ref()).ok_or_else(|| {
+                        r.err(
+                            Some(p.span()),
+                            format!("unknown preset `{}`; expected openb", p.get_ref()),
+                        )
+                    })?,
+                    (None, Some(c)) => c.clone(),
+                    _ => {
+                        return Err(r.err(
+                            Some(t.path.span()),
+                            "[trace] needs exactly one of `preset` (openb) or `columns` = { id, gpus, start, end, unit }",
+                        ));
+                    }
+                };
+                if !positive(t.time_scale) || !t.time_scale.is_finite() {
+                    return Err(r.err(
+                        Some(t.path.span()),
+                        "trace.time_scale must be a positive number",
+                    ));
+                }
+                let base = path.parent().unwrap_or(Path::new("."));
+                let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
+                    .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
+                let fractions = list(
+                    &g.trace_fraction,
+                    "trace_fraction",
+                    1.0,
+                    |v| v > 0.0 && v <= 1.0,
+                    "in (0, 1]",
+                )?;
+                let w = fractions
+                    .into_iter()
+                    .map(|fraction| PointWorkload::Trace { fraction })
+                    .collect::<Vec<_>>();
+                (
+                    Some(TraceSpec {
+                        file: Arc::new(file),
+                        time_scale: t.time_scale,
+                    }),
+                    w,
+                )
+            }
+            None => {
+                if let Some(l) = &g.trace_fraction {
+                    return Err(r.err(
+                        Some(l.span()),
+                        "grid.trace_fraction needs a [trace] section",
+                    ));
+                }
+                let arrivals = list(
+                    &g.arrival_per_hour,
+                    "arrival_per_hour",
+                    assumed::ARRIVAL_PER_HOUR,
+                    non_negative,
+                    "a rate of 0 or more",
+                )?;
+                let lifetimes = list(
+                    &g.lifetime_hours,
+                    "lifetime_hours",
+                    assumed::LIFETIME_HOURS,
+                    positive,
+                    "a positive number of hours (inf for never)",
+                )?;
+                let ons = list(
+                    &g.on_hours,
+                    "on_hours",
+                    assumed::ON_HOURS,
+                    positive,
+                    "a positive number of hours (inf for never)",
+                )?;
+                let offs = list(
+                    &g.off_hours,
+                    "off_hours",
+                    assumed::OFF_HOURS,
+                    positive,
+                    "a positive number of hours (inf for never)",
+                )?;
+                let provs = list(
+                    &g.provisioned_probability,
+                    "provisioned_probability",
+                    assumed::PROVISIONED_PROBABILITY,
+                    probability,
+                    "a probability in [0, 1]",
+                )?;
+                let mut w = Vec::new();
+                for &arrival_per_hour in &arrivals {
+                    for &lifetime_hours in &lifetimes {
+                        for &on_hours in &ons {
+                            for &off_hours in &offs {
+                                for &provisioned_probability in &provs {
+                                    w.push(PointWorkload::Poisson {
+                                        arrival_per_hour,
+                                        lifetime_hours,
+                                        on_hours,
+                                        off_hours,
+                                        provisioned_probability,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                (None, w)
+            }
+        };
+
+        // Axis order: gpus, policies, workload axes, kube_at, takeover, and
+        // (inside the workload) trace_fraction last: see the module docs.
+        let mut points = Vec::new();
+        for &gpus in &gpus {
+            for policy in &policies {
+                for &workload in &workloads {
+                    for &kube_at_hours in &kube_at {
+                        for &takeover_mean_minutes in &takeover {
+                            points.push(Point {
+                                gpus,
+                                policy: policy.clone(),
+                                workload,
+                                kube_at_hours,
+                                takeover_mean_minutes,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Plan {
+            name: name.clone(),
+            seeds: *raw.seeds.get_ref(),
+            master_seed: raw.master_seed,
+            horizon_hours,
+            vm_slots,
+            vm_size,
+            durations,
+            trace,
+            points,
+        })
+    }
+
+    pub fn runs(&self) -> u64 {
+        self.points.len() as u64 * u64::from(self.seeds)
+    }
+
+    /// The horizon in hours: as configured, else 720 hours for poisson, or
+    /// the trace's last end (scaled).
+    pub fn horizon_hours(&self) -> f64 {
+        match (self.horizon_hours, &self.trace) {
+            (Some(h), _) => h,
+            (None, Some(t)) => t.file.last_end() * t.time_scale / MINUTES_PER_HOUR,
+            (None, None) => assumed::HORIZON_HOURS,
+        }
+    }
+
+    /// The metric columns of this sweep's rows.
+    pub fn metric_columns(&self) -> Vec<String> {
+        metric_columns(self.trace.is_some())
+    }
+
+    /// The header of `runs.csv`.
+    pub fn runs_header(&self) -> Vec<String> {
+        RUN_COLUMNS
+            .iter()
+            .chain(PARAM_COLUMNS.iter())
+            .map(|s| s.to_string())
+            .chain(self.metric_columns())
+            .collect()
+    }
+
+    /// Runs run `index` and returns its `runs.csv` row.
+    pub fn run_row(&self, index: u64, registry: &Registry, sim: &mut Simulator) -> Vec<String> {
+        let seeds = u64::from(self.seeds);
+        let point_index = index / seeds;
+        let seed_index = index % seeds;
+        let seed = seed::run_seed(self.master_seed, seed_index);
+        let point = &self.points[point_index as usize];
+        let (counters, selection) = self.run_point(point, seed, registry, sim);
+        let mut row = vec![
+            index.to_string(),
+            point_index.to_string(),
+            seed_index.to_string(),
+            seed.to_string(),
+        ];
+        row.extend(point.params());
+        row.extend(metric_values(&counters, selection.as_ref()));
+        row
+    }
+
+    /// One run of `point` with `seed`: its counters, and for a trace sweep
+    /// what was kept of the trace.
+    pub fn run_point(
+        &self,
+        point: &Point,
+        seed: u64,
+        registry: &Registry,
+        sim: &mut Simulator,
+    ) -> (Counters, Option<Selection>) {
+        let selection = match (&point.workload, &self.trace) {
+            (PointWorkload::Trace { fraction }, Some(t)) => {
+                Some(t.file.select(point.gpus, *fraction, t.time_scale, seed))
+            }
+            _ => None,
+        };
+        let workload = match (&point.workload, &selection) {
+            (PointWorkload::Trace { .. }, Some(s)) => Workload::Trace(&s.requests),
+            (
+                &PointWorkload::Poisson {
+                    arrival_per_hour,
+                    lifetime_hours,
+                    on_hours,
+                    off_hours,
+                    provisioned_probability,
+                },
+                _,
+            ) => {
+                let mut p = Poisson::with_rates(
+                    arrival_per_hour,
+                    lifetime_hours,
+                    on_hours,
+                    off_hours,
+                    provisioned_probability,
+                );
+                p.size = self.vm_size;
+                Workload::Poisson(p)
+            }
+            (PointWorkload::Trace { .. }, None) => unreachable!("a trace point has a trace"),
+        };
+        let config = SimConfig {
+            gpus: point.gpus,
+            vm_slots: self.vm_slots,
+            horizon: self.horizon_hours() * MINUTES_PER_HOUR,
+            kube_at: point.kube_at_hours.map(|h| h * MINUTES_PER_HOUR),
+            takeover: Dist::Exp(point.takeover_mean_minutes),
+            durations: self.durations,
+            workload,
+        };
+        let counters = match Builtin::from_name(&point.policy) {
+            Some(b) => sim.run(&b, &config, seed),
+            None => {
+                let policy = registry
+                    .get(&point.policy)
+                    .expect("policy names are checked when the plan is read");
+                sim.run(&*policy as &dyn Policy, &config, seed)
+            }
+        }
+        .expect("the plan checks gpus and slots");
+        (counters, selection)
+    }
+}
+
+/// The metric columns: every counter of MODEL.md, derived totals and the
+/// two failure fractions; for trace sweeps also what was kept of the trace.
+pub fn metric_columns(trace: bool) -> Vec<String> {
+    let mut out = vec!["arrivals".to_string(), "no_slot".to_string()];
+    for op in REQUEST_OPS {
+        for o in Outcome::ALL {
+            out.push(format!("requests.{}.{}", op.name(), o.name()));
+        }
+    }
+    for m in [
+        "end_steps",
+        "internal_events",
+        "other_requests",
+        "events",
+        "steps",
+        "vm_hours_running",
+        "gpu_hours_vms",
+        "gpu_hours_kube",
+        "gpu_hours_idle",
+    ] {
+        out.push(m.to_string());
+    }
+    for inv in Invariant::ALL {
+        out.push(format!("violations.{}", inv.name()));
+    }
+    out.push("create_failure_fraction".into());
+    out.push("start_failure_fraction".into());
+    if trace {
+        for m in [
+            "trace.kept",
+            "trace.not_sampled",
+            "trace.zero_gpu",
+            "trace.too_many_gpus",
+            "trace.bad_rows",
+        ] {
+            out.push(m.to_string());
+        }
+    }
+    out
+}
+
+/// The metric values of one run, [`metric_columns`] order. A fraction
+/// without a denominator is empty.
+pub fn metric_values(c: &Counters, selection: Option<&Selection>) -> Vec<String> {
+    let mut out = vec![c.arrivals.to_string(), c.no_slot.to_string()];
+    for op in REQUEST_OPS {
+        for o in Outcome::ALL {
+            out.push(c.request(op, o).to_string());
+        }
+    }
+    for v in [
+        c.end_steps,
+        c.internal_events,
+        c.other_requests(),
+        c.events(),
+        c.steps(),
+    ] {
+        out.push(v.to_string());
+    }
+    for v in [
+        c.vm_hours_running,
+        c.gpu_hours_vms,
+        c.gpu_hours_kube,
+        c.gpu_hours_idle,
+    ] {
+        out.push(num(v));
+    }
+    for inv in Invariant::ALL {
+        out.push(c.violations_of(inv).to_string());
+    }
+    out.push(c.create_failure_fraction().map_or(String::new(), num));
+    out.push(c.start_failure_fraction().map_or(String::new(), num));
+    if let Some(s) = selection {
+        for v in [
+            s.kept(),
+            s.not_sampled,
+            s.zero_gpu,
+            s.too_many_gpus,
+            s.bad_rows,
+        ] {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Where a sweep writes and how.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Base folder; outputs go to `out/NAME/`.
+    pub out: PathBuf,
+    /// Worker threads (`None`: rayon's default, one per core).
+    pub threads: Option<usize>,
+    /// `(I, N)`: run only runs `r % N == I`.
+    pub shard: Option<(u64, u64)>,
+}
+
+/// What a sweep or merge wrote.
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub runs: u64,
+    /// Steps with a violation over all runs written, keyed `POLICY INVARIANT`
+    /// (zero counts included, so that "none" is visible).
+    pub violations: BTreeMap<String, u64>,
+}
+
+/// Runs per parallel batch: bounds memory whatever the number of runs.
+const BATCH: u64 = 4096;
+
+/// Runs the plan (or its shard) and writes its outputs. `progress` is
+/// called with the number of runs done after each batch.
+pub fn run_sweep(
+    plan: &Plan,
+    registry: &Registry,
+    options: &SweepOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Written, SweepError> {
+    let pool = {
+        let mut b = rayon::ThreadPoolBuilder::new();
+        if let Some(t) = options.threads {
+            b = b.num_threads(t);
+        }
+        b.build()
+            .map_err(|e| SweepError::Merge(format!("thread pool: {e}")))?
+    };
+    let total = plan.runs();
+    let (shard_i, shard_n) = options.shard.unwrap_or((0, 1));
+    let dir = match options.shard {
+        None => options.out.join(&plan.name),
+        Some((i, n)) => options
+            .out
+            .join(&plan.name)
+            .join(format!("shard-{i}-of-{n}")),
+    };
+    let header = plan.runs_header();
+    let runs_path = dir.join("runs.csv");
+    let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
+    let mut runs_csv = csv::Writer::from_writer(&mut runs_file);
+    runs_csv
+        .write_record(&header)
+        .map_err(csv_err(&runs_path))?;
+    let mut summarizer = (options.shard.is_none()).then(|| Summarizer::new(&header));
+    let mut written = Written {
+        dir: dir.clone(),
+        ..Written::default()
+    };
+    let mut next = shard_i;
+    let mut done = 0;
+    while next < total {
+        let batch: Vec<u64> = (0..BATCH)
+            .map(|k| next + k * shard_n)
+            .take_while(|&r| r < total)
+            .collect();
+        next = batch.last().map_or(total, |&l| l + shard_n);
+        let rows: Vec<Vec<String>> = pool.install(|| {
+            batch
+                .par_iter()
+                .map_init(Simulator::new, |sim, &r| plan.run_row(r, registry, sim))
+                .collect()
+        });
+        for row in &rows {
+            runs_csv.write_record(row).map_err(csv_err(&runs_path))?;
+            count_violations(&header, row, &mut written.violations);
+            if let Some(s) = summarizer.as_mut() {
+                s.push(row).map_err(SweepError::Merge)?;
+            }
+        }
+        done += rows.len() as u64;
+        written.runs = done;
+        progress(done);
+    }
+    runs_csv.flush().map_err(io_err(&runs_path))?;
+    drop(runs_csv);
+    runs_file.commit().map_err(io_err(&runs_path))?;
+    written.files.push(runs_path);
+    match options.shard {
+        Some((i, n)) => {
+            let manifest = dir.join("manifest.toml");
+            let text = format!(
+                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n",
+                plan.name
+            );
+            write_atomic(&manifest, text.as_bytes()).map_err(io_err(&manifest))?;
+            written.files.push(manifest);
+        }
+        None => {
+            let s = summarizer.expect("made for unsharded sweeps");
+            written.files.extend(s.finish(&dir)?);
+        }
+    }
+    Ok(written)
+}
+
+fn csv_err(path: &Path) -> impl Fn(csv::Error) -> SweepError + '_ {
+    move |e| SweepError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Adds a row's violation counts to `into`, keyed `POLICY INVARIANT`.
+fn count_violations(header: &[String], row: &[String], into: &mut BTreeMap<String, u64>) {
+    let policy = header
+        .iter()
+        .position(|h| h == "policy")
+        .and_then(|i| row.get(i))
+        .map_or("?", String::as_str);
+    for (h, v) in header.iter().zip(row) {
+        if let Some(name) = h.strip_prefix("violations.") {
+            *into.entry(format!("{policy} {name}")).or_default() += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    name: String,
+    runs: u64,
+    shard: u64,
+    shards: u64,
+}
+
+/// Merges shard folders (each with `runs.csv` and `manifest.toml`) into
+/// `out/NAME/`: the same bytes as the unsharded sweep.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
+    if dirs.is_empty() {
+        return Err(SweepError::Merge("no shard folders given".into()));
+    }
+    let mut manifests = Vec::new();
+    for d in dirs {
+        let p = d.join("manifest.toml");
+        let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+        let m: Manifest = toml::from_str(&text).map_err(|e| SweepError::Config {
+            file: p.display().to_string(),
+            at: None,
+            message: e.message().trim().to_string(),
+        })?;
+        manifests.push(m);
+    }
+    let first = &manifests[0];
+    let (name, total, n) = (first.name.clone(), first.runs, first.shards);
+    let mut seen = vec![None; n as usize];
+    for (m, d) in manifests.iter().zip(dirs) {
+        if m.name != name || m.runs != total || m.shards != n || m.shard >= n {
+            return Err(SweepError::Merge(format!(
+                "{}: shard {}/{} of `{}` ({} runs) does not belong with shard {}/{} of `{}` ({} runs) from {}",
+                d.display(),
+                m.shard,
+                m.shards,
+                m.name,
+                m.runs,
+                first.shard,
+                n,
+                name,
+                total,
+                dirs[0].display()
+            )));
+        }
+        if let Some(prev) = seen[m.shard as usize].replace(d.clone()) {
+            return Err(SweepError::Merge(format!(
+                "shard {}/{n} given twice: {} and {}",
+                m.shard,
+                prev.display(),
+                d.display()
+            )));
+        }
+    }
+    if let Some(missing) = seen.iter().position(Option::is_none) {
+        return Err(SweepError::Merge(format!(
+            "shard {missing}/{n} of `{name}` is missing; give all {n} shard folders"
+        )));
+    }
+    let shard_dirs: Vec<PathBuf> = seen.into_iter().map(|d| d.expect("checked")).collect();
+    let mut readers = Vec::new();
+    let mut header: Option<csv::StringRecord> = None;
+    for d in &shard_dirs {
+        let p = d.join("runs.csv");
+        let mut r = csv::Reader::from_path(&p).map_err(csv_err(&p))?;
+        let h = r.headers().map_err(csv_err(&p))?.clone();
+        if let Some(prev) = &header {
+            if *prev != h {
+                return Err(SweepError::Merge(format!(
+                    "{}: its header differs from the first shard's",
+                    p.display()
+                )));
+            }
+        } else {
+            header = Some(h);
+        }
+        readers.push((p, r.into_records()));
+    }
+    let header: Vec<String> = header
+        .expect("at least one shard")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let dir = out.join(&name);
+    let runs_path = dir.join("runs.csv");
+    let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
+    let mut runs_csv = csv::Writer::from_writer(&mut runs_file);
+    runs_csv
+        .write_record(&header)
+        .map_err(csv_err(&runs_path))?;
+    let mut summarizer = Summarizer::new(&header);
+    let mut written = Written {
+        dir: dir.clone(),
+        ..Written::default()
+    };
+    for run in 0..total {
+        let (p, records) = &mut readers[(run % n) as usize];
+        let record = records
+            .next()
+            .ok_or_else(|| SweepError::Merge(format!("{}: ends before run {run}", p.display())))?
+            .map_err(csv_err(p))?;
+        let row: Vec<String> = record.iter().map(str::to_string).collect();
+        if row.first().map(String::as_str) != Some(run.to_string().as_str()) {
+            return Err(SweepError::Merge(format!(
+                "{}:{}: expected run {run}, found `{}`",
+                p.display(),
+                record.position().map_or(0, |q| q.line()),
+                row.first().cloned().unwrap_or_default()
+            )));
+        }
+        runs_csv.write_record(&row).map_err(csv_err(&runs_path))?;
+        count_violations(&header, &row, &mut written.violations);
+        summarizer.push(&row).map_err(SweepError::Merge)?;
+    }
+    for (p, records) in &mut readers {
+        if records.next().is_some() {
+            return Err(SweepError::Merge(format!(
+                "{}: has more rows than its share of {total} runs",
+                p.display()
+            )));
+        }
+    }
+    written.runs = total;
+    runs_csv.flush().map_err(io_err(&runs_path))?;
+    drop(runs_csv);
+    runs_file.commit().map_err(io_err(&runs_path))?;
+    written.files.push(runs_path);
+    written.files.extend(summarizer.finish(&dir)?);
+    Ok(written)
+}

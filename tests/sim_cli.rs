@@ -1,0 +1,137 @@
+//! The simulate / sweep / merge commands as a user runs them. Skipped when
+//! the binary is not built (`--no-default-features`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Option<&'static str> {
+    let b = option_env!("CARGO_BIN_EXE_gpuclaim");
+    if b.is_none() {
+        eprintln!("SKIPPED: the gpuclaim binary is not built (feature `cli` off)");
+    }
+    b
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn simulate_prints_every_counter() {
+    let Some(bin) = bin() else { return };
+    let out = Command::new(bin)
+        .args([
+            "simulate", "--gpus", "2", "--policy", "fixed", "--seed", "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "arrivals",
+        "no_slot",
+        "requests.start-vm.no-gpu",
+        "end_steps",
+        "internal_events",
+        "events",
+        "vm_hours_running",
+        "gpu_hours_kube",
+        "gpu_hours_idle",
+        "violations.no-steal-after-dealloc",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("violations.no-double-claim         0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_openb_prints_kept_and_skipped() {
+    let Some(bin) = bin() else { return };
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/openb_pod_list_default.csv");
+    if !trace.exists() {
+        eprintln!("SKIPPED: {} is absent", trace.display());
+        return;
+    }
+    let out = Command::new(bin)
+        .args(["simulate", "--preset", "openb", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("kept 7005 requests; skipped 1147: 0 not sampled, 1088 zero-gpu (CPU only), 59 too-many-gpus (more than the device has), 0 bad rows"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_file_and_line() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("bad");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"b\"\nseeds = 2\n[grid]\narival_per_hour = [1]\n",
+    )
+    .unwrap();
+    let out = Command::new(bin).arg("sweep").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("bad.toml:4:1: unknown field `arival_per_hour`"),
+        "{err}"
+    );
+
+    let out = Command::new(bin)
+        .args(["sweep", "x.toml", "--shard", "3/3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected 0 <= I < N"));
+
+    let trace = dir.join("t.csv");
+    std::fs::write(
+        &trace,
+        "name,num_gpu,creation_time,deletion_time\na,1,0,5\nb,1,zero,5\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["simulate", "--preset", "openb", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("t.csv:3: `creation_time` is `zero`"), "{err}");
+    let out = Command::new(bin)
+        .args(["simulate", "--preset", "openb", "--skip-bad", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("kept 1 requests; skipped 1:") && text.contains("1 bad rows"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

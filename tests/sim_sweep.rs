@@ -1,0 +1,294 @@
+//! Sweeps: output bytes independent of the thread count, shards merged back
+//! into the unsharded bytes, configuration errors with file and line, the
+//! confidence interval, and the issue's "done when" on the example sweep.
+
+use std::path::{Path, PathBuf};
+
+use gpuclaim::Registry;
+use gpuclaim::sim::stats::{Running, t975};
+use gpuclaim::sim::sweep::{self, Plan, SweepError, SweepOptions};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const SMALL: &str = r#"
+name = "small"
+seeds = 7
+master_seed = 99
+horizon_hours = 200
+
+[grid]
+gpus = [1, 2]
+policies = ["fixed", "legacy", "snapshot"]
+arrival_per_hour = [0.1, 0.4]
+lifetime_hours = [24]
+on_hours = [4]
+off_hours = [3]
+provisioned_probability = [0.0, 0.3]
+kube_at_hours = [5]
+takeover_mean_minutes = [30]
+"#;
+
+fn plan(text: &str) -> Plan {
+    Plan::parse(Path::new("small.toml"), text, &Registry::builtin()).unwrap()
+}
+
+fn run(plan: &Plan, out: &Path, threads: usize, shard: Option<(u64, u64)>) -> sweep::Written {
+    let options = SweepOptions {
+        out: out.to_path_buf(),
+        threads: Some(threads),
+        shard,
+    };
+    sweep::run_sweep(plan, &Registry::builtin(), &options, &|_| {}).unwrap()
+}
+
+/// Every output file of a finished sweep folder, name and bytes, sorted.
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn output_bytes_do_not_depend_on_the_thread_count() {
+    let p = plan(SMALL);
+    assert_eq!(p.runs(), 2 * 3 * 2 * 2 * 7);
+    let base = scratch("threads");
+    run(&p, &base.join("t1"), 1, None);
+    run(&p, &base.join("t2"), 2, None);
+    run(&p, &base.join("t3"), 3, None);
+    let one = outputs(&base.join("t1/small"));
+    let names: Vec<&str> = one.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"runs.csv") && names.contains(&"summary.csv"));
+    #[cfg(feature = "plots")]
+    assert!(names.contains(&"failures.svg") && names.contains(&"gpu_hours.svg"));
+    assert_eq!(one, outputs(&base.join("t2/small")));
+    assert_eq!(one, outputs(&base.join("t3/small")));
+    // One header and one row per run; no temporary files left behind.
+    let runs =
+        String::from_utf8(one.iter().find(|(n, _)| n == "runs.csv").unwrap().1.clone()).unwrap();
+    assert_eq!(runs.lines().count() as u64, p.runs() + 1);
+    assert!(one.iter().all(|(n, _)| !n.starts_with('.')));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_bytes() {
+    let p = plan(SMALL);
+    let base = scratch("shards");
+    run(&p, &base.join("whole"), 2, None);
+    for i in 0..3 {
+        run(&p, &base.join("parts"), 1, Some((i, 3)));
+    }
+    let shard = |i: u64| base.join(format!("parts/small/shard-{i}-of-3"));
+    // Any order of the shard folders.
+    let merged = sweep::merge(&[shard(2), shard(0), shard(1)], &base.join("merged")).unwrap();
+    assert_eq!(merged.runs, p.runs());
+    assert_eq!(
+        outputs(&base.join("whole/small")),
+        outputs(&base.join("merged/small"))
+    );
+
+    // A missing shard, a shard given twice, and rows tampered with are refused.
+    let e = sweep::merge(&[shard(0), shard(1)], &base.join("bad")).unwrap_err();
+    assert!(
+        e.to_string().contains("shard 2/3 of `small` is missing"),
+        "{e}"
+    );
+    let e = sweep::merge(&[shard(0), shard(1), shard(1)], &base.join("bad")).unwrap_err();
+    assert!(e.to_string().contains("given twice"), "{e}");
+    let rows = shard(1).join("runs.csv");
+    let text = std::fs::read_to_string(&rows).unwrap();
+    let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&rows, cut).unwrap();
+    let e = sweep::merge(&[shard(0), shard(1), shard(2)], &base.join("bad")).unwrap_err();
+    assert!(e.to_string().contains("ends before run"), "{e}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn config_error(text: &str) -> String {
+    match Plan::parse(Path::new("cfg.toml"), text, &Registry::builtin()) {
+        Err(e @ SweepError::Config { .. }) => e.to_string(),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn configuration_errors_name_file_line_and_what_was_expected() {
+    let e =
+        config_error("name = \"x\"\nseeds = 2\n[grid]\narrival_per_hour = [1]\nlifetime = [2]\n");
+    assert!(
+        e.starts_with("cfg.toml:5:1: unknown field `lifetime`"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 2\nhorizon = 3\n");
+    assert!(
+        e.starts_with("cfg.toml:3:1: unknown field `horizon`"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 2\n[grid]\npolicies = [\"fixed\", \"leggacy\"]\n");
+    assert!(
+        e.starts_with("cfg.toml:4:22: unknown policy `leggacy`"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 0\n");
+    assert!(
+        e.starts_with("cfg.toml:2:9: `seeds` must be 1 or more"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 1\n[durations]\ncreate = { normal = 3 }\n");
+    assert!(
+        e.starts_with("cfg.toml:4:10:") && e.contains("unknown distribution `normal`"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 1\n[grid]\nprovisioned_probability = [1.5]\n");
+    assert!(
+        e.starts_with("cfg.toml:4:27:") && e.contains("not a probability"),
+        "{e}"
+    );
+    let e = config_error("name = \"x\"\nseeds = 1\n[grid]\nkube_at_hours = [\"later\"]\n");
+    assert!(
+        e.starts_with("cfg.toml:4:") && e.contains("\"never\""),
+        "{e}"
+    );
+    let e = config_error("seeds = 1\n");
+    assert!(e.contains("missing field `name`"), "{e}");
+    let e = config_error("name = \"x\"\nseeds = 1\n[grid]\ntrace_fraction = [0.1]\n");
+    assert!(
+        e.starts_with("cfg.toml:4:") && e.contains("needs a [trace]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn confidence_interval_is_students_t() {
+    // 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3) = 1.29099…, t(0.975, 3) =
+    // 3.18245 (tables), half-width 3.18245 * 1.29099 / 2 = 2.05426.
+    let mut r = Running::default();
+    for x in [1.0, 2.0, 3.0, 4.0] {
+        r.push(x);
+    }
+    assert_eq!(r.mean(), Some(2.5));
+    assert!((t975(3) - 3.182_446).abs() < 1e-5);
+    assert!(
+        (r.ci95().unwrap() - 2.054_26).abs() < 1e-4,
+        "{:?}",
+        r.ci95()
+    );
+    let mut one = Running::default();
+    one.push(7.0);
+    assert_eq!(one.ci95(), None);
+}
+
+/// The issue's "done when", on the example that answers its question.
+#[test]
+fn example_sweep_fixed_never_violates_and_legacy_fails_more_starts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/legacy-vs-fixed-2gpu.toml");
+    let p = Plan::load(&path, &Registry::builtin()).unwrap();
+    let base = scratch("example");
+    let w = run(&p, &base, 2, None);
+    assert_eq!(w.violations["fixed no-steal-after-dealloc"], 0);
+    for (k, v) in &w.violations {
+        if k.starts_with("fixed ") || !k.ends_with("no-steal-after-dealloc") {
+            assert_eq!(*v, 0, "{k}");
+        }
+    }
+    assert!(w.violations["legacy no-steal-after-dealloc"] > 0);
+    let mut summary =
+        csv::Reader::from_path(base.join("legacy-vs-fixed-2gpu/summary.csv")).unwrap();
+    let header = summary.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (policy, rate, start) = (
+        col("policy"),
+        col("arrival_per_hour"),
+        col("start_failure_fraction.mean"),
+    );
+    let rows: Vec<csv::StringRecord> = summary.records().map(Result::unwrap).collect();
+    let mut compared = 0;
+    for f in rows.iter().filter(|r| &r[policy] == "fixed") {
+        let l = rows
+            .iter()
+            .find(|r| &r[policy] == "legacy" && r[rate] == f[rate])
+            .unwrap();
+        let (fs, ls): (f64, f64) = (f[start].parse().unwrap(), l[start].parse().unwrap());
+        assert!(ls > fs, "rate {}: legacy {ls} <= fixed {fs}", &f[rate]);
+        compared += 1;
+    }
+    assert_eq!(compared, 5);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn trace_sweeps_read_their_trace_and_refuse_poisson_keys() {
+    let dir = scratch("trace");
+    std::fs::create_dir_all(dir.join("traces")).unwrap();
+    std::fs::write(
+        dir.join("traces/jobs.csv"),
+        "job,gpu,begin,finish\nj1,1,0,5\nj2,2,1,3\nj3,0,2,4\nj4,4,2,3\nj5,1,3,9\n",
+    )
+    .unwrap();
+    let config = dir.join("t.toml");
+    let text = r#"name = "t"
+seeds = 3
+[grid]
+gpus = [2]
+policies = ["fixed", "legacy"]
+kube_at_hours = [2]
+[trace]
+path = "traces/jobs.csv"
+columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "hours" }
+"#;
+    std::fs::write(&config, text).unwrap();
+    let p = Plan::load(&config, &Registry::builtin()).unwrap();
+    assert_eq!(p.runs(), 6);
+    // The default horizon is the trace's last end: 9 hours.
+    assert_eq!(p.horizon_hours(), 9.0);
+    let w = run(&p, &dir.join("out"), 2, None);
+    assert_eq!(w.runs, 6);
+    let mut runs = csv::Reader::from_path(dir.join("out/t/runs.csv")).unwrap();
+    let header = runs.headers().unwrap().clone();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    for r in runs.records() {
+        let r = r.unwrap();
+        // j1, j2, j5 kept; j3 CPU only; j4 too big for 2 GPUs.
+        assert_eq!(&r[col("trace.kept")], "3");
+        assert_eq!(&r[col("trace.zero_gpu")], "1");
+        assert_eq!(&r[col("trace.too_many_gpus")], "1");
+        assert_eq!(&r[col("arrivals")], "3");
+        assert_eq!(&r[col("workload")], "trace");
+        assert_eq!(&r[col("trace_fraction")], "1");
+    }
+
+    let with_poisson = text.replace("[grid]\n", "[grid]\narrival_per_hour = [1]\n");
+    std::fs::write(&config, with_poisson).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:4:") && e.contains("a poisson parameter"),
+        "{e}"
+    );
+    let missing = text.replace("traces/jobs.csv", "traces/nope.csv");
+    std::fs::write(&config, missing).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:8:8: trace.path:") && e.contains("nope.csv"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
