@@ -43,6 +43,7 @@
 pub mod check;
 pub mod counterexample;
 pub mod explore;
+pub mod fuzzing;
 pub mod invariant;
 pub mod model;
 pub mod pack;

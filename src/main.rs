@@ -31,6 +31,7 @@ enum Command {
     Explore(cli::explore::Args),
     Check(cli::check::Args),
     Replay(cli::replay::Args),
+    FromFuzz(cli::from_fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Explore(args) => cli::explore::main(args),
         Command::Check(args) => cli::check::main(args),
         Command::Replay(args) => cli::replay::main(args),
+        Command::FromFuzz(args) => cli::from_fuzz::main(args),
     };
     match result {
         Ok(code) => code,

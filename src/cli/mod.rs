@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explore;
+pub mod from_fuzz;
 pub mod merge;
 pub mod replay;
 pub mod run;
