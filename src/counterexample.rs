@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::invariant::Invariant;
-use crate::model::{Action, Device, VmNames};
+use crate::model::{Action, Device, VmNames, VmState};
 use crate::policy::Policy;
 use crate::scenario::{Expect, Scenario};
 use crate::trace::{self, run_actions};
@@ -52,7 +52,7 @@ pub fn scenario_from_actions<P: Policy + ?Sized>(
         .as_slice()
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.clone(), srun.state.vms[i].life))
+        .map(|(i, n)| (n.clone(), by_name(srun.state.vms[i].life)))
         .collect();
     scenario.expect = Some(Expect {
         outcomes: Some(outcomes),
@@ -68,6 +68,16 @@ pub fn scenario_from_actions<P: Policy + ?Sized>(
     });
     debug_assert_eq!(srun.fired, run.fired, "the steps run exactly the actions");
     scenario
+}
+
+/// The state a scenario file's name for `life` reads back as: both kinds
+/// of stop are written `stopping`, which reads as the deallocating one, so
+/// the scenario written equals the scenario read back.
+fn by_name(life: VmState) -> VmState {
+    match life {
+        VmState::Stopping { .. } => VmState::Stopping { provisioned: false },
+        other => other,
+    }
 }
 
 /// A file name for a counterexample: `POLICY-INVARIANT-HASH.toml`, where

@@ -40,10 +40,14 @@
 //! assert_eq!(run.violations[0].after, "gpu0=a+free | a:stopped | kube:unconfigured");
 //! ```
 
+pub mod check;
 pub mod counterexample;
+pub mod explore;
+pub mod fuzzing;
 pub mod invariant;
 pub mod model;
 pub mod nightly;
+pub mod pack;
 pub mod policy;
 pub mod report;
 pub mod scenario;

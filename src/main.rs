@@ -29,6 +29,10 @@ enum Command {
     Simulate(Box<cli::simulate::Args>),
     Sweep(cli::sweep::Args),
     Merge(cli::merge::Args),
+    Explore(cli::explore::Args),
+    Check(cli::check::Args),
+    Replay(cli::replay::Args),
+    FromFuzz(cli::from_fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,10 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cli::simulate::main(*args),
         Command::Sweep(args) => cli::sweep::main(args),
         Command::Merge(args) => cli::merge::main(args),
+        Command::Explore(args) => cli::explore::main(args),
+        Command::Check(args) => cli::check::main(args),
+        Command::Replay(args) => cli::replay::main(args),
+        Command::FromFuzz(args) => cli::from_fuzz::main(args),
     };
     match result {
         Ok(code) => code,

@@ -605,18 +605,31 @@ impl Scenario {
         if !self.vms.is_empty() {
             out.push_str("\n[vms]\n");
             for (vm, size) in &self.vms {
-                out.push_str(&format!("{} = {size}\n", q(vm)));
+                out.push_str(&format!("{} = {size}\n", key(vm)));
             }
         }
         if let Some(e) = &self.expect {
             out.push_str("\n[expect]\n");
             write_expect(&mut out, e);
             for (policy, over) in &self.expect_for {
-                out.push_str(&format!("\n[expect.{}]\n", q(policy)));
+                out.push_str(&format!("\n[expect.{}]\n", key(policy)));
                 write_expect(&mut out, over);
             }
         }
         out
+    }
+}
+
+/// A TOML key: bare when it can be (VM names always can), quoted otherwise.
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        toml::Value::String(name.to_string()).to_string()
     }
 }
 
@@ -645,7 +658,7 @@ fn write_expect(out: &mut String, e: &Expect) {
         ));
     }
     for (vm, state) in &e.vm {
-        out.push_str(&format!("vm.{} = {}\n", q(vm), q(state.name())));
+        out.push_str(&format!("vm.{} = {}\n", key(vm), q(state.name())));
     }
     if let Some(v) = &e.violations {
         out.push_str(&format!(

@@ -6,6 +6,13 @@
 //! MODEL.md says, and never reinterpreted. The actions that end up in the
 //! result are the ones that actually ran in the last successful candidate,
 //! with rejected ones dropped when that keeps the failure.
+//!
+//! Removing actions alone can stop at a local minimum: a trace that stops a
+//! VM and starts it again while Kubernetes configures cannot lose an action
+//! and still fail, although creating the VM in that window fails in three.
+//! So, once removal is done, a bounded breadth-first search over the VM
+//! slots the trace uses looks for a shorter trace violating the same
+//! invariant; whatever it finds is shortest among traces over those slots.
 
 use crate::invariant::Invariant;
 use crate::model::{self, Action, Device, StepOption};
@@ -52,9 +59,90 @@ pub fn shrink<P: Policy + ?Sized>(
         current = ddmin(&current, &fails);
         current = simplify(&current, device, &fails);
         if current == before {
-            return current;
+            break;
         }
     }
+    if let Some(shorter) = shortest_over_used_slots(policy, device, &current, target, SEARCH_BUDGET)
+    {
+        // The search's trace is shortest over these slots; shrinking it again
+        // can only rename its slots.
+        current = simplify(&shorter, device, &fails);
+    }
+    current
+}
+
+/// Most states the final search may visit; past it the search gives up and
+/// the removal result stands, so shrinking stays quick on large devices.
+pub const SEARCH_BUDGET: usize = 100_000;
+
+/// A shortest trace, shorter than `current`, that violates `target` and
+/// uses only the VM slots `current` uses (breadth-first, actions in
+/// [`model::for_each_enabled`] order, so the result is deterministic).
+/// `None` when there is none or the search would visit more than `budget`
+/// states.
+pub fn shortest_over_used_slots<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    current: &[Action],
+    target: Invariant,
+    budget: usize,
+) -> Option<Vec<Action>> {
+    use std::collections::HashMap;
+    use std::collections::hash_map::Entry;
+
+    let used: u32 = current
+        .iter()
+        .filter(|a| a.op.takes_vm())
+        .fold(0, |acc, a| {
+            acc | 1u32.checked_shl(u32::from(a.vm)).unwrap_or(0)
+        });
+    let allowed =
+        |a: &Action| !a.op.takes_vm() || used & 1u32.checked_shl(u32::from(a.vm)).unwrap_or(0) != 0;
+    let max_len = current.len().checked_sub(1)?;
+    let initial = device.initial();
+    // state -> (parent state, action that reached it); the initial state has none.
+    let mut parent: HashMap<model::State, Option<(model::State, Action)>> = HashMap::new();
+    parent.insert(initial, None);
+    let mut frontier = vec![initial];
+    for depth in 1..=max_len {
+        let mut next = Vec::new();
+        for state in &frontier {
+            let mut found = None;
+            model::for_each_enabled(policy, device, state, |a| {
+                if found.is_some() || !allowed(&a) {
+                    return;
+                }
+                let t = model::step(policy, device, state, a);
+                if t.violations.contains(target) {
+                    found = Some(a);
+                    return;
+                }
+                if let Entry::Vacant(e) = parent.entry(t.state) {
+                    e.insert(Some((*state, a)));
+                    next.push(t.state);
+                }
+            });
+            if let Some(last) = found {
+                let mut path = vec![last];
+                let mut at = *state;
+                while let Some(Some((prev, a))) = parent.get(&at) {
+                    path.push(*a);
+                    at = *prev;
+                }
+                path.reverse();
+                debug_assert_eq!(path.len(), depth);
+                return Some(path);
+            }
+            if parent.len() > budget {
+                return None;
+            }
+        }
+        if next.is_empty() {
+            return None;
+        }
+        frontier = next;
+    }
+    None
 }
 
 /// Removes chunks (halves, quarters, … single actions) while the trace

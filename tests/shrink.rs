@@ -128,3 +128,43 @@ fn a_shrunk_trace_becomes_a_scenario_that_passes_and_expects_the_violation() {
             .starts_with("legacy-no-steal-after-dealloc-")
     );
 }
+
+/// Removal alone stops here: no single action can go and the trace still
+/// fail. The final search finds the three-action trace over the same slot.
+#[test]
+fn a_local_minimum_of_removal_is_left_by_the_search() {
+    let d = Device::uniform(2, 4, 1).unwrap();
+    let input = vec![
+        Action::begin(Op::CreateVm, 0),
+        Action::end(Op::CreateVm, 0),
+        Action::begin(Op::StopVm, 0),
+        Action::end(Op::StopVm, 0),
+        Action::begin(Op::ConfigureKube, 0),
+        Action::begin(Op::StartVm, 0),
+        Action::end(Op::ConfigureKube, 0),
+    ];
+    assert_eq!(
+        first_violation(&Snapshot, &d, &input, Invariant::NoDoubleClaim),
+        Some(6)
+    );
+    let out = shrink(&Snapshot, &d, &input, Invariant::NoDoubleClaim);
+    assert_eq!(
+        out,
+        vec![
+            Action::begin(Op::ConfigureKube, 0),
+            Action::begin(Op::CreateVm, 0),
+            Action::end(Op::ConfigureKube, 0)
+        ]
+    );
+    // With no budget the search gives up and removal's result stands.
+    assert_eq!(
+        gpuclaim::shrink::shortest_over_used_slots(
+            &Snapshot,
+            &d,
+            &input,
+            Invariant::NoDoubleClaim,
+            0
+        ),
+        None
+    );
+}

@@ -1,0 +1,358 @@
+//! The exhaustive checker behind `gpuclaim check`: a breadth-first search
+//! over every state reachable from the initial one, checking every
+//! invariant on every transition.
+//!
+//! State identity is MODEL.md's, through [`Packer`] (exact `u64` keys; a
+//! device whose state needs more than 64 bits is refused). With symmetry
+//! reduction on, a state stands for its class under permutations of
+//! same-size VM slots ([`Packer::pack_canonical`]).
+//!
+//! The search goes level by level. Each level has two phases, both run in
+//! parallel: (1) the frontier is cut into fixed-size chunks; each chunk's
+//! states are expanded and every successor's key is routed to one of
+//! [`SHARDS`] buckets by its hash; (2) each shard of the visited set takes
+//! the keys routed to it, in chunk order, and keeps the new ones as its
+//! part of the next frontier. Chunking and sharding do not depend on the
+//! thread count, so neither the counts nor the order of the frontier do.
+//! Routing by shard also keeps each insertion inside one shard's table,
+//! small enough to stay in cache.
+//!
+//! A violation does not stop the search (engines never stop at a violation
+//! of their own accord), so the counts are those of the whole reachable
+//! space. For each violated invariant a shortest counterexample is then
+//! rebuilt by a sequential breadth-first search with parent links (no
+//! symmetry), stopping at the first violating transition in the fixed
+//! order of levels and [`model::for_each_enabled`]: the same trace for
+//! every thread count.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::invariant::{Invariant, InvariantSet};
+use crate::model::{self, Action, Device, MAX_VMS};
+use crate::pack::{KeySet, Packer};
+use crate::policy::Policy;
+
+/// Shards of the visited set.
+pub const SHARDS: usize = 64;
+/// Frontier states per work unit.
+const CHUNK: usize = 2048;
+
+/// Why a check could not run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(
+        "a state of this device needs {bits} bits, more than the checker's 64-bit keys; use fewer VM slots or GPUs (G=2 allows up to 9 slots, G=1 up to 11)"
+    )]
+    TooLarge { bits: u32 },
+    #[error(
+        "with --symmetry the search saw {invariant} violated, but no reachable trace violates it: policy `{policy}` does not treat VM slots alike, so symmetry reduction does not apply to it; check without --symmetry"
+    )]
+    NotSymmetric {
+        policy: String,
+        invariant: Invariant,
+    },
+}
+
+/// One invariant the checker saw violated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub invariant: Invariant,
+    /// Transitions (state, action) that violate it, over the whole space.
+    pub transitions: u64,
+    /// A shortest trace from the initial state whose last action violates
+    /// it (breadth-first; the first in a fixed order).
+    pub counterexample: Vec<Action>,
+}
+
+/// What a check found. Everything but `seconds` is the same for every
+/// thread count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckReport {
+    pub policy: String,
+    pub device: Device,
+    pub symmetry: bool,
+    /// Distinct reachable states (classes, with symmetry).
+    pub unique_states: u64,
+    /// (state, enabled action) pairs over every unique state.
+    pub transitions: u64,
+    /// The largest breadth-first depth of a state (the initial one is 0).
+    pub max_depth: u32,
+    /// Unique states at each depth.
+    pub levels: Vec<u64>,
+    /// Violated invariants, in [`Invariant::ALL`] order.
+    pub violations: Vec<Found>,
+    /// Bytes of the visited set's tables at the end.
+    pub visited_bytes: usize,
+    /// Largest frontier (states) held at once, current and next level.
+    pub peak_frontier: usize,
+    pub seconds: f64,
+}
+
+impl CheckReport {
+    /// Visited-set bytes per unique state.
+    pub fn bytes_per_state(&self) -> f64 {
+        self.visited_bytes as f64 / self.unique_states.max(1) as f64
+    }
+    pub fn states_per_second(&self) -> f64 {
+        self.unique_states as f64 / self.seconds.max(1e-9)
+    }
+    pub fn violated(&self, inv: Invariant) -> Option<&Found> {
+        self.violations.iter().find(|f| f.invariant == inv)
+    }
+}
+
+/// The exhaustive checker, configured as a builder.
+///
+/// ```
+/// use gpuclaim::{Device, Fixed};
+/// use gpuclaim::check::Checker;
+///
+/// let report = Checker::new(&Fixed, Device::uniform(1, 1, 1).unwrap()).run().unwrap();
+/// assert_eq!(report.unique_states, 34);
+/// assert!(report.violations.is_empty());
+/// ```
+pub struct Checker<'a, P: Policy + ?Sized> {
+    policy: &'a P,
+    device: Device,
+    threads: usize,
+    symmetry: bool,
+}
+
+struct ChunkOut {
+    buckets: Vec<Vec<u64>>,
+    transitions: u64,
+    violated: [u64; 4],
+}
+
+impl<'a, P: Policy + ?Sized> Checker<'a, P> {
+    pub fn new(policy: &'a P, device: Device) -> Self {
+        Checker {
+            policy,
+            device,
+            threads: 0,
+            symmetry: false,
+        }
+    }
+    /// Worker threads; 0 means rayon's default (one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+    /// Treat VM slots of the same size as interchangeable.
+    pub fn symmetry(mut self, symmetry: bool) -> Self {
+        self.symmetry = symmetry;
+        self
+    }
+
+    pub fn run(&self) -> Result<CheckReport, CheckError> {
+        let packer = Packer::new(&self.device);
+        if !packer.fits_u64() {
+            return Err(CheckError::TooLarge {
+                bits: packer.bits(),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build()
+            .expect("building the worker pool");
+        let start = Instant::now();
+        let (levels, transitions, violated, shards, peak) = pool.install(|| self.search(&packer));
+        let seconds = start.elapsed().as_secs_f64();
+        let mut violations = Vec::new();
+        for inv in Invariant::ALL {
+            let n = violated[inv as usize];
+            if n > 0 {
+                // Without symmetry the search saw a reachable violating
+                // transition, so the rebuild finds one; with it, only when
+                // the policy treats slots alike.
+                let counterexample = shortest_counterexample(self.policy, &self.device, inv)
+                    .ok_or_else(|| CheckError::NotSymmetric {
+                        policy: self.policy.name().to_string(),
+                        invariant: inv,
+                    })?;
+                violations.push(Found {
+                    invariant: inv,
+                    transitions: n,
+                    counterexample,
+                });
+            }
+        }
+        Ok(CheckReport {
+            policy: self.policy.name().to_string(),
+            device: self.device,
+            symmetry: self.symmetry,
+            unique_states: levels.iter().sum(),
+            transitions,
+            max_depth: levels.len() as u32 - 1,
+            levels,
+            violations,
+            visited_bytes: shards.iter().map(KeySet::bytes).sum(),
+            peak_frontier: peak,
+            seconds,
+        })
+    }
+
+    #[inline]
+    fn key(&self, packer: &Packer, state: &model::State) -> u64 {
+        if self.symmetry {
+            packer.pack_canonical(state)
+        } else {
+            packer.pack(state)
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn search(&self, packer: &Packer) -> (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize) {
+        let mut shards: Vec<KeySet> = (0..SHARDS).map(|_| KeySet::with_capacity(64)).collect();
+        let init = self.key(packer, &self.device.initial());
+        shards[shard_of(init)].insert(init);
+        let mut frontier = vec![init];
+        let mut levels = vec![1u64];
+        let mut transitions = 0u64;
+        let mut violated = [0u64; 4];
+        let mut peak = 1usize;
+        loop {
+            let chunks: Vec<ChunkOut> = frontier
+                .par_chunks(CHUNK)
+                .map(|chunk| self.expand(packer, chunk))
+                .collect();
+            for c in &chunks {
+                transitions += c.transitions;
+                for (v, n) in violated.iter_mut().zip(c.violated) {
+                    *v += n;
+                }
+            }
+            let next: Vec<Vec<u64>> = shards
+                .par_iter_mut()
+                .enumerate()
+                .map(|(s, set)| {
+                    let mut fresh = Vec::new();
+                    for c in &chunks {
+                        for &k in &c.buckets[s] {
+                            if set.insert(k) {
+                                fresh.push(k);
+                            }
+                        }
+                    }
+                    fresh
+                })
+                .collect();
+            drop(chunks);
+            let n: usize = next.iter().map(Vec::len).sum();
+            if n == 0 {
+                break;
+            }
+            peak = peak.max(frontier.len() + n);
+            let mut nf = Vec::with_capacity(n);
+            for part in next {
+                nf.extend_from_slice(&part);
+            }
+            nf.par_sort_unstable();
+            frontier = nf;
+            levels.push(n as u64);
+        }
+        (levels, transitions, violated, shards, peak)
+    }
+
+    fn expand(&self, packer: &Packer, chunk: &[u64]) -> ChunkOut {
+        let mut out = ChunkOut {
+            buckets: (0..SHARDS)
+                // About 8.5 successors a state, spread over the shards.
+                .map(|_| Vec::with_capacity(chunk.len() * 10 / SHARDS + 8))
+                .collect(),
+            transitions: 0,
+            violated: [0; 4],
+        };
+        let mut codes = [0u64; MAX_VMS];
+        for &key in chunk {
+            let state = packer.unpack(key);
+            packer.codes(&state, &mut codes);
+            model::for_each_enabled(self.policy, &self.device, &state, |a| {
+                let t = model::step(self.policy, &self.device, &state, a);
+                out.transitions += 1;
+                if !t.violations.is_empty() {
+                    count(&mut out.violated, t.violations);
+                }
+                let k = if self.symmetry {
+                    packer.pack_canonical_from(&state, &codes, &t.state)
+                } else {
+                    packer.pack_from(&state, &codes, &t.state)
+                };
+                out.buckets[shard_of(k)].push(k);
+            });
+        }
+        out
+    }
+}
+
+#[inline]
+fn count(violated: &mut [u64; 4], set: InvariantSet) {
+    for inv in set.iter() {
+        violated[inv as usize] += 1;
+    }
+}
+
+#[inline]
+fn shard_of(key: u64) -> usize {
+    (crate::pack::mix(key) >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+/// A shortest trace from the initial state whose last action violates
+/// `target`: the first violating transition met by a sequential
+/// breadth-first search that expands states level by level in discovery
+/// order and actions in [`model::for_each_enabled`] order. `None` when no
+/// reachable transition violates it. Identity is the full state (no
+/// symmetry), so the trace uses the slots the search met first.
+pub fn shortest_counterexample<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    target: Invariant,
+) -> Option<Vec<Action>> {
+    let packer = Packer::new(device);
+    if !packer.fits_u64() {
+        return None;
+    }
+    let init = packer.pack(&device.initial());
+    // key -> (parent key, action from the parent)
+    let mut parent: HashMap<u64, (u64, Action)> = HashMap::new();
+    let mut seen = KeySet::default();
+    seen.insert(init);
+    let mut frontier = vec![init];
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for &key in &frontier {
+            let state = packer.unpack(key);
+            let mut hit = None;
+            model::for_each_enabled(policy, device, &state, |a| {
+                if hit.is_some() {
+                    return;
+                }
+                let t = model::step(policy, device, &state, a);
+                if t.violations.contains(target) {
+                    hit = Some(a);
+                    return;
+                }
+                let k = packer.pack(&t.state);
+                if seen.insert(k) {
+                    parent.insert(k, (key, a));
+                    next.push(k);
+                }
+            });
+            if let Some(last) = hit {
+                let mut trace = vec![last];
+                let mut at = key;
+                while let Some(&(p, a)) = parent.get(&at) {
+                    trace.push(a);
+                    at = p;
+                }
+                trace.reverse();
+                return Some(trace);
+            }
+        }
+        frontier = next;
+    }
+    None
+}

@@ -1,0 +1,283 @@
+//! `gpuclaim explore`: a campaign of seeded random (or swarm) walks, one
+//! CSV row per run, failing runs shrunk to counterexample scenario files.
+//! Also the device and policy flags that `check` and `replay` share.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use gpuclaim::counterexample;
+use gpuclaim::explore::{CSV_HEADER, Campaign, CsvRows};
+use gpuclaim::model::{Action, Device};
+use gpuclaim::report::{AtomicFile, CsvDoc, write_atomic};
+use gpuclaim::{Builtin, Invariant, Policy};
+
+/// The device and the policy under test.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// GPUs of the device (1 to 8).
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub gpus: u8,
+    /// VM slots of the device (0 to 24), named a, b, … in traces.
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u8).range(0..=24))]
+    pub vms: u8,
+    /// GPUs each VM needs (0 to the device's GPU count; 0 is an ordinary VM).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub size: u8,
+    /// The allocator under test: fixed (documented behaviour), legacy
+    /// (Kubernetes takes GPUs freed by a stopped VM) or snapshot (a racy
+    /// configure).
+    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"])]
+    pub policy: String,
+}
+
+impl DeviceArgs {
+    pub fn device(&self) -> anyhow::Result<Device> {
+        Device::uniform(self.gpus, usize::from(self.vms), self.size)
+            .with_context(|| format!("--size {}", self.size))
+    }
+    pub fn policy(&self) -> Builtin {
+        Builtin::from_name(&self.policy).expect("clap checks the policy name")
+    }
+    /// The flags again, for `source` lines and messages.
+    pub fn flags(&self) -> String {
+        format!(
+            "--gpus {} --vms {} --size {} --policy {}",
+            self.gpus, self.vms, self.size, self.policy
+        )
+    }
+}
+
+/// Explore random interleavings: N seeded walks of up to K steps.
+///
+/// Each walk starts with every GPU free and, at each step, picks uniformly
+/// one of the actions enabled in its state (MODEL.md), checking every
+/// invariant after it. A walk ends after --steps actions, or earlier when
+/// no action is enabled (with --swarm, none of its kinds). Run I uses the
+/// seed seed::run_seed(S, I), so `gpuclaim replay --seed S --run I` with the
+/// same flags prints exactly that run. The CSV has one row per run, in run
+/// order, and the same bytes for every --threads.
+///
+/// Every failing run is shrunk (ddmin) against its first violated
+/// invariant; each distinct (invariant, shrunk trace) is written once as a
+/// scenario file expecting the violation, with explore-summary.csv counting
+/// the runs that led to each. Every such file passes `gpuclaim run`.
+///
+/// Exit status: 0 when no run violated an invariant, 1 when one did, 2 on
+/// an error.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Number of walks.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub runs: u64,
+    /// Most actions per walk (begin steps, end steps and internal events
+    /// count one each).
+    #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub steps: u64,
+    /// Master seed; run I uses seed::run_seed(S, I).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads (0: one per core; at most 1024). The output does not
+    /// depend on it.
+    #[arg(long, value_name = "T", default_value_t = 0, value_parser = parse_threads)]
+    pub threads: usize,
+    /// Swarm testing: each run draws a random nonempty subset of the
+    /// operation kinds and picks only actions of those kinds.
+    #[arg(long)]
+    pub swarm: bool,
+    /// The CSV of runs: run, seed, policy, gpus, vms, sizes, kinds (the
+    /// operation kinds the run could pick: `all`, or names joined by `+`),
+    /// steps (actions taken), first_violation and first_violation_step
+    /// (the first invariant violated and the index of that action, 0 the
+    /// first), violations (every invariant violated in the run), ok, no_gpu,
+    /// rejected (actions with each outcome), distinct_states (different
+    /// states, MODEL.md identity, the walk was in, the initial one
+    /// included), shrunk_actions (length of the shrunk counterexample).
+    #[arg(long, value_name = "FILE", default_value = "reports/explore.csv")]
+    pub out: PathBuf,
+    /// Folder for the shrunk counterexample scenario files and
+    /// explore-summary.csv.
+    #[arg(long, value_name = "DIR", default_value = "reports/counterexamples")]
+    pub counterexamples: PathBuf,
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let device = args.device.device()?;
+    let policy = args.device.policy();
+    let steps = usize::try_from(args.steps).context("--steps")?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(args.runs)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    // Rows are streamed to the output (written to a temporary file and
+    // renamed into place at the end), so memory does not grow with --runs.
+    let file =
+        AtomicFile::create(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    let mut csv = csv::Writer::from_writer(file);
+    let rows = CsvRows::new(policy.name(), &device);
+    let mut write_error: Option<csv::Error> = None;
+    let (mut failing, mut total_steps) = (0u64, 0u64);
+    let mut first_by_invariant = [0u64; 4];
+    csv.write_record(CSV_HEADER)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let counterexamples = Campaign::new(&policy, device)
+        .runs(args.runs)
+        .steps(steps)
+        .seed(args.seed)
+        .swarm(args.swarm)
+        .threads(args.threads)
+        .run_streaming(
+            |n| bar.inc(n),
+            |block| {
+                for r in block {
+                    total_steps += r.summary.steps as u64;
+                    if let Some((inv, _)) = r.summary.first_violation {
+                        failing += 1;
+                        first_by_invariant[inv as usize] += 1;
+                    }
+                    if write_error.is_none()
+                        && let Err(e) = csv.write_record(rows.row(r))
+                    {
+                        write_error = Some(e);
+                    }
+                }
+            },
+        );
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", args.out.display()));
+    }
+    csv.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(AtomicFile::commit)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+
+    let mut summary = CsvDoc::new([
+        "file",
+        "policy",
+        "invariant",
+        "actions",
+        "runs",
+        "first_run",
+    ]);
+    for c in &counterexamples {
+        let source = format!(
+            "gpuclaim explore {} --steps {} --seed {}{}, run {} (seed {}), shrunk",
+            args.device.flags(),
+            args.steps,
+            args.seed,
+            if args.swarm { " --swarm" } else { "" },
+            c.first_run,
+            gpuclaim::seed::run_seed(args.seed, c.first_run),
+        );
+        let name = format!(
+            "{} violates {}: shrunk counterexample from explore",
+            policy.name(),
+            c.invariant
+        );
+        let file = write_counterexample(
+            &args.counterexamples,
+            &policy,
+            &device,
+            &c.actions,
+            c.invariant,
+            &name,
+            &source,
+        )?;
+        summary.row([
+            file.display().to_string().as_str(),
+            policy.name(),
+            c.invariant.name(),
+            &c.actions.len().to_string(),
+            &c.runs.to_string(),
+            &c.first_run.to_string(),
+        ]);
+    }
+    let summary_path = args.counterexamples.join("explore-summary.csv");
+    summary
+        .write_to(&summary_path)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+
+    println!(
+        "explore {} --runs {} --steps {} --seed {}{}",
+        args.device.flags(),
+        args.runs,
+        args.steps,
+        args.seed,
+        if args.swarm { " --swarm" } else { "" }
+    );
+    println!(
+        "{} runs, {} steps, {} failing, {:.2} s ({:.0} steps/s)",
+        args.runs,
+        total_steps,
+        failing,
+        seconds,
+        total_steps as f64 / seconds.max(1e-9)
+    );
+    for inv in Invariant::ALL {
+        let n = first_by_invariant[inv as usize];
+        if n > 0 {
+            println!("  {inv}: first violation of {n} runs");
+        }
+    }
+    for c in &counterexamples {
+        println!(
+            "  counterexample: {} in {} actions, from {} runs (first: run {})",
+            c.invariant,
+            c.actions.len(),
+            c.runs,
+            c.first_run
+        );
+    }
+    println!("wrote {}", args.out.display());
+    if !counterexamples.is_empty() {
+        println!(
+            "wrote {} counterexample files and {}",
+            counterexamples.len(),
+            summary_path.display()
+        );
+    }
+    Ok(if failing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes `actions` as a scenario file expecting what they do, under `dir`,
+/// named by [`counterexample::file_name`]; returns the path.
+pub fn write_counterexample<P: Policy + ?Sized>(
+    dir: &Path,
+    policy: &P,
+    device: &Device,
+    actions: &[Action],
+    invariant: Invariant,
+    name: &str,
+    source: &str,
+) -> anyhow::Result<PathBuf> {
+    let scenario = counterexample::scenario_from_actions(policy, device, actions, name, source);
+    let path = dir.join(counterexample::file_name(
+        policy.name(),
+        invariant,
+        &scenario,
+    ));
+    write_atomic(&path, scenario.to_toml().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `--threads`: 0 (one per core) to 1024.
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= 1024 => Ok(n),
+        Ok(n) => Err(format!("{n} threads is more than 1024")),
+        Err(e) => Err(format!("expected a number of threads: {e}")),
+    }
+}

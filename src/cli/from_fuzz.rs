@@ -1,0 +1,145 @@
+//! `gpuclaim from-fuzz`: a fuzz input (a crash file or any corpus entry)
+//! back into a readable, replayable scenario file.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use gpuclaim::Registry;
+use gpuclaim::fuzzing::{Checked, Conversion, Target, convert};
+use gpuclaim::report::write_atomic;
+use gpuclaim::scenario;
+
+/// Turn a fuzz input into a shrunk scenario file.
+///
+/// For an interleaving target (interleaving_fixed, interleaving_legacy,
+/// interleaving_snapshot) the input is decoded exactly as the target
+/// decodes it and run under the target's policy. When an invariant fires,
+/// the actions are shrunk against the first one with the explorer's
+/// shrinker and written as a scenario that expects that violation, named
+/// POLICY-INVARIANT-HASH.toml, in DIR; the file passes `gpuclaim run`. When
+/// none fires, nothing is written and the command says so.
+///
+/// For scenario_parse and step_parse, the input is text for a parser, not
+/// an interleaving: there is nothing to shrink and nothing is written. The
+/// command replays the target's check (no panic; what parses round-trips)
+/// and prints the result.
+///
+/// Exit status: 0 when a scenario was written or the input shows nothing
+/// to fix; 1 when a parser input shows a bug (a panic or a failed round
+/// trip); 2 on an error (unknown target, unreadable file).
+#[derive(clap::Args)]
+pub struct Args {
+    /// The cargo-fuzz target the input belongs to: interleaving_fixed,
+    /// interleaving_legacy, interleaving_snapshot, scenario_parse or
+    /// step_parse.
+    pub target: String,
+    /// The input: a crash file (fuzz/artifacts/TARGET/crash-…), a corpus
+    /// entry or a regression input.
+    pub file: PathBuf,
+    /// Where the scenario file goes (created when missing).
+    #[arg(long, value_name = "DIR", default_value = "reports/fuzz")]
+    pub out: PathBuf,
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(target) = Target::from_name(&args.target) else {
+        let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+        bail!(
+            "unknown fuzz target `{}`; expected one of {}",
+            args.target,
+            names.join(", ")
+        );
+    };
+    let data =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let input_name = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let shown = args.file.display();
+
+    // A parser input may make the parser panic: that is the finding.
+    let conversion = match panic::catch_unwind(AssertUnwindSafe(|| {
+        convert(target, &data, &input_name)
+    })) {
+        Ok(c) => c,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            println!("{shown}: {target} PANICS on this input: {message}");
+            println!("  a panic on any input is a bug of the code under test; nothing to shrink");
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    match conversion {
+        Conversion::NoViolation {
+            policy,
+            gpus,
+            vms,
+            actions,
+        } => {
+            println!(
+                "{shown}: no invariant fires under {policy} ({gpus} GPUs, {vms} VM slots, {actions} actions decoded); nothing to shrink, no file written"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Conversion::Parser(Ok(checked)) => {
+            let what = match checked {
+                Checked::Parsed => "parses and round-trips".to_string(),
+                Checked::Refused(e) => format!("is refused without a panic ({e})"),
+                Checked::Ran { .. } => unreachable!("only interleaving targets run"),
+            };
+            println!("{shown}: {target}: the input {what}");
+            println!(
+                "  a parser input is not an interleaving: nothing to shrink, no scenario written"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Conversion::Parser(Err(failure)) => {
+            println!("{shown}: {target} FAILS on this input: {failure}");
+            Ok(ExitCode::from(1))
+        }
+        Conversion::Counterexample {
+            scenario,
+            file_name,
+            invariant,
+            decoded,
+            until_violation,
+            shrunk,
+        } => {
+            let path = args.out.join(&file_name);
+            let text = scenario.to_toml();
+            // What is written must pass `gpuclaim run`: check before saying so.
+            let registry = Registry::builtin();
+            let back = scenario::parse(&path, &text, &registry)
+                .context("the scenario written does not read back (a bug of gpuclaim)")?;
+            for p in back.policy_names() {
+                let run = back.run(&registry.get(&p).expect("built-in policy"));
+                if !run.passed() {
+                    bail!(
+                        "the scenario does not pass under {p} (a bug of gpuclaim): {:?}",
+                        run.mismatches
+                    );
+                }
+            }
+            write_atomic(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "{shown}: {invariant} under {} after {until_violation} of {decoded} actions; shrunk to {shrunk}",
+                target.policy().expect("interleaving target")
+            );
+            println!("  wrote {}", path.display());
+            for step in &scenario.steps {
+                println!("    {step}");
+            }
+            println!("  replay: gpuclaim run {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

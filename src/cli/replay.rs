@@ -1,0 +1,180 @@
+//! `gpuclaim replay`: print one trace step by step, from a scenario file or
+//! regenerated from an explore campaign's seed and run index.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use gpuclaim::explore::{self, WalkConfig};
+use gpuclaim::model::VmNames;
+use gpuclaim::scenario::{self, render_trace};
+use gpuclaim::{Builtin, Registry};
+
+use super::explore::DeviceArgs;
+
+/// Print a trace step by step: each action with its outcome, the state
+/// after it and the invariants it violated.
+///
+/// Either FILE, a scenario or counterexample file (run under each of its
+/// policies, or only --policy), or --seed S --run I with the device,
+/// --policy, --steps and --swarm flags of an explore campaign: that
+/// campaign's run I, regenerated exactly. The output is the same bytes every
+/// time. Exit status: 0, or 1 when a file's expectations do not hold, 2 on
+/// an error.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A scenario or counterexample file.
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "seed",
+        conflicts_with = "seed"
+    )]
+    pub file: Option<PathBuf>,
+    /// The campaign's master seed (with --run).
+    #[arg(long, value_name = "S", requires = "run")]
+    pub seed: Option<u64>,
+    /// The run index within the campaign (with --seed).
+    #[arg(long, value_name = "I", requires = "seed")]
+    pub run: Option<u64>,
+    /// GPUs of the device (1 to 8), as given to explore.
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u8).range(1..=8), required_unless_present = "file")]
+    pub gpus: Option<u8>,
+    /// VM slots (0 to 24), as given to explore.
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u8).range(0..=24), required_unless_present = "file")]
+    pub vms: Option<u8>,
+    /// GPUs each VM needs, as given to explore.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub size: u8,
+    /// The policy: with --seed, the campaign's (required); with FILE, run
+    /// only this one of the file's policies.
+    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"], required_unless_present = "file")]
+    pub policy: Option<String>,
+    /// Most actions per walk, as given to explore.
+    #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub steps: u64,
+    /// The campaign used --swarm.
+    #[arg(long)]
+    pub swarm: bool,
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(file) = &args.file {
+        let (text, code) = replay_file(file, args.policy.as_deref())?;
+        print!("{text}");
+        return Ok(code);
+    }
+    let device = DeviceArgs {
+        gpus: args.gpus.expect("clap requires --gpus"),
+        vms: args.vms.expect("clap requires --vms"),
+        size: args.size,
+        policy: args.policy.clone().expect("clap requires --policy"),
+    };
+    let text = replay_seed(
+        &device,
+        usize::try_from(args.steps).context("--steps")?,
+        args.swarm,
+        args.seed.expect("clap requires --seed"),
+        args.run.expect("clap requires --run"),
+    )?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text `replay FILE` prints, and its exit status.
+pub fn replay_file(file: &Path, only: Option<&str>) -> anyhow::Result<(String, ExitCode)> {
+    let registry = Registry::builtin();
+    let s = scenario::load(file, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policies: Vec<String> = match only {
+        Some(p) => vec![p.to_string()],
+        None => s.policy_names(),
+    };
+    let mut out = String::new();
+    let mut failed = false;
+    writeln!(out, "{}: {}", file.display(), s.name)?;
+    for p in &policies {
+        let policy = registry
+            .get(p)
+            .with_context(|| format!("unknown policy {p}"))?;
+        let run = s.run(&policy);
+        writeln!(
+            out,
+            "under {p}: {} actions, violations: {}",
+            run.trace.len(),
+            if run.fired.is_empty() {
+                "none".to_string()
+            } else {
+                run.fired.to_string()
+            }
+        )?;
+        out.push_str(&run.render_trace());
+        if run.passed() {
+            writeln!(out, "  expectations: pass")?;
+        } else {
+            failed = true;
+            writeln!(out, "  expectations: FAIL")?;
+            for m in &run.mismatches {
+                writeln!(out, "    {m}")?;
+            }
+        }
+    }
+    Ok((
+        out,
+        if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    ))
+}
+
+/// The text `replay --seed S --run I` prints.
+pub fn replay_seed(
+    device_args: &DeviceArgs,
+    steps: usize,
+    swarm: bool,
+    seed: u64,
+    index: u64,
+) -> anyhow::Result<String> {
+    let device = device_args.device()?;
+    let policy: Builtin = device_args.policy();
+    let config = WalkConfig {
+        device,
+        steps,
+        swarm,
+    };
+    let (summary, run) = explore::replay_run(&policy, config, seed, index);
+    let names = VmNames::letters(device.vms());
+    let mut out = String::new();
+    writeln!(
+        out,
+        "replay {} --steps {steps} --seed {seed} --run {index}{}",
+        device_args.flags(),
+        if swarm { " --swarm" } else { "" }
+    )?;
+    writeln!(
+        out,
+        "run seed {}, kinds {}, {} actions, {} distinct states",
+        gpuclaim::seed::run_seed(seed, index),
+        summary.kinds,
+        summary.steps,
+        summary.distinct_states
+    )?;
+    writeln!(
+        out,
+        "  init {:<30} {:<8} {}",
+        "",
+        "",
+        device.initial().render(&device, &names)
+    )?;
+    out.push_str(&render_trace(&device, &names, &run.trace, &run.states));
+    match summary.first_violation {
+        Some((inv, at)) => writeln!(
+            out,
+            "first violation: {inv} at action {at}; violated: {}",
+            run.fired
+        )?,
+        None => writeln!(out, "no violation")?,
+    }
+    Ok(out)
+}

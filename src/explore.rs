@@ -1,0 +1,566 @@
+//! Seeded random walks and swarm walks, and campaigns of them run in
+//! parallel: the engine behind `gpuclaim explore` and `gpuclaim replay
+//! --seed S --run I`.
+//!
+//! A walk starts in the device's initial state and, at each step, picks one
+//! of the actions enabled in its state (MODEL.md "States and actions",
+//! [`model::for_each_enabled`]) uniformly at random, applies it and checks
+//! every invariant. It never stops at a violation (it records the first and
+//! goes on). It ends after `steps` actions, or earlier when no allowed
+//! action is enabled: with every VM slot there is always one (an absent VM
+//! can be created, a failed one removed, …), so that happens only with no
+//! VM slot at all, or in a swarm walk whose operation kinds are all
+//! disabled in the current state.
+//!
+//! A swarm walk (Groce et al., "Swarm testing", ISSTA 2012) first draws, per
+//! run, a nonempty subset of the operation kinds ([`Kinds`]) and then only
+//! ever picks actions of those kinds (the begin and end steps of an
+//! operation belong to its kind).
+//!
+//! A run is a function of the policy, device, step bound, swarm flag and its
+//! seed, `seed::run_seed(master, index)`; the generator is Xoshiro256++ and
+//! a uniform choice among `n` actions is Lemire's unbiased multiply-shift
+//! on the high 32 bits of one output, so the stream never depends on a
+//! `rand` version's range sampling. Nothing depends on the thread count.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand::Rng as _;
+use rayon::prelude::*;
+
+use crate::invariant::{Invariant, InvariantSet};
+use crate::model::{self, Action, Device, MAX_VMS, Op, State, VmNames};
+use crate::pack::{KeySet, Packer};
+use crate::policy::Policy;
+use crate::report::CsvDoc;
+use crate::seed::{self, Rng};
+use crate::shrink;
+use crate::trace::{self, Run};
+
+/// Most actions enabled in one state: three per running VM, the configure
+/// step and the takeover event.
+const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
+
+/// A set of operation kinds ([`Op`]), as a bitmask over [`Op::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    /// Every kind: a plain (non-swarm) walk.
+    pub const ALL: Kinds = Kinds((1 << Op::ALL.len()) - 1);
+
+    pub fn contains(self, op: Op) -> bool {
+        self.0 & (1 << op as u8) != 0
+    }
+    pub fn from_ops(ops: &[Op]) -> Kinds {
+        Kinds(ops.iter().fold(0, |m, op| m | (1 << *op as u8)))
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Draws a nonempty subset, each kind in with probability 1/2.
+    pub fn draw(rng: &mut Rng) -> Kinds {
+        loop {
+            let k = Kinds((rng.next_u64() >> 58) as u8 & Kinds::ALL.0);
+            if !k.is_empty() {
+                return k;
+            }
+        }
+    }
+}
+
+impl fmt::Display for Kinds {
+    /// `all`, or the operation names joined by `+`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Kinds::ALL {
+            return f.write_str("all");
+        }
+        let names: Vec<&str> = Op::ALL
+            .into_iter()
+            .filter(|op| self.contains(*op))
+            .map(Op::name)
+            .collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+/// A uniform number in `0..n` (`n > 0`): Lemire's multiply-shift with
+/// rejection, on the high 32 bits of each generator output.
+#[inline]
+pub fn below(rng: &mut Rng, n: u32) -> u32 {
+    debug_assert!(n > 0);
+    let mut m = (rng.next_u64() >> 32) * u64::from(n);
+    if (m as u32) < n {
+        let threshold = n.wrapping_neg() % n;
+        while (m as u32) < threshold {
+            m = (rng.next_u64() >> 32) * u64::from(n);
+        }
+    }
+    (m >> 32) as u32
+}
+
+/// How each walk of a campaign is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkConfig {
+    pub device: Device,
+    /// The most actions a walk takes.
+    pub steps: usize,
+    /// Swarm testing: per run, a random nonempty subset of operation kinds.
+    pub swarm: bool,
+}
+
+/// What one walk did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkSummary {
+    /// Actions taken (fewer than the bound when no action was enabled).
+    pub steps: usize,
+    /// The operation kinds the walk could pick from.
+    pub kinds: Kinds,
+    /// The first violation: the first invariant (in [`Invariant::ALL`]
+    /// order) among those violated by the first violating action, and that
+    /// action's index (0 is the first action).
+    pub first_violation: Option<(Invariant, usize)>,
+    /// Every invariant violated at least once.
+    pub fired: InvariantSet,
+    /// How many actions had each outcome, in [`Outcome::ALL`](crate::model::Outcome::ALL) order. A walk
+    /// only picks enabled actions, so `rejected` stays 0 for any policy
+    /// whose enabled actions are accepted.
+    pub outcomes: [u64; 3],
+    /// Distinct states the walk was in, the initial one included (state
+    /// identity as MODEL.md defines it; see [`Packer::fingerprint`]).
+    pub distinct_states: u64,
+}
+
+/// Runs walks, reusing its buffers from one walk to the next. One per
+/// thread.
+pub struct Walker<'a, P: Policy + ?Sized> {
+    policy: &'a P,
+    config: WalkConfig,
+    packer: Packer,
+    seen: KeySet,
+}
+
+impl<'a, P: Policy + ?Sized> Walker<'a, P> {
+    pub fn new(policy: &'a P, config: WalkConfig) -> Self {
+        Walker {
+            policy,
+            config,
+            packer: Packer::new(&config.device),
+            seen: KeySet::with_capacity(config.steps.min(1 << 20) + 1),
+        }
+    }
+
+    pub fn config(&self) -> &WalkConfig {
+        &self.config
+    }
+
+    /// The walk of seed `seed`.
+    pub fn walk(&mut self, seed: u64) -> WalkSummary {
+        self.walk_inner(seed, None)
+    }
+
+    /// The walk of seed `seed`, also returning every action it took.
+    pub fn walk_recorded(&mut self, seed: u64) -> (WalkSummary, Vec<Action>) {
+        let mut actions = Vec::with_capacity(self.config.steps.min(1 << 16));
+        let summary = self.walk_inner(seed, Some(&mut actions));
+        (summary, actions)
+    }
+
+    #[inline]
+    fn walk_inner(&mut self, seed: u64, mut record: Option<&mut Vec<Action>>) -> WalkSummary {
+        let device = &self.config.device;
+        let policy = self.policy;
+        let mut rng = seed::rng(seed);
+        let kinds = if self.config.swarm {
+            Kinds::draw(&mut rng)
+        } else {
+            Kinds::ALL
+        };
+        let mut state: State = device.initial();
+        self.seen.clear();
+        self.seen.insert(self.packer.fingerprint(&state));
+        let mut summary = WalkSummary {
+            steps: 0,
+            kinds,
+            first_violation: None,
+            fired: InvariantSet::EMPTY,
+            outcomes: [0; 3],
+            distinct_states: 1,
+        };
+        let mut buf = [Action::takeover(); MAX_ENABLED];
+        for i in 0..self.config.steps {
+            let mut n = 0;
+            if kinds == Kinds::ALL {
+                model::for_each_enabled(policy, device, &state, |a| {
+                    buf[n] = a;
+                    n += 1;
+                });
+            } else {
+                model::for_each_enabled(policy, device, &state, |a| {
+                    if kinds.contains(a.op) {
+                        buf[n] = a;
+                        n += 1;
+                    }
+                });
+            }
+            if n == 0 {
+                break;
+            }
+            let action = buf[below(&mut rng, n as u32) as usize];
+            if let Some(r) = record.as_deref_mut() {
+                r.push(action);
+            }
+            let t = model::step(policy, device, &state, action);
+            summary.outcomes[t.outcome as usize] += 1;
+            if !t.violations.is_empty() {
+                if summary.first_violation.is_none() {
+                    summary.first_violation = t.violations.first().map(|inv| (inv, i));
+                }
+                summary.fired = summary.fired.union(t.violations);
+            }
+            state = t.state;
+            summary.steps = i + 1;
+            if self.seen.insert(self.packer.fingerprint(&state)) {
+                summary.distinct_states += 1;
+            }
+        }
+        summary
+    }
+}
+
+/// One run of a campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    pub index: u64,
+    pub seed: u64,
+    pub summary: WalkSummary,
+    /// For a failing run: its actions up to the first violation, shrunk
+    /// ([`shrink::shrink`]) against the first violated invariant.
+    pub shrunk: Option<Vec<Action>>,
+}
+
+/// A distinct shrunk counterexample and the runs that led to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counterexample {
+    pub invariant: Invariant,
+    pub actions: Vec<Action>,
+    /// How many runs shrank to it.
+    pub runs: u64,
+    /// The lowest index among them.
+    pub first_run: u64,
+}
+
+/// What a campaign found: one record per run, in run order, and the
+/// distinct counterexamples ordered by the first run that led to each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignReport {
+    pub policy: String,
+    pub config: WalkConfig,
+    pub master_seed: u64,
+    pub runs: Vec<RunRecord>,
+    pub counterexamples: Vec<Counterexample>,
+}
+
+/// A campaign of seeded walks, run in parallel. The result does not depend
+/// on the thread count.
+///
+/// ```
+/// use gpuclaim::{Device, Invariant, Legacy};
+/// use gpuclaim::explore::Campaign;
+///
+/// let device = Device::uniform(1, 1, 1).unwrap();
+/// let report = Campaign::new(&Legacy, device).runs(50).steps(20).seed(1).run();
+/// assert_eq!(report.runs.len(), 50);
+/// assert!(report.counterexamples.iter().all(|c| c.invariant == Invariant::NoStealAfterDealloc));
+/// ```
+pub struct Campaign<'a, P: Policy + ?Sized> {
+    policy: &'a P,
+    config: WalkConfig,
+    runs: u64,
+    seed: u64,
+    threads: usize,
+    shrink: bool,
+    block: u64,
+}
+
+impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
+    /// Defaults: 1000 runs of 50 steps, seed 0, not swarm, rayon's default
+    /// thread count, failing runs shrunk.
+    pub fn new(policy: &'a P, device: Device) -> Self {
+        Campaign {
+            policy,
+            config: WalkConfig {
+                device,
+                steps: 50,
+                swarm: false,
+            },
+            runs: 1000,
+            seed: 0,
+            threads: 0,
+            shrink: true,
+            block: STREAM_BLOCK,
+        }
+    }
+    pub fn runs(mut self, runs: u64) -> Self {
+        self.runs = runs;
+        self
+    }
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.config.steps = steps;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn swarm(mut self, swarm: bool) -> Self {
+        self.config.swarm = swarm;
+        self
+    }
+    /// Worker threads; 0 means rayon's default (one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+    /// Runs per block of [`Campaign::run_streaming`] (default
+    /// [`STREAM_BLOCK`]; at least 1). Results do not depend on it.
+    pub fn block(mut self, runs: u64) -> Self {
+        self.block = runs.max(1);
+        self
+    }
+    /// Whether failing runs are shrunk (default true).
+    pub fn shrink(mut self, shrink: bool) -> Self {
+        self.shrink = shrink;
+        self
+    }
+
+    /// Runs the campaign.
+    pub fn run(&self) -> CampaignReport {
+        self.run_with_progress(|_| {})
+    }
+
+    /// Runs the campaign, calling `progress(n)` from the workers as each
+    /// batch of `n` runs finishes.
+    pub fn run_with_progress(&self, progress: impl Fn(u64) + Sync) -> CampaignReport {
+        let mut runs = Vec::with_capacity(usize::try_from(self.runs).unwrap_or(0));
+        let counterexamples = self.run_streaming(progress, |block| runs.extend_from_slice(block));
+        CampaignReport {
+            policy: self.policy.name().to_string(),
+            config: self.config,
+            master_seed: self.seed,
+            runs,
+            counterexamples,
+        }
+    }
+
+    /// Runs the campaign in blocks of [`Campaign::block`] runs, each block in
+    /// parallel, handing each block's records to `sink` in run order, so
+    /// that a campaign of any length needs memory for one block only (plus
+    /// its distinct counterexamples). Returns the distinct counterexamples,
+    /// ordered by the first run that led to each. Block boundaries do not
+    /// depend on the thread count, and neither does anything `sink` sees.
+    pub fn run_streaming(
+        &self,
+        progress: impl Fn(u64) + Sync,
+        mut sink: impl FnMut(&[RunRecord]),
+    ) -> Vec<Counterexample> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build()
+            .expect("building the worker pool");
+        const BATCH: u64 = 1024;
+        let mut found: BTreeMap<(Invariant, Vec<Action>), (u64, u64)> = BTreeMap::new();
+        let mut block_start = 0;
+        while block_start < self.runs {
+            let block_end = (block_start + self.block).min(self.runs);
+            let batches = (block_end - block_start).div_ceil(BATCH);
+            let block: Vec<RunRecord> = pool.install(|| {
+                (0..batches)
+                    .into_par_iter()
+                    .map_init(
+                        || Walker::new(self.policy, self.config),
+                        |walker, b| {
+                            let first = block_start + b * BATCH;
+                            let last = (first + BATCH).min(block_end);
+                            let out: Vec<RunRecord> =
+                                (first..last).map(|i| self.one_run(walker, i)).collect();
+                            progress(last - first);
+                            out
+                        },
+                    )
+                    .flatten_iter()
+                    .collect()
+            });
+            for r in &block {
+                if let (Some((inv, _)), Some(shrunk)) = (r.summary.first_violation, &r.shrunk) {
+                    match found.get_mut(&(inv, shrunk.clone())) {
+                        Some(e) => e.0 += 1,
+                        None => {
+                            found.insert((inv, shrunk.clone()), (1, r.index));
+                        }
+                    }
+                }
+            }
+            sink(&block);
+            block_start = block_end;
+        }
+        let mut counterexamples: Vec<Counterexample> = found
+            .into_iter()
+            .map(|((invariant, actions), (runs, first_run))| Counterexample {
+                invariant,
+                actions,
+                runs,
+                first_run,
+            })
+            .collect();
+        counterexamples.sort_by_key(|c| c.first_run);
+        counterexamples
+    }
+
+    fn one_run(&self, walker: &mut Walker<'_, P>, index: u64) -> RunRecord {
+        let seed = seed::run_seed(self.seed, index);
+        let summary = walker.walk(seed);
+        let shrunk = match summary.first_violation {
+            Some((inv, at)) if self.shrink => {
+                let (_, mut actions) = walker.walk_recorded(seed);
+                actions.truncate(at + 1);
+                Some(shrink::shrink(
+                    self.policy,
+                    &self.config.device,
+                    &actions,
+                    inv,
+                ))
+            }
+            _ => None,
+        };
+        RunRecord {
+            index,
+            seed,
+            summary,
+            shrunk,
+        }
+    }
+}
+
+/// Runs per block of [`Campaign::run_streaming`], by default.
+pub const STREAM_BLOCK: u64 = 1 << 16;
+
+/// The columns of the campaign CSV.
+pub const CSV_HEADER: [&str; 16] = [
+    "run",
+    "seed",
+    "policy",
+    "gpus",
+    "vms",
+    "sizes",
+    "kinds",
+    "steps",
+    "first_violation",
+    "first_violation_step",
+    "violations",
+    "ok",
+    "no_gpu",
+    "rejected",
+    "distinct_states",
+    "shrunk_actions",
+];
+
+/// Formats campaign CSV rows ([`CSV_HEADER`]) for one policy and device.
+pub struct CsvRows {
+    policy: String,
+    gpus: String,
+    vms: String,
+    sizes: String,
+}
+
+impl CsvRows {
+    pub fn new(policy: &str, device: &Device) -> CsvRows {
+        CsvRows {
+            policy: policy.to_string(),
+            gpus: device.gpus().to_string(),
+            vms: device.vms().to_string(),
+            sizes: sizes_text(device),
+        }
+    }
+
+    /// The fields of one run's row.
+    pub fn row(&self, r: &RunRecord) -> [String; 16] {
+        let s = &r.summary;
+        let (inv, at) = match s.first_violation {
+            Some((inv, at)) => (inv.name().to_string(), at.to_string()),
+            None => (String::new(), String::new()),
+        };
+        [
+            r.index.to_string(),
+            r.seed.to_string(),
+            self.policy.clone(),
+            self.gpus.clone(),
+            self.vms.clone(),
+            self.sizes.clone(),
+            s.kinds.to_string(),
+            s.steps.to_string(),
+            inv,
+            at,
+            s.fired.to_string(),
+            s.outcomes[0].to_string(),
+            s.outcomes[1].to_string(),
+            s.outcomes[2].to_string(),
+            s.distinct_states.to_string(),
+            r.shrunk
+                .as_ref()
+                .map(|a| a.len().to_string())
+                .unwrap_or_default(),
+        ]
+    }
+}
+
+impl CampaignReport {
+    /// One row per run, in run order ([`CSV_HEADER`]).
+    pub fn csv(&self) -> CsvDoc {
+        let mut doc = CsvDoc::new(CSV_HEADER);
+        let rows = CsvRows::new(&self.policy, &self.config.device);
+        for r in &self.runs {
+            doc.row(rows.row(r));
+        }
+        doc
+    }
+
+    /// How many runs failed.
+    pub fn failing_runs(&self) -> u64 {
+        self.runs
+            .iter()
+            .filter(|r| r.summary.first_violation.is_some())
+            .count() as u64
+    }
+}
+
+/// Slot sizes as one field: `1` when all slots have size 1, else `1 2 1`.
+pub fn sizes_text(d: &Device) -> String {
+    let sizes = d.sizes();
+    if sizes.windows(2).all(|w| w[0] == w[1]) {
+        sizes.first().map(|s| s.to_string()).unwrap_or_default()
+    } else {
+        sizes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Regenerates run `index` of the campaign with master seed `master`:
+/// the walk's summary and the full recorded run (every action with its
+/// outcome, the state after it and its violations).
+pub fn replay_run<P: Policy + ?Sized>(
+    policy: &P,
+    config: WalkConfig,
+    master: u64,
+    index: u64,
+) -> (WalkSummary, Run) {
+    let seed = seed::run_seed(master, index);
+    let (summary, actions) = Walker::new(policy, config).walk_recorded(seed);
+    let names = VmNames::letters(config.device.vms());
+    let run = trace::run_actions(policy, &config.device, &names, &actions);
+    (summary, run)
+}

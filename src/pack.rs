@@ -1,0 +1,408 @@
+//! Compact state identities for the explorers and the checker.
+//!
+//! A model state of a device with `G` GPUs and `V` slots packs into
+//! `3G + 2 + V(4 + G)` bits, laid out exactly as [`State::key`] does
+//! (`free`, `held[kube]`, `snapshot`, Kubernetes' state, then each VM's
+//! state and `held`), so two states of the same device are the same
+//! (MODEL.md "States and actions") exactly when their packed keys are equal.
+//! When that fits in 64 bits (G=2 up to V=9; G=1 up to V=11) a key is a
+//! `u64`, which is what keeps the checker's visited set at 8 bytes a slot.
+//! The VM's `size` is not packed: exploration never uses the `gpus=N`
+//! option, so a slot's size is always the device's.
+
+use crate::model::{Device, KubeState, MAX_VMS, State, VmState};
+
+/// Packs and unpacks the states of one device.
+#[derive(Clone, Copy, Debug)]
+pub struct Packer {
+    device: Device,
+    /// The device's initial state, the template [`Packer::unpack`] fills.
+    template: State,
+    g: u32,
+    bits: u32,
+    /// [`VmState::index`] by the state's byte, without branches (see
+    /// [`life_byte`]).
+    life_index: [u8; 256],
+    /// Whether slots of equal size form one group (every slot the same
+    /// size), the common case for symmetry reduction.
+    uniform: bool,
+}
+
+impl Packer {
+    pub fn new(device: &Device) -> Packer {
+        let g = u32::from(device.gpus());
+        let v = device.vms() as u32;
+        let sizes = device.sizes();
+        Packer {
+            device: *device,
+            template: device.initial(),
+            life_index: {
+                let mut t = [0u8; 256];
+                for life in VmState::ALL {
+                    t[usize::from(life_byte(life))] = life.index();
+                }
+                t
+            },
+            g,
+            bits: 3 * g + 2 + v * (4 + g),
+            uniform: sizes.windows(2).all(|w| w[0] == w[1]),
+        }
+    }
+
+    /// Bits a packed state of this device takes.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// Whether a state packs exactly into a `u64`.
+    pub fn fits_u64(&self) -> bool {
+        self.bits <= 64
+    }
+
+    /// One VM's part of the key: its state's index, then what it holds.
+    #[inline]
+    fn vm_code(&self, state: &State, vm: usize) -> u64 {
+        let v = &state.vms[vm];
+        let index = self.life_index[usize::from(life_byte(v.life))];
+        (u64::from(index) << self.g) | u64::from(v.held)
+    }
+
+    #[inline]
+    fn head(&self, state: &State) -> u64 {
+        let g = self.g;
+        let mut key = u64::from(state.free);
+        key = (key << g) | u64::from(state.kube_held);
+        key = (key << g) | u64::from(state.snapshot);
+        (key << 2) | u64::from(state.kube.index())
+    }
+
+    /// Each VM's part of the key, in slot order, into `codes`.
+    #[inline]
+    pub fn codes(&self, state: &State, codes: &mut [u64; MAX_VMS]) {
+        for (vm, c) in codes[..self.device.vms()].iter_mut().enumerate() {
+            *c = self.vm_code(state, vm);
+        }
+    }
+
+    /// The key of `next`, a state reached from `base` whose VM codes are
+    /// `base_codes` ([`Packer::codes`]): equal to [`Packer::pack`]`(next)`,
+    /// but recomputes only the parts of VMs that changed (usually one).
+    #[inline]
+    pub fn pack_from(&self, base: &State, base_codes: &[u64; MAX_VMS], next: &State) -> u64 {
+        let shift = 4 + self.g;
+        let mut key = self.head(next);
+        for (vm, &base_code) in base_codes[..self.device.vms()].iter().enumerate() {
+            let c = if next.vms[vm] == base.vms[vm] {
+                base_code
+            } else {
+                self.vm_code(next, vm)
+            };
+            key = (key << shift) | c;
+        }
+        key
+    }
+
+    /// The canonical key ([`Packer::pack_canonical`]) of `next`, reached
+    /// from `base` with VM codes `base_codes`.
+    #[inline]
+    pub fn pack_canonical_from(
+        &self,
+        base: &State,
+        base_codes: &[u64; MAX_VMS],
+        next: &State,
+    ) -> u64 {
+        let n = self.device.vms();
+        let mut codes = [0u64; MAX_VMS];
+        for (vm, c) in codes[..n].iter_mut().enumerate() {
+            *c = if next.vms[vm] == base.vms[vm] {
+                base_codes[vm]
+            } else {
+                self.vm_code(next, vm)
+            };
+        }
+        self.pack_codes_canonical(next, codes)
+    }
+
+    /// The packed key; exact only when [`Packer::fits_u64`].
+    #[inline]
+    pub fn pack(&self, state: &State) -> u64 {
+        let shift = 4 + self.g;
+        let mut key = self.head(state);
+        for vm in 0..self.device.vms() {
+            key = (key << shift) | self.vm_code(state, vm);
+        }
+        key
+    }
+
+    /// The packed key of the state's symmetry class: the `(state, held)`
+    /// codes of VMs of the same size are sorted, so states that differ only
+    /// by a permutation of same-size VMs get the same key. Sound for any
+    /// policy that treats VM slots alike (every built-in one does: which
+    /// GPUs are taken never depends on the slot number).
+    #[inline]
+    pub fn pack_canonical(&self, state: &State) -> u64 {
+        let mut codes = [0u64; MAX_VMS];
+        self.codes(state, &mut codes);
+        self.pack_codes_canonical(state, codes)
+    }
+
+    #[inline]
+    fn pack_codes_canonical(&self, state: &State, mut codes: [u64; MAX_VMS]) -> u64 {
+        let n = self.device.vms();
+        if self.uniform {
+            insertion_sort(&mut codes[..n]);
+        } else {
+            // Sort each size group in place, over the slots of that size.
+            let sizes = self.device.sizes();
+            let mut group = [0u64; MAX_VMS];
+            let mut slots = [0usize; MAX_VMS];
+            let mut done = [false; MAX_VMS];
+            for first in 0..n {
+                if done[first] {
+                    continue;
+                }
+                let mut m = 0;
+                for s in first..n {
+                    if sizes[s] == sizes[first] {
+                        done[s] = true;
+                        slots[m] = s;
+                        group[m] = codes[s];
+                        m += 1;
+                    }
+                }
+                insertion_sort(&mut group[..m]);
+                for i in 0..m {
+                    codes[slots[i]] = group[i];
+                }
+            }
+        }
+        let shift = 4 + self.g;
+        let mut key = self.head(state);
+        for c in &codes[..n] {
+            key = (key << shift) | c;
+        }
+        key
+    }
+
+    /// The state a key was packed from (the inverse of [`Packer::pack`]
+    /// when [`Packer::fits_u64`]).
+    #[inline]
+    pub fn unpack(&self, mut key: u64) -> State {
+        let g = self.g;
+        let gmask = (1u64 << g) - 1;
+        let mut state = self.template;
+        for vm in (0..self.device.vms()).rev() {
+            state.vms[vm].held = (key & gmask) as u8;
+            key >>= g;
+            state.vms[vm].life = VmState::ALL[(key & 0xf) as usize];
+            key >>= 4;
+        }
+        state.kube = KubeState::ALL[(key & 3) as usize];
+        key >>= 2;
+        state.snapshot = (key & gmask) as u8;
+        key >>= g;
+        state.kube_held = (key & gmask) as u8;
+        key >>= g;
+        state.free = (key & gmask) as u8;
+        state
+    }
+
+    /// A 64-bit identity for counting distinct states: the exact key when
+    /// the state fits in 64 bits, else a 64-bit fingerprint of every field
+    /// of the identity (collisions then possible but, for the few thousand
+    /// states of one walk, below one in 10^12).
+    #[inline]
+    pub fn fingerprint(&self, state: &State) -> u64 {
+        if self.fits_u64() {
+            return self.pack(state);
+        }
+        let mut h = mix(self.head(state));
+        for vm in 0..self.device.vms() {
+            h = mix(h ^ self.vm_code(state, vm));
+        }
+        h
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<VmState>() == 1);
+
+/// The byte that represents `life` in memory. [`VmState::index`] is a
+/// `match` that compiles to an indirect jump, mispredicted on almost every
+/// call when states are random; a 256-entry table indexed by this byte
+/// gives the same number without a branch. Distinct states have distinct
+/// bytes (a value is its representation).
+#[inline]
+fn life_byte(life: VmState) -> u8 {
+    // SAFETY: `VmState` is one byte (asserted above) and `Copy`; every
+    // byte of a valid value is initialised, so reading it as `u8` is sound.
+    unsafe { std::mem::transmute::<VmState, u8>(life) }
+}
+
+#[inline]
+fn insertion_sort(a: &mut [u64]) {
+    for i in 1..a.len() {
+        let x = a[i];
+        let mut j = i;
+        while j > 0 && a[j - 1] > x {
+            a[j] = a[j - 1];
+            j -= 1;
+        }
+        a[j] = x;
+    }
+}
+
+/// A fixed 64-bit mixer (SplitMix64's finaliser after a rotation).
+#[inline]
+pub fn mix(x: u64) -> u64 {
+    crate::seed::splitmix64(x.rotate_left(17))
+}
+
+/// A set of `u64` keys: open addressing, linear probing, `u64::MAX` marks
+/// an empty slot (no packed state is all ones: a VM state index is at most
+/// 9). 8 bytes a slot. The slot count is not a power of two: a key's home
+/// slot is the high half of (hash x slots), and the table grows by half
+/// when it is 3/4 full, so it is always between 1/2 and 3/4 full once it
+/// has grown: 10.7 to 16 bytes per key.
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+impl Default for KeySet {
+    fn default() -> Self {
+        KeySet::with_capacity(16)
+    }
+}
+
+impl KeySet {
+    /// A set that holds `n` keys before it grows.
+    pub fn with_capacity(n: usize) -> KeySet {
+        KeySet {
+            slots: vec![EMPTY; n.max(4) * 4 / 3 + 2],
+            len: 0,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Bytes the slots take.
+    pub fn bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u64>()
+    }
+    /// Empties the set, keeping its slots.
+    pub fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.fill(EMPTY);
+            self.len = 0;
+        }
+    }
+    #[inline]
+    fn home(key: u64, slots: usize) -> usize {
+        let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((u128::from(h) * slots as u128) >> 64) as usize
+    }
+    /// Inserts `key`; true when it was not there yet.
+    #[inline]
+    pub fn insert(&mut self, key: u64) -> bool {
+        debug_assert_ne!(key, EMPTY);
+        let n = self.slots.len();
+        let mut i = Self::home(key, n);
+        loop {
+            let k = self.slots[i];
+            if k == key {
+                return false;
+            }
+            if k == EMPTY {
+                self.slots[i] = key;
+                self.len += 1;
+                if self.len * 4 > n * 3 {
+                    self.grow();
+                }
+                return true;
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+    pub fn contains(&self, key: u64) -> bool {
+        let n = self.slots.len();
+        let mut i = Self::home(key, n);
+        loop {
+            let k = self.slots[i];
+            if k == key {
+                return true;
+            }
+            if k == EMPTY {
+                return false;
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let n = old.len() + old.len() / 2;
+        self.slots = vec![EMPTY; n];
+        for k in old.into_iter().filter(|&k| k != EMPTY) {
+            let mut i = Self::home(k, n);
+            while self.slots[i] != EMPTY {
+                i += 1;
+                if i == n {
+                    i = 0;
+                }
+            }
+            self.slots[i] = k;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{self, Device};
+    use crate::policy::Legacy;
+
+    #[test]
+    fn pack_agrees_with_state_key_and_round_trips() {
+        let d = Device::uniform(2, 3, 1).unwrap();
+        let p = Packer::new(&d);
+        assert_eq!(p.bits(), 6 + 2 + 3 * 6);
+        let mut state = d.initial();
+        let mut rng = crate::seed::rng(7);
+        for _ in 0..500 {
+            let actions = model::enabled(&Legacy, &d, &state);
+            let i = (rand::Rng::next_u64(&mut rng) % actions.len() as u64) as usize;
+            state = model::step(&Legacy, &d, &state, actions[i]).state;
+            let key = p.pack(&state);
+            assert_eq!(u128::from(key), state.key(2, 3));
+            assert_eq!(p.unpack(key), state);
+        }
+    }
+
+    #[test]
+    fn key_set_counts_distinct_keys() {
+        let mut s = KeySet::with_capacity(2);
+        for k in 0..1000u64 {
+            assert!(s.insert(k * 7919));
+        }
+        for k in 0..1000u64 {
+            assert!(!s.insert(k * 7919));
+            assert!(s.contains(k * 7919));
+        }
+        assert!(!s.contains(3));
+        assert_eq!(s.len(), 1000);
+        // Grown by halves at 3/4 load: between 1/2 and 3/4 full.
+        let load = s.len() as f64 / (s.bytes() / 8) as f64;
+        assert!((0.5..=0.75).contains(&load), "{load}");
+    }
+}

@@ -1,0 +1,262 @@
+//! `gpuclaim explore`, `check` and `replay` as a user runs them: output
+//! files, byte-identical outputs for every thread count and every replay,
+//! counterexample files that pass `gpuclaim run`, and clear refusals of bad
+//! flags.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gpuclaim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gpuclaim-cli-explore-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn explore_csv_and_counterexamples() {
+    let dir = tmp("explore");
+    let mut csvs = Vec::new();
+    for t in ["1", "2"] {
+        let out = dir.join(format!("explore-{t}.csv"));
+        let cx = dir.join(format!("cx-{t}"));
+        let o = gpuclaim(&[
+            "explore",
+            "--gpus",
+            "2",
+            "--vms",
+            "3",
+            "--policy",
+            "legacy",
+            "--runs",
+            "800",
+            "--steps",
+            "40",
+            "--seed",
+            "5",
+            "--swarm",
+            "--threads",
+            t,
+            "--out",
+            s(&out),
+            "--counterexamples",
+            s(&cx),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "a violation was found");
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            stdout.contains("no-steal-after-dealloc: first violation of"),
+            "{stdout}"
+        );
+        csvs.push(std::fs::read(&out).unwrap());
+        // Every counterexample file passes `gpuclaim run`.
+        let run = gpuclaim(&["run", s(&cx)]);
+        let text = String::from_utf8(run.stdout).unwrap();
+        assert_eq!(run.status.code(), Some(0), "{text}");
+        assert!(text.contains(" passed, 0 failed, 0 refused"));
+        let summary = std::fs::read_to_string(cx.join("explore-summary.csv")).unwrap();
+        assert!(summary.starts_with("file,policy,invariant,actions,runs,first_run\n"));
+        let files = std::fs::read_dir(&cx)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "toml")
+            })
+            .count();
+        assert_eq!(summary.lines().count(), files + 1);
+    }
+    assert_eq!(csvs[0], csvs[1], "same CSV bytes for --threads 1 and 2");
+    // The streamed file is the library's CSV, byte for byte.
+    let lib = gpuclaim::explore::Campaign::new(
+        &gpuclaim::Builtin::Legacy,
+        gpuclaim::Device::uniform(2, 3, 1).unwrap(),
+    )
+    .runs(800)
+    .steps(40)
+    .seed(5)
+    .swarm(true)
+    .run()
+    .csv()
+    .into_bytes();
+    assert_eq!(csvs[0], lib);
+    assert_eq!(String::from_utf8_lossy(&csvs[0]).lines().count(), 801);
+
+    // fixed: nothing found, exit 0, no counterexample file.
+    let cx = dir.join("cx-fixed");
+    let o = gpuclaim(&[
+        "explore",
+        "--gpus",
+        "2",
+        "--vms",
+        "2",
+        "--policy",
+        "fixed",
+        "--runs",
+        "300",
+        "--out",
+        s(&dir.join("fixed.csv")),
+        "--counterexamples",
+        s(&cx),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let summary = std::fs::read_to_string(cx.join("explore-summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_reports_counts_and_writes_a_passing_counterexample() {
+    let dir = tmp("check");
+    let o = gpuclaim(&[
+        "check",
+        "--gpus",
+        "1",
+        "--vms",
+        "1",
+        "--policy",
+        "fixed",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("unique states: 34\n"), "{text}");
+    assert!(text.contains("transitions: 67\n"));
+    assert!(text.contains("max depth: 7\n"));
+    assert!(text.contains("violations: none\n"));
+
+    let o = gpuclaim(&[
+        "check",
+        "--gpus",
+        "2",
+        "--vms",
+        "3",
+        "--policy",
+        "snapshot",
+        "--symmetry",
+        "--counterexamples",
+        s(&dir),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("unique states: 3418 (classes under VM symmetry)"),
+        "{text}"
+    );
+    assert!(text.contains("VIOLATED no-double-claim"));
+    let run = gpuclaim(&["run", s(&dir)]);
+    assert_eq!(run.status.code(), Some(0));
+    assert!(
+        String::from_utf8(run.stdout)
+            .unwrap()
+            .contains("1 passed, 0 failed")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_prints_the_same_bytes_twice() {
+    let args = [
+        "replay", "--gpus", "2", "--vms", "2", "--policy", "legacy", "--steps", "30", "--seed",
+        "4", "--run", "17",
+    ];
+    let a = gpuclaim(&args);
+    let b = gpuclaim(&args);
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout);
+    let text = String::from_utf8(a.stdout).unwrap();
+    assert!(text.starts_with(
+        "replay --gpus 2 --vms 2 --size 1 --policy legacy --steps 30 --seed 4 --run 17\n"
+    ));
+    // init line + 30 actions + header lines.
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("   ")).count(),
+        30,
+        "{text}"
+    );
+
+    let file = "scenarios/doc-1gpu-stop-then-start.toml";
+    let a = gpuclaim(&["replay", file]);
+    let b = gpuclaim(&["replay", file]);
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout);
+    let text = String::from_utf8(a.stdout).unwrap();
+    assert!(text.contains("under legacy:"), "{text}");
+    assert!(text.contains("VIOLATES no-steal-after-dealloc"));
+}
+
+#[test]
+fn bad_flags_are_refused_clearly() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["check", "--gpus", "9", "--vms", "1", "--policy", "fixed"],
+            "--gpus",
+        ),
+        (
+            &["check", "--gpus", "2", "--vms", "25", "--policy", "fixed"],
+            "--vms",
+        ),
+        (
+            &[
+                "check", "--gpus", "1", "--vms", "1", "--size", "2", "--policy", "fixed",
+            ],
+            "asks for 2 GPUs",
+        ),
+        (
+            &["check", "--gpus", "1", "--vms", "1", "--policy", "greedy"],
+            "greedy",
+        ),
+        (
+            &["check", "--gpus", "2", "--vms", "10", "--policy", "fixed"],
+            "68 bits",
+        ),
+        (
+            &[
+                "explore", "--gpus", "1", "--vms", "1", "--policy", "fixed", "--runs", "x",
+            ],
+            "--runs",
+        ),
+        (&["replay", "--seed", "1", "--run", "2"], "--gpus"),
+        (&["replay", "--seed", "1"], "--run"),
+        (&["replay", "no-such-file.toml"], "no-such-file.toml"),
+        (
+            &[
+                "check",
+                "--gpus",
+                "1",
+                "--vms",
+                "1",
+                "--policy",
+                "fixed",
+                "--threads",
+                "5000",
+            ],
+            "1024",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = gpuclaim(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
