@@ -141,3 +141,60 @@ fn nightly_page_opens_in_headless_chromium() {
     assert!(dom.contains("<svg"), "the plots are on the page");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Ctrl-C during the run: the process finishes the job at hand, writes
+/// complete reports in which what did not run is marked so, and exits 1.
+#[test]
+fn interrupted_nightly_leaves_complete_reports() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("nightly-interrupt");
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["nightly", "--budget", "600", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait until the checks have started, then interrupt: the random
+    // campaigns (100 s each with this budget) cannot have finished.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = line.trim_start().starts_with("check");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let log = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("interrupted: these did not run:"), "{log}");
+    assert!(log.contains("  explore / legacy G=2 V=3"), "{log}");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.ends_with("</testsuites>\n"), "complete XML");
+    assert!(
+        junit.contains("<skipped message=\"interrupted before it ran\"/>"),
+        "{junit}"
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.ends_with("</html>\n"));
+    assert!(html.contains("interrupted by Ctrl-C"), "the page says so");
+    assert!(html.contains("<strong>INCOMPLETE</strong>") || html.contains("<strong>FAIL</strong>"));
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,9 +9,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gpuclaim::Registry;
+use gpuclaim::check::{self, Checker};
+use gpuclaim::counterexample;
+use gpuclaim::explore::{self, Campaign};
+use gpuclaim::fuzzing::Target;
 use gpuclaim::nightly::{Case, Plot, Report, Status, Suite};
 use gpuclaim::report::write_atomic;
 use gpuclaim::sim::sweep::{Plan, SweepOptions, run_sweep};
+use gpuclaim::{Builtin, Device, Invariant};
 
 use crate::cli::run::{FileResult, run_files};
 
@@ -46,6 +51,9 @@ pub struct Args {
         value_name = "FILE"
     )]
     pub sweep: PathBuf,
+    /// The fuzz workspace whose corpus/ and regressions/ are replayed.
+    #[arg(long, default_value = "fuzz", value_name = "DIR")]
+    pub fuzz: PathBuf,
 }
 
 /// Runs the report's jobs in order, stopping early when interrupted; what
@@ -117,6 +125,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .push(scenario_suite(&args.scenarios, &runner));
     runner.write()?;
 
+    let suite = check_suite(&runner);
+    runner.report.suites.push(suite);
+    runner.write()?;
+
+    let suite = explore_suite(&args, &runner);
+    runner.report.suites.push(suite);
+    runner.write()?;
+
+    let suite = fuzz_corpus_suite(&args.fuzz, &runner);
+    runner.report.suites.push(suite);
+    runner.write()?;
+
     let (suite, plots) = sweep_suite(&args.sweep, &args.out.join("sweep"), &runner);
     runner.report.suites.push(suite);
     runner.report.plots.extend(plots);
@@ -128,6 +148,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             .notes
             .push("interrupted by Ctrl-C: the cases marked not-run did not run".into());
         runner.write()?;
+        eprintln!("interrupted: these did not run:");
+        for (suite, case) in runner.report.cases() {
+            if matches!(case.status, Status::NotRun { .. }) {
+                eprintln!("  {} / {}", suite.name, case.name);
+            }
+        }
     }
     let (passed, failed, not_run) = runner.report.totals();
     eprintln!(
@@ -203,14 +229,16 @@ fn scenario_suite(dir: &Path, runner: &Runner) -> Suite {
                                 ),
                             }
                         };
-                        suite.cases.push(Case {
+                        let case = Case {
                             class: format!("scenario.{}", run.policy),
                             name: format!("{name} [{}]", run.policy),
                             status,
                             seconds: share,
                             facts,
                             counterexample: None,
-                        });
+                        };
+                        progress(&suite.name, &case);
+                        suite.cases.push(case);
                     }
                 }
             }
@@ -436,4 +464,314 @@ fn start_failures_by_rate(summary: &Path) -> Result<Vec<(String, f64, f64)>, Str
                 .map(|(_, l)| (r, f, *l))
         })
         .collect())
+}
+
+/// What a policy must show on a device with `vms` slots: `fixed` nothing,
+/// `legacy` exactly `no-steal-after-dealloc` and `snapshot` exactly
+/// `no-double-claim`, once there is a VM to take part.
+fn expected(policy: Builtin, vms: usize) -> Vec<Invariant> {
+    match policy {
+        Builtin::Fixed => vec![],
+        _ if vms == 0 => vec![],
+        Builtin::Legacy => vec![Invariant::NoStealAfterDealloc],
+        Builtin::Snapshot => vec![Invariant::NoDoubleClaim],
+    }
+}
+
+fn names(invs: &[Invariant]) -> String {
+    let v: Vec<&str> = invs.iter().map(|i| i.name()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// The exhaustive checker on every G <= 2, V <= 3 under each built-in
+/// policy: the invariants it finds must be exactly the expected ones.
+fn check_suite(runner: &Runner) -> Suite {
+    let mut suite = Suite::new("check");
+    for policy in Builtin::ALL {
+        for gpus in 1..=2u8 {
+            for vms in 0..=3usize {
+                let name = format!("{policy} G={gpus} V={vms}");
+                if runner.stopped() {
+                    suite.cases.push(not_run("check", &name));
+                    continue;
+                }
+                let device = Device::uniform(gpus, vms, 1).expect("a valid device");
+                let start = Instant::now();
+                let result = Checker::new(&policy, device).run();
+                let seconds = start.elapsed().as_secs_f64();
+                let case = match result {
+                    Err(e) => failed_case(
+                        "check",
+                        &name,
+                        "the check did not run".into(),
+                        e.to_string(),
+                    ),
+                    Ok(report) => {
+                        let found: Vec<Invariant> =
+                            report.violations.iter().map(|f| f.invariant).collect();
+                        let want = expected(policy, vms);
+                        let counterexample = report.violations.first().map(|f| {
+                            counterexample::scenario_from_actions(
+                                &policy,
+                                &device,
+                                &f.counterexample,
+                                &format!(
+                                    "{policy} violates {}: shortest counterexample from check",
+                                    f.invariant
+                                ),
+                                &format!(
+                                    "gpuclaim check --gpus {gpus} --vms {vms} --policy {policy}"
+                                ),
+                            )
+                            .to_toml()
+                        });
+                        let facts = format!(
+                            "states={} transitions={} depth={} found={}",
+                            report.unique_states,
+                            report.transitions,
+                            report.max_depth,
+                            names(&found)
+                        );
+                        let status = if found == want {
+                            Status::Passed
+                        } else {
+                            Status::Failed {
+                                message: format!(
+                                    "expected {} but the checker found {}",
+                                    names(&want),
+                                    names(&found)
+                                ),
+                                detail: facts.clone(),
+                            }
+                        };
+                        Case {
+                            class: "check".into(),
+                            name,
+                            status,
+                            seconds,
+                            facts,
+                            counterexample,
+                        }
+                    }
+                };
+                progress(&suite.name, &case);
+                suite.cases.push(case);
+            }
+        }
+    }
+    suite
+}
+
+/// Seeded random campaigns per built-in policy on 1- and 2-GPU devices
+/// with 3 VM slots, 50 steps a walk. Each gets an equal share of the
+/// budget, spent in blocks of runs (odd blocks swarm), each block a
+/// campaign reproducible with `gpuclaim explore` and the seed it names.
+fn explore_suite(args: &Args, runner: &Runner) -> Suite {
+    const VMS: usize = 3;
+    const STEPS: usize = 50;
+    const BLOCK: u64 = 5_000;
+    let mut suite = Suite::new("explore");
+    let campaigns: Vec<(Builtin, u8)> = Builtin::ALL
+        .into_iter()
+        .flat_map(|p| [(p, 1u8), (p, 2u8)])
+        .collect();
+    let share = args.budget / campaigns.len() as f64;
+    for (policy, gpus) in campaigns {
+        let name = format!("{policy} G={gpus} V={VMS}");
+        if runner.stopped() {
+            suite.cases.push(not_run("explore", &name));
+            continue;
+        }
+        let device = Device::uniform(gpus, VMS, 1).expect("a valid device");
+        let start = Instant::now();
+        let mut blocks = 0u64;
+        let mut found: Vec<explore::Counterexample> = Vec::new();
+        let mut failing = 0u64;
+        // At least one block, then more while the share lasts.
+        while blocks == 0 || (start.elapsed().as_secs_f64() < share && !runner.stopped()) {
+            let report = Campaign::new(&policy, device)
+                .runs(BLOCK)
+                .steps(STEPS)
+                .seed(args.seed.wrapping_add(blocks))
+                .swarm(blocks % 2 == 1)
+                .run();
+            failing += report.failing_runs();
+            for c in report.counterexamples {
+                match found
+                    .iter_mut()
+                    .find(|f| f.invariant == c.invariant && f.actions == c.actions)
+                {
+                    Some(f) => f.runs += c.runs,
+                    None => found.push(c),
+                }
+            }
+            blocks += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let mut invs: Vec<Invariant> = found.iter().map(|c| c.invariant).collect();
+        invs.sort();
+        invs.dedup();
+        let want = expected(policy, VMS);
+        // The shortest counterexample must be as short as the checker's.
+        let shortest = found.iter().min_by_key(|c| (c.actions.len(), c.first_run));
+        let checker_len = want
+            .first()
+            .and_then(|inv| check::shortest_counterexample(&policy, &device, *inv))
+            .map(|t| t.len());
+        let facts = format!(
+            "runs={} ({blocks} blocks of {BLOCK}, seeds {}..={}, odd blocks --swarm) failing={failing} found={} shortest={}",
+            blocks * BLOCK,
+            args.seed,
+            args.seed.wrapping_add(blocks - 1),
+            names(&invs),
+            shortest.map_or("-".to_string(), |c| format!("{} actions", c.actions.len()))
+        );
+        let mut problems = Vec::new();
+        if invs != want {
+            problems.push(format!(
+                "expected {} but the campaign found {}",
+                names(&want),
+                names(&invs)
+            ));
+        }
+        if let (Some(c), Some(n)) = (shortest, checker_len)
+            && c.actions.len() != n
+        {
+            problems.push(format!(
+                "shortest shrunk counterexample has {} actions, the checker's {n}",
+                c.actions.len()
+            ));
+        }
+        let counterexample = shortest.map(|c| {
+            counterexample::scenario_from_actions(
+                &policy,
+                &device,
+                &c.actions,
+                &format!(
+                    "{policy} violates {}: shrunk counterexample from nightly explore",
+                    c.invariant
+                ),
+                &format!(
+                    "gpuclaim nightly explore campaign {name}, {} runs led to it",
+                    c.runs
+                ),
+            )
+            .to_toml()
+        });
+        let status = if problems.is_empty() {
+            Status::Passed
+        } else {
+            Status::Failed {
+                message: problems.join("; "),
+                detail: facts.clone(),
+            }
+        };
+        let case = Case {
+            class: "explore".into(),
+            name,
+            status,
+            seconds,
+            facts,
+            counterexample,
+        };
+        progress(&suite.name, &case);
+        suite.cases.push(case);
+    }
+    suite
+}
+
+/// Replays every committed fuzz input (corpus and regressions) through the
+/// library function its target wraps: `fixed` inputs fire nothing,
+/// `legacy`/`snapshot` regressions fire their invariant, the parser inputs
+/// never fail.
+fn fuzz_corpus_suite(fuzz: &Path, runner: &Runner) -> Suite {
+    let mut suite = Suite::new("fuzz-corpus");
+    for target in Target::ALL {
+        for kind in ["corpus", "regressions"] {
+            let dir = fuzz.join(kind).join(target.name());
+            let name = format!("{target} {kind}");
+            // A target may have no regressions yet; a missing corpus is a failure.
+            if kind == "regressions" && !dir.is_dir() {
+                continue;
+            }
+            if runner.stopped() {
+                suite.cases.push(not_run("fuzz", &name));
+                continue;
+            }
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect(),
+                Err(e) => {
+                    suite.cases.push(failed_case(
+                        "fuzz",
+                        &name,
+                        format!("cannot read {}: {e}", dir.display()),
+                        String::new(),
+                    ));
+                    continue;
+                }
+            };
+            files.sort();
+            let start = Instant::now();
+            let mut problems = Vec::new();
+            for file in &files {
+                let bytes = match std::fs::read(file) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", file.display()));
+                        continue;
+                    }
+                };
+                let result = target.check(&bytes);
+                let ok = match (&result, kind, target.expected_violation()) {
+                    (Ok(_), _, _) => kind == "corpus" || target.expected_violation().is_none(),
+                    (Err(f), "regressions", Some(inv)) => f.invariant() == Some(inv),
+                    (Err(_), _, _) => false,
+                };
+                if !ok {
+                    let what = match &result {
+                        Ok(_) => "passed, but a regression input must fire its target's invariant"
+                            .to_string(),
+                        Err(f) => f.to_string(),
+                    };
+                    problems.push(format!("{}: {what}", file.display()));
+                }
+            }
+            let facts = format!("inputs={}", files.len());
+            let status = if problems.is_empty() {
+                Status::Passed
+            } else {
+                Status::Failed {
+                    message: format!("{} of {} inputs regressed", problems.len(), files.len()),
+                    detail: problems.join("\n"),
+                }
+            };
+            let case = Case {
+                class: "fuzz".into(),
+                name,
+                status,
+                seconds: start.elapsed().as_secs_f64(),
+                facts,
+                counterexample: None,
+            };
+            progress(&suite.name, &case);
+            suite.cases.push(case);
+        }
+    }
+    suite
+}
+
+/// One line per case on stderr, so a long run shows where it is.
+fn progress(suite: &str, case: &Case) {
+    let word = match case.status {
+        Status::Passed => "pass",
+        Status::Failed { .. } => "FAIL",
+        Status::NotRun { .. } => "not run",
+    };
+    eprintln!(
+        "  {suite:<12} {word:<7} {:<40} {:>7.2}s  {}",
+        case.name, case.seconds, case.facts
+    );
 }
