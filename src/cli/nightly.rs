@@ -20,9 +20,12 @@ use gpuclaim::{Builtin, Device, Invariant};
 
 use crate::cli::run::{FileResult, run_files};
 
-/// Run the nightly regression: every scenario, explore campaigns, exhaustive
-/// checks and the fuzz corpus replay; write junit.xml, summary.csv and
-/// index.html.
+/// Run the nightly regression: every scenario, exhaustive checks, explore
+/// campaigns, the fuzz corpus replay and a sweep; write junit.xml,
+/// summary.csv and index.html.
+///
+/// Run it from the project's folder (the default paths are relative). It
+/// prints one line per case on stderr as it goes.
 ///
 /// Exit status: 0 when nothing regressed, 1 when anything failed or did not
 /// run (an interrupted run), 2 on a usage error. `fixed` must come out
