@@ -182,6 +182,24 @@ impl VmState {
         }
     }
 
+    /// The byte that represents this state in memory; distinct states have
+    /// distinct bytes. Hot loops index small tables with it where a `match`
+    /// on the state would compile to an indirect jump, mispredicted on
+    /// almost every call when states come in random order.
+    #[inline(always)]
+    pub const fn repr_byte(self) -> u8 {
+        // SAFETY: `VmState` is one byte (asserted below) and `Copy`; every
+        // byte of a valid value is initialised, so reading it as `u8` is
+        // sound. The value is only ever used as a table index.
+        unsafe { std::mem::transmute::<VmState, u8>(self) }
+    }
+
+    /// [`VmState::index`] through a table (no branch).
+    #[inline(always)]
+    pub fn index_fast(self) -> u8 {
+        LIFE_TABLES[usize::from(self.repr_byte())].index
+    }
+
     /// The name scenario files use.
     pub fn name(self) -> &'static str {
         match self {
@@ -208,6 +226,88 @@ impl VmState {
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<VmState>() == 1);
+
+/// What hot loops need to know about a VM state, precomputed from the rules
+/// in this file and MODEL.md (see [`LIFE_TABLES`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LifeInfo {
+    /// [`VmState::index`].
+    pub index: u8,
+    /// `holds-match-state`: all ones when the state must hold exactly its
+    /// size (`creating`, `starting`, `running`, `stopped-provisioned`).
+    pub must_hold_size: u8,
+    /// All ones when the state must hold nothing (`absent`, `stopped`,
+    /// `failed`).
+    pub must_hold_none: u8,
+    /// How many actions [`for_each_enabled`] offers for a VM in this state.
+    pub enabled_len: u8,
+    /// Those actions, with slot 0 (filled up with `takeover`).
+    pub enabled: [Action; 3],
+}
+
+/// [`LifeInfo`] by [`VmState::repr_byte`]; bytes that are no state hold
+/// zeros and are never read. Built at compile time from [`VmState::ALL`].
+pub(crate) static LIFE_TABLES: [LifeInfo; 256] = {
+    let none = Action::takeover();
+    let empty = LifeInfo {
+        index: 0,
+        must_hold_size: 0,
+        must_hold_none: 0,
+        enabled_len: 0,
+        enabled: [none; 3],
+    };
+    let mut table = [empty; 256];
+    let mut i = 0;
+    while i < VmState::ALL.len() {
+        let life = VmState::ALL[i];
+        let (must_hold_size, must_hold_none) = match life {
+            VmState::Creating
+            | VmState::Starting
+            | VmState::Running
+            | VmState::StoppedProvisioned => (0xff, 0),
+            VmState::Absent | VmState::Stopped | VmState::Failed => (0, 0xff),
+            VmState::Stopping { .. } | VmState::Removing => (0, 0),
+        };
+        // The same actions, in the same order, as MODEL.md's request table:
+        // every request that would not be rejected, or the end step of the
+        // operation in flight.
+        let (enabled_len, enabled) = match life {
+            VmState::Absent => (1, [Action::begin(Op::CreateVm, 0), none, none]),
+            VmState::Running => (
+                3,
+                [
+                    Action::begin(Op::StopVm, 0),
+                    Action::begin(Op::StopVm, 0).with_option(StepOption::Provisioned),
+                    Action::begin(Op::RemoveVm, 0),
+                ],
+            ),
+            VmState::Stopped | VmState::StoppedProvisioned => (
+                2,
+                [
+                    Action::begin(Op::StartVm, 0),
+                    Action::begin(Op::RemoveVm, 0),
+                    none,
+                ],
+            ),
+            VmState::Failed => (1, [Action::begin(Op::RemoveVm, 0), none, none]),
+            VmState::Creating => (1, [Action::end(Op::CreateVm, 0), none, none]),
+            VmState::Starting => (1, [Action::end(Op::StartVm, 0), none, none]),
+            VmState::Stopping { .. } => (1, [Action::end(Op::StopVm, 0), none, none]),
+            VmState::Removing => (1, [Action::end(Op::RemoveVm, 0), none, none]),
+        };
+        table[life.repr_byte() as usize] = LifeInfo {
+            index: life.index(),
+            must_hold_size,
+            must_hold_none,
+            enabled_len,
+            enabled,
+        };
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Display for VmState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -321,7 +421,7 @@ impl State {
         key = (key << g) | u128::from(self.snapshot);
         key = (key << 2) | u128::from(self.kube.index());
         for vm in &self.vms[..vms] {
-            key = (key << 4) | u128::from(vm.life.index());
+            key = (key << 4) | u128::from(vm.life.index_fast());
             key = (key << g) | u128::from(vm.held);
         }
         key
@@ -727,24 +827,11 @@ pub fn for_each_enabled<P: Policy + ?Sized>(
     mut f: impl FnMut(Action),
 ) {
     for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
-        let v = i as u8;
-        match vm.life {
-            VmState::Absent => f(Action::begin(Op::CreateVm, v)),
-            VmState::Running => {
-                f(Action::begin(Op::StopVm, v));
-                f(Action::begin(Op::StopVm, v).with_option(StepOption::Provisioned));
-                f(Action::begin(Op::RemoveVm, v));
-            }
-            VmState::Stopped | VmState::StoppedProvisioned => {
-                f(Action::begin(Op::StartVm, v));
-                f(Action::begin(Op::RemoveVm, v));
-            }
-            VmState::Failed => f(Action::begin(Op::RemoveVm, v)),
-            life => {
-                if let Some(op) = life.in_flight() {
-                    f(Action::end(op, v));
-                }
-            }
+        // A table of the VM's requests ([`LIFE_TABLES`], built from the
+        // request table) instead of a `match`: no indirect jump per VM.
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        for a in &info.enabled[..usize::from(info.enabled_len)] {
+            f(Action { vm: i as u8, ..*a });
         }
     }
     match state.kube {

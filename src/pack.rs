@@ -224,18 +224,13 @@ impl Packer {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<VmState>() == 1);
-
-/// The byte that represents `life` in memory. [`VmState::index`] is a
-/// `match` that compiles to an indirect jump, mispredicted on almost every
-/// call when states are random; a 256-entry table indexed by this byte
-/// gives the same number without a branch. Distinct states have distinct
-/// bytes (a value is its representation).
+/// The byte that represents `life` in memory ([`VmState::repr_byte`]):
+/// [`VmState::index`] is a `match` that compiles to an indirect jump,
+/// mispredicted on almost every call when states are random; a 256-entry
+/// table indexed by this byte gives the same number without a branch.
 #[inline]
 fn life_byte(life: VmState) -> u8 {
-    // SAFETY: `VmState` is one byte (asserted above) and `Copy`; every
-    // byte of a valid value is initialised, so reading it as `u8` is sound.
-    unsafe { std::mem::transmute::<VmState, u8>(life) }
+    life.repr_byte()
 }
 
 #[inline]
