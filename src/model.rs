@@ -26,8 +26,9 @@ pub const fn all_gpus(gpus: u8) -> GpuSet {
 }
 
 /// The `n` lowest-numbered GPUs of `set`, or `None` when `set` has fewer.
+#[inline]
 pub fn lowest(set: GpuSet, n: u8) -> Option<GpuSet> {
-    if set.count_ones() < u32::from(n) {
+    if crate::invariant::size_of_set(set) < n {
         return None;
     }
     let mut rest = set;
@@ -387,6 +388,7 @@ pub struct State {
 impl State {
     /// Take the `n` lowest-numbered free GPUs into `held[vm]`; false (and no
     /// change) when `free` has fewer than `n`.
+    #[inline]
     pub fn claim_lowest(&mut self, vm: usize, n: u8) -> bool {
         match lowest(self.free, n) {
             Some(taken) => {
@@ -399,12 +401,14 @@ impl State {
     }
 
     /// Move `held[vm]` to `free` (set union; looks nowhere else).
+    #[inline]
     pub fn release_to_free(&mut self, vm: usize) {
         self.free |= self.vms[vm].held;
         self.vms[vm].held = 0;
     }
 
     /// Move every free GPU to `held[kube]`.
+    #[inline]
     pub fn kube_takes_free(&mut self) {
         self.kube_held |= self.free;
         self.free = 0;
@@ -701,6 +705,28 @@ pub fn step<P: Policy + ?Sized>(
     }
 }
 
+/// [`step`] on `state` itself: the state becomes the one after the step;
+/// returns the outcome and the violated invariants, exactly as [`step`]
+/// would. For engines that go on from the new state and never look back.
+#[inline(always)]
+pub fn step_in_place<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &mut State,
+    action: Action,
+) -> (Outcome, InvariantSet) {
+    // All the step invariant needs of the state before the step.
+    let before_kube = state.kube;
+    let before_kube_held = state.kube_held;
+    let outcome = apply_in_place(policy, device, state, action);
+    let violations = invariant::check_state(device, state).union(invariant::check_step_parts(
+        before_kube,
+        before_kube_held,
+        state.kube_held,
+    ));
+    (outcome, violations)
+}
+
 /// The transition without the invariant check.
 #[inline]
 pub fn apply<P: Policy + ?Sized>(
@@ -709,22 +735,37 @@ pub fn apply<P: Policy + ?Sized>(
     state: &State,
     action: Action,
 ) -> (State, Outcome) {
+    let mut next = *state;
+    let outcome = apply_in_place(policy, device, &mut next, action);
+    (next, outcome)
+}
+
+/// [`apply`] on `state` itself: the state becomes the one after the step
+/// (and stays as it was when the action is rejected). Engines that do not
+/// need the state before the step save the copies [`apply`] makes.
+#[inline(always)]
+pub fn apply_in_place<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    next: &mut State,
+    action: Action,
+) -> Outcome {
     let vm = usize::from(action.vm);
     if action.op.takes_vm() && vm >= device.vms() {
-        return (*state, Outcome::Rejected);
+        return Outcome::Rejected;
     }
-    let mut next = *state;
-    let outcome = match (action.phase, action.op) {
+    // Every rejection below is decided before anything changes.
+    match (action.phase, action.op) {
         (Phase::Begin, Op::CreateVm) => {
-            if state.vms[vm].life != VmState::Absent {
-                return (*state, Outcome::Rejected);
+            if next.vms[vm].life != VmState::Absent {
+                return Outcome::Rejected;
             }
             let size = match action.option {
                 StepOption::Gpus(n) => n,
                 _ => device.size(vm),
             };
             next.vms[vm].size = size;
-            if policy.claim(&mut next, vm, size) {
+            if policy.claim(next, vm, size) {
                 next.vms[vm].life = VmState::Creating;
                 Outcome::Ok
             } else {
@@ -732,10 +773,10 @@ pub fn apply<P: Policy + ?Sized>(
                 Outcome::NoGpu
             }
         }
-        (Phase::Begin, Op::StartVm) => match state.vms[vm].life {
+        (Phase::Begin, Op::StartVm) => match next.vms[vm].life {
             VmState::Stopped => {
-                let size = state.vms[vm].size;
-                if policy.claim(&mut next, vm, size) {
+                let size = next.vms[vm].size;
+                if policy.claim(next, vm, size) {
                     next.vms[vm].life = VmState::Starting;
                     Outcome::Ok
                 } else {
@@ -747,45 +788,45 @@ pub fn apply<P: Policy + ?Sized>(
                 next.vms[vm].life = VmState::Starting;
                 Outcome::Ok
             }
-            _ => return (*state, Outcome::Rejected),
+            _ => Outcome::Rejected,
         },
         (Phase::Begin, Op::StopVm) => {
-            if state.vms[vm].life != VmState::Running {
-                return (*state, Outcome::Rejected);
+            if next.vms[vm].life != VmState::Running {
+                return Outcome::Rejected;
             }
             let provisioned = action.option == StepOption::Provisioned;
             next.vms[vm].life = VmState::Stopping { provisioned };
             Outcome::Ok
         }
-        (Phase::Begin, Op::RemoveVm) => match state.vms[vm].life {
+        (Phase::Begin, Op::RemoveVm) => match next.vms[vm].life {
             VmState::Running | VmState::Stopped | VmState::StoppedProvisioned | VmState::Failed => {
                 next.vms[vm].life = VmState::Removing;
                 Outcome::Ok
             }
-            _ => return (*state, Outcome::Rejected),
+            _ => Outcome::Rejected,
         },
         (Phase::Begin, Op::ConfigureKube) => {
-            if state.kube != KubeState::Unconfigured {
-                return (*state, Outcome::Rejected);
+            if next.kube != KubeState::Unconfigured {
+                return Outcome::Rejected;
             }
-            policy.begin_configure(&mut next);
+            policy.begin_configure(next);
             next.kube = KubeState::Configuring;
             Outcome::Ok
         }
         (Phase::End, op) if op.takes_vm() => {
-            let life = state.vms[vm].life;
+            let life = next.vms[vm].life;
             if life.in_flight() != Some(op) {
-                return (*state, Outcome::Rejected);
+                return Outcome::Rejected;
             }
             next.vms[vm].life = match life {
                 VmState::Creating | VmState::Starting => VmState::Running,
                 VmState::Stopping { provisioned: true } => VmState::StoppedProvisioned,
                 VmState::Stopping { provisioned: false } => {
-                    policy.release(&mut next, vm);
+                    policy.release(next, vm);
                     VmState::Stopped
                 }
                 VmState::Removing => {
-                    policy.release(&mut next, vm);
+                    policy.release(next, vm);
                     VmState::Absent
                 }
                 _ => unreachable!("in_flight() is Some only for the four states above"),
@@ -793,26 +834,25 @@ pub fn apply<P: Policy + ?Sized>(
             Outcome::Ok
         }
         (Phase::End, Op::ConfigureKube) => {
-            if state.kube != KubeState::Configuring {
-                return (*state, Outcome::Rejected);
+            if next.kube != KubeState::Configuring {
+                return Outcome::Rejected;
             }
-            policy.end_configure(&mut next);
+            policy.end_configure(next);
             next.kube = KubeState::Configured;
             next.snapshot = 0;
             Outcome::Ok
         }
         (Phase::Event, Op::KubeTakeover) => {
-            if !policy.takeover_enabled(state) {
-                return (*state, Outcome::Rejected);
+            if !policy.takeover_enabled(next) {
+                return Outcome::Rejected;
             }
-            policy.takeover(&mut next);
+            policy.takeover(next);
             Outcome::Ok
         }
         // Malformed combinations (an end of kube-takeover, a begin of an
         // event, an event of a request) are rejected, never reinterpreted.
-        _ => return (*state, Outcome::Rejected),
-    };
-    (next, outcome)
+        _ => Outcome::Rejected,
+    }
 }
 
 /// Calls `f` with every action enabled in `state` (MODEL.md): every request
