@@ -30,10 +30,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::invariant::{Invariant, InvariantSet};
+use crate::invariant::{self, Invariant, InvariantSet};
 use crate::model::{self, Action, Device, MAX_VMS};
 use crate::pack::{KeySet, Packer};
 use crate::policy::Policy;
+
+/// Most actions enabled in one state: three per running VM, the configure
+/// step and the takeover event.
+const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
 
 /// Shards of the visited set.
 pub const SHARDS: usize = 64;
@@ -125,7 +129,13 @@ struct ChunkOut {
     buckets: Vec<Vec<u64>>,
     transitions: u64,
     violated: [u64; 4],
+    /// Some successor is not exactly the state its key unpacks to.
+    inexact: bool,
 }
+
+/// What a search found: unique states per level, transitions, violating
+/// transitions per invariant, the visited set and the peak frontier.
+type Searched = (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize);
 
 impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -159,7 +169,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             .build()
             .expect("building the worker pool");
         let start = Instant::now();
-        let (levels, transitions, violated, shards, peak) = pool.install(|| self.search(&packer));
+        // State invariants are checked once per discovered state, unless a
+        // successor does not survive packing (a policy that puts a GPU the
+        // device lacks into a set, or changes a slot's size): then its key
+        // says less than the state did, and the search starts again
+        // checking every transition, as `model::step` does.
+        let (levels, transitions, violated, shards, peak) = pool.install(|| {
+            self.search(&packer, false)
+                .unwrap_or_else(|| self.search(&packer, true).expect("checks every transition"))
+        });
         let seconds = start.elapsed().as_secs_f64();
         let mut violations = Vec::new();
         for inv in Invariant::ALL {
@@ -204,11 +222,26 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn search(&self, packer: &Packer) -> (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize) {
+    /// The breadth-first search. With `per_transition` false, the state
+    /// invariants are checked once per state (see `state_verdict`), and
+    /// `None` means that a successor did not round-trip through its key.
+    fn search(&self, packer: &Packer, per_transition: bool) -> Option<Searched> {
         let mut shards: Vec<KeySet> = (0..SHARDS).map(|_| KeySet::with_capacity(64)).collect();
         let init = self.key(packer, &self.device.initial());
         shards[shard_of(init)].insert(init);
+        // Per shard, the known states that violate a state invariant, with
+        // their verdicts. The initial state is reached by no transition, so
+        // its verdict counts nothing, but a transition back to it would.
+        let mut bad: Vec<HashMap<u64, InvariantSet>> =
+            (0..SHARDS).map(|_| HashMap::new()).collect();
+        let init_verdict = if per_transition {
+            InvariantSet::EMPTY
+        } else {
+            self.state_verdict(packer, init)
+        };
+        if !init_verdict.is_empty() {
+            bad[shard_of(init)].insert(init, init_verdict);
+        }
         let mut frontier = vec![init];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
@@ -217,47 +250,82 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         loop {
             let chunks: Vec<ChunkOut> = frontier
                 .par_chunks(CHUNK)
-                .map(|chunk| self.expand(packer, chunk))
+                .map(|chunk| self.expand(packer, chunk, per_transition))
                 .collect();
+            if !per_transition && chunks.iter().any(|c| c.inexact) {
+                return None;
+            }
             for c in &chunks {
                 transitions += c.transitions;
                 for (v, n) in violated.iter_mut().zip(c.violated) {
                     *v += n;
                 }
             }
-            let next: Vec<Vec<u64>> = shards
+            let next: Vec<(Vec<u64>, [u64; 4])> = shards
                 .par_iter_mut()
+                .zip(bad.par_iter_mut())
                 .enumerate()
-                .map(|(s, set)| {
+                .map(|(s, (set, bad))| {
                     let mut fresh = Vec::new();
+                    let mut violated = [0u64; 4];
                     for c in &chunks {
                         for &k in &c.buckets[s] {
                             if set.insert(k) {
                                 fresh.push(k);
+                                let v = if per_transition {
+                                    InvariantSet::EMPTY
+                                } else {
+                                    self.state_verdict(packer, k)
+                                };
+                                if !v.is_empty() {
+                                    bad.insert(k, v);
+                                    count(&mut violated, v);
+                                }
+                            } else if !bad.is_empty()
+                                && let Some(&v) = bad.get(&k)
+                            {
+                                count(&mut violated, v);
                             }
                         }
                     }
-                    fresh
+                    (fresh, violated)
                 })
                 .collect();
             drop(chunks);
-            let n: usize = next.iter().map(Vec::len).sum();
+            for (_, v) in &next {
+                for (total, n) in violated.iter_mut().zip(v) {
+                    *total += n;
+                }
+            }
+            let n: usize = next.iter().map(|(f, _)| f.len()).sum();
             if n == 0 {
                 break;
             }
             peak = peak.max(frontier.len() + n);
             let mut nf = Vec::with_capacity(n);
-            for part in next {
+            for (part, _) in next {
                 nf.extend_from_slice(&part);
             }
             nf.par_sort_unstable();
             frontier = nf;
             levels.push(n as u64);
         }
-        (levels, transitions, violated, shards, peak)
+        Some((levels, transitions, violated, shards, peak))
     }
 
-    fn expand(&self, packer: &Packer, chunk: &[u64]) -> ChunkOut {
+    /// The state invariants of the state packed in `key`. They depend on
+    /// that state alone, so the search checks them once, when the state is
+    /// first discovered, and counts the verdict again for every later
+    /// transition into it: the same counts as checking every transition.
+    #[inline]
+    fn state_verdict(&self, packer: &Packer, key: u64) -> InvariantSet {
+        // A canonical key (with symmetry) unpacks to a permutation of
+        // same-size slots of the state it stands for, and the state
+        // invariants do not tell such slots apart.
+        invariant::check_state(&self.device, &packer.unpack(key))
+    }
+
+    fn expand(&self, packer: &Packer, chunk: &[u64], per_transition: bool) -> ChunkOut {
         let mut out = ChunkOut {
             buckets: (0..SHARDS)
                 // About 8.5 successors a state, spread over the shards.
@@ -265,24 +333,41 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 .collect(),
             transitions: 0,
             violated: [0; 4],
+            inexact: false,
         };
         let mut codes = [0u64; MAX_VMS];
+        let mut actions = [Action::takeover(); MAX_ENABLED];
         for &key in chunk {
             let state = packer.unpack(key);
             packer.codes(&state, &mut codes);
+            let mut n = 0;
             model::for_each_enabled(self.policy, &self.device, &state, |a| {
-                let t = model::step(self.policy, &self.device, &state, a);
-                out.transitions += 1;
-                if !t.violations.is_empty() {
-                    count(&mut out.violated, t.violations);
-                }
-                let k = if self.symmetry {
-                    packer.pack_canonical_from(&state, &codes, &t.state)
-                } else {
-                    packer.pack_from(&state, &codes, &t.state)
-                };
-                out.buckets[shard_of(k)].push(k);
+                actions[n] = a;
+                n += 1;
             });
+            out.transitions += n as u64;
+            for &a in &actions[..n] {
+                // `model::step`, with the state invariants left to the
+                // insertion phase (see `state_verdict`); the step
+                // invariant needs the state before the step, so it is
+                // checked here, on every transition.
+                let mut next = state;
+                model::apply_in_place(self.policy, &self.device, &mut next, a);
+                let mut verdict = invariant::check_step(&state, &next);
+                if per_transition {
+                    verdict = verdict.union(invariant::check_state(&self.device, &next));
+                }
+                if !verdict.is_empty() {
+                    count(&mut out.violated, verdict);
+                }
+                let (k, exact) = if self.symmetry {
+                    packer.pack_canonical_from_exact(&state, &codes, &next)
+                } else {
+                    packer.pack_from_exact(&state, &codes, &next)
+                };
+                out.inexact |= !exact;
+                out.buckets[shard_of(k)].push(k);
+            }
         }
         out
     }

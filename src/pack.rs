@@ -102,6 +102,64 @@ impl Packer {
         key
     }
 
+    /// Like [`Packer::pack_from`], and also whether `next` is exactly the
+    /// state its key unpacks to: false when a set holds a GPU the device
+    /// does not have, or a slot's size changed (a policy may do either; the
+    /// key keeps neither). `base` must round-trip itself.
+    #[inline]
+    pub fn pack_from_exact(
+        &self,
+        base: &State,
+        base_codes: &[u64; MAX_VMS],
+        next: &State,
+    ) -> (u64, bool) {
+        let shift = 4 + self.g;
+        let all = self.device.all();
+        let mut key = self.head(next);
+        let mut stray = (next.free | next.kube_held | next.snapshot) & !all;
+        let mut resized = false;
+        for (vm, &base_code) in base_codes[..self.device.vms()].iter().enumerate() {
+            let c = if next.vms[vm] == base.vms[vm] {
+                base_code
+            } else {
+                stray |= next.vms[vm].held & !all;
+                resized |= next.vms[vm].size != base.vms[vm].size;
+                self.vm_code(next, vm)
+            };
+            key = (key << shift) | c;
+        }
+        (key, stray == 0 && !resized)
+    }
+
+    /// [`Packer::pack_canonical_from`], and whether `next` round-trips
+    /// (as [`Packer::pack_from_exact`] says).
+    #[inline]
+    pub fn pack_canonical_from_exact(
+        &self,
+        base: &State,
+        base_codes: &[u64; MAX_VMS],
+        next: &State,
+    ) -> (u64, bool) {
+        let n = self.device.vms();
+        let all = self.device.all();
+        let mut stray = (next.free | next.kube_held | next.snapshot) & !all;
+        let mut resized = false;
+        let mut codes = [0u64; MAX_VMS];
+        for (vm, c) in codes[..n].iter_mut().enumerate() {
+            *c = if next.vms[vm] == base.vms[vm] {
+                base_codes[vm]
+            } else {
+                stray |= next.vms[vm].held & !all;
+                resized |= next.vms[vm].size != base.vms[vm].size;
+                self.vm_code(next, vm)
+            };
+        }
+        (
+            self.pack_codes_canonical(next, codes),
+            stray == 0 && !resized,
+        )
+    }
+
     /// The canonical key ([`Packer::pack_canonical`]) of `next`, reached
     /// from `base` with VM codes `base_codes`.
     #[inline]
