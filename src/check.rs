@@ -339,7 +339,9 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let mut actions = [Action::takeover(); MAX_ENABLED];
         for &key in chunk {
             let state = packer.unpack(key);
-            packer.codes(&state, &mut codes);
+            if self.symmetry {
+                packer.codes(&state, &mut codes);
+            }
             let mut n = 0;
             model::for_each_enabled(self.policy, &self.device, &state, |a| {
                 actions[n] = a;
@@ -363,7 +365,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 let (k, exact) = if self.symmetry {
                     packer.pack_canonical_from_exact(&state, &codes, &next)
                 } else {
-                    packer.pack_from_exact(&state, &codes, &next)
+                    packer.pack_exact(&next)
                 };
                 out.inexact |= !exact;
                 out.buckets[shard_of(k)].push(k);
@@ -440,4 +442,79 @@ pub fn shortest_counterexample<P: Policy + ?Sized>(
         frontier = next;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::State;
+    use crate::policy::Builtin;
+
+    /// Forgets to clear `held[vm]` on release: violates state invariants
+    /// on many transitions, every successor round-trips.
+    struct Forgetful;
+    impl Policy for Forgetful {
+        fn name(&self) -> &str {
+            "forgetful"
+        }
+        fn release(&self, state: &mut State, vm: usize) {
+            state.free |= state.vms[vm].held;
+        }
+    }
+
+    /// Gives Kubernetes a GPU the 1-GPU device does not have.
+    struct Phantom;
+    impl Policy for Phantom {
+        fn name(&self) -> &str {
+            "phantom"
+        }
+        fn end_configure(&self, state: &mut State) {
+            state.kube_takes_free();
+            state.kube_held |= 0b10;
+        }
+    }
+
+    fn counts<P: Policy + ?Sized>(c: &Checker<'_, P>, per_transition: bool) -> Option<Searched> {
+        let packer = Packer::new(&c.device);
+        c.search(&packer, per_transition)
+    }
+
+    /// Checking state invariants once per state gives the counts of
+    /// checking every transition, with and without symmetry.
+    #[test]
+    fn once_per_state_counts_like_every_transition() {
+        let d = Device::uniform(2, 3, 1).unwrap();
+        for symmetry in [false, true] {
+            let policies: [&dyn Policy; 4] = [
+                &Builtin::Fixed,
+                &Builtin::Legacy,
+                &Builtin::Snapshot,
+                &Forgetful,
+            ];
+            for p in policies {
+                let c = Checker::new(p, d).symmetry(symmetry);
+                let (l1, t1, v1, _, _) = counts(&c, false).unwrap();
+                let (l2, t2, v2, _, _) = counts(&c, true).unwrap();
+                assert_eq!((l1, t1, v1), (l2, t2, v2), "{} {symmetry}", p.name());
+            }
+        }
+        let c = Checker::new(&Forgetful, d);
+        let (_, _, v, _, _) = counts(&c, false).unwrap();
+        assert!(v[Invariant::NoDoubleClaim as usize] > 0);
+        assert!(v[Invariant::HoldsMatchState as usize] > 0);
+    }
+
+    /// A successor whose key loses a GPU sends the search back to checking
+    /// every transition, which sees the phantom GPU on every one.
+    #[test]
+    fn a_state_that_does_not_round_trip_falls_back() {
+        let d = Device::uniform(1, 1, 1).unwrap();
+        let c = Checker::new(&Phantom, d);
+        assert!(counts(&c, false).is_none());
+        let report = c.run().unwrap();
+        let (_, _, v, _, _) = counts(&c, true).unwrap();
+        let found = report.violated(Invariant::Conservation).unwrap();
+        assert_eq!(found.transitions, v[Invariant::Conservation as usize]);
+        assert!(found.transitions > 0);
+    }
 }

@@ -102,33 +102,24 @@ impl Packer {
         key
     }
 
-    /// Like [`Packer::pack_from`], and also whether `next` is exactly the
-    /// state its key unpacks to: false when a set holds a GPU the device
-    /// does not have, or a slot's size changed (a policy may do either; the
-    /// key keeps neither). `base` must round-trip itself.
+    /// [`Packer::pack`], and also whether `next` is exactly the state its
+    /// key unpacks to: false when a set holds a GPU the device does not
+    /// have, or a slot's size is not the device's (a policy may do either;
+    /// the key keeps neither). Branch-free: on the checker's states,
+    /// re-encoding every VM costs less than asking which ones changed.
     #[inline]
-    pub fn pack_from_exact(
-        &self,
-        base: &State,
-        base_codes: &[u64; MAX_VMS],
-        next: &State,
-    ) -> (u64, bool) {
+    pub fn pack_exact(&self, next: &State) -> (u64, bool) {
         let shift = 4 + self.g;
-        let all = self.device.all();
         let mut key = self.head(next);
-        let mut stray = (next.free | next.kube_held | next.snapshot) & !all;
-        let mut resized = false;
-        for (vm, &base_code) in base_codes[..self.device.vms()].iter().enumerate() {
-            let c = if next.vms[vm] == base.vms[vm] {
-                base_code
-            } else {
-                stray |= next.vms[vm].held & !all;
-                resized |= next.vms[vm].size != base.vms[vm].size;
-                self.vm_code(next, vm)
-            };
-            key = (key << shift) | c;
+        let mut stray = next.free | next.kube_held | next.snapshot;
+        let mut resized = 0u8;
+        for (vm, t) in next.vms[..self.device.vms()].iter().zip(&self.template.vms) {
+            stray |= vm.held;
+            resized |= vm.size ^ t.size;
+            let index = self.life_index[usize::from(life_byte(vm.life))];
+            key = (key << shift) | (u64::from(index) << self.g) | u64::from(vm.held);
         }
-        (key, stray == 0 && !resized)
+        (key, stray & !self.device.all() == 0 && resized == 0)
     }
 
     /// [`Packer::pack_canonical_from`], and whether `next` round-trips
