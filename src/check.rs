@@ -31,13 +31,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::invariant::{self, Invariant, InvariantSet};
-use crate::model::{self, Action, Device, MAX_VMS};
+use crate::model::{self, Action, Device, MAX_ENABLED, MAX_VMS};
 use crate::pack::{KeySet, Packer};
 use crate::policy::Policy;
-
-/// Most actions enabled in one state: three per running VM, the configure
-/// step and the takeover event.
-const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
 
 /// Shards of the visited set.
 pub const SHARDS: usize = 64;
@@ -342,11 +338,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             if self.symmetry {
                 packer.codes(&state, &mut codes);
             }
-            let mut n = 0;
-            model::for_each_enabled(self.policy, &self.device, &state, |a| {
-                actions[n] = a;
-                n += 1;
-            });
+            let n = model::enabled_into(self.policy, &self.device, &state, &mut actions);
             out.transitions += n as u64;
             for &a in &actions[..n] {
                 // `model::step`, with the state invariants left to the

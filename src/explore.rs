@@ -30,17 +30,13 @@ use rand::Rng as _;
 use rayon::prelude::*;
 
 use crate::invariant::{Invariant, InvariantSet};
-use crate::model::{self, Action, Device, MAX_VMS, Op, State, VmNames};
+use crate::model::{self, Action, Device, MAX_ENABLED, Op, State, VmNames};
 use crate::pack::Packer;
 use crate::policy::Policy;
 use crate::report::CsvDoc;
 use crate::seed::{self, Rng};
 use crate::shrink;
 use crate::trace::{self, Run};
-
-/// Most actions enabled in one state: three per running VM, the configure
-/// step and the takeover event.
-const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
 
 /// A set of operation kinds ([`Op`]), as a bitmask over [`Op::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,10 +188,7 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
         for i in 0..self.config.steps {
             let mut n = 0;
             if kinds == Kinds::ALL {
-                model::for_each_enabled(policy, device, &state, |a| {
-                    buf[n] = a;
-                    n += 1;
-                });
+                n = model::enabled_into(policy, device, &state, &mut buf);
             } else {
                 model::for_each_enabled(policy, device, &state, |a| {
                     if kinds.contains(a.op) {

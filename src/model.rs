@@ -884,6 +884,47 @@ pub fn for_each_enabled<P: Policy + ?Sized>(
     }
 }
 
+/// Most actions enabled in one state: three per running VM, the configure
+/// step and the takeover event.
+pub const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
+
+/// The actions [`for_each_enabled`] would give, in the same order, written
+/// to the front of `buf`; returns how many. Without a branch per VM (their
+/// counts vary at random in a walk, so a loop over them mispredicts): each
+/// VM's three table entries are written and the count advances by how many
+/// of them it has, the next VM's overwriting the rest.
+#[inline]
+pub fn enabled_into<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    buf: &mut [Action; MAX_ENABLED],
+) -> usize {
+    let mut n = 0;
+    for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        // n <= 3 * i here, so n + 3 <= 3 * MAX_VMS.
+        let out = &mut buf[n..n + 3];
+        for (slot, a) in out.iter_mut().zip(&info.enabled) {
+            *slot = Action { vm: i as u8, ..*a };
+        }
+        n += usize::from(info.enabled_len);
+    }
+    buf[n] = KUBE_ACTIONS[usize::from(state.kube.index())];
+    n += usize::from(state.kube != KubeState::Configured);
+    buf[n] = Action::takeover();
+    n += usize::from(policy.takeover_enabled(state));
+    n
+}
+
+/// Kubernetes' request in each of its states, by [`KubeState::index`]
+/// (`configured` has none; its entry is never counted).
+const KUBE_ACTIONS: [Action; 3] = [
+    Action::begin(Op::ConfigureKube, 0),
+    Action::end(Op::ConfigureKube, 0),
+    Action::takeover(),
+];
+
 /// The actions enabled in `state`, collected (see [`for_each_enabled`]).
 pub fn enabled<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> Vec<Action> {
     let mut out = Vec::new();
