@@ -228,16 +228,16 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         // Per shard, the known states that violate a state invariant, with
         // their verdicts. The initial state is reached by no transition, so
         // its verdict counts nothing, but a transition back to it would.
-        let mut bad: Vec<HashMap<u64, InvariantSet>> =
-            (0..SHARDS).map(|_| HashMap::new()).collect();
+        // One set per state invariant: the keys of states that violate it.
+        let mut bad: Vec<[KeySet; 3]> = (0..SHARDS)
+            .map(|_| std::array::from_fn(|_| KeySet::with_capacity(0)))
+            .collect();
         let init_verdict = if per_transition {
             InvariantSet::EMPTY
         } else {
             self.state_verdict(packer, init)
         };
-        if !init_verdict.is_empty() {
-            bad[shard_of(init)].insert(init, init_verdict);
-        }
+        remember(&mut bad[shard_of(init)], init, init_verdict);
         let mut frontier = vec![init];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
@@ -274,13 +274,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                                     self.state_verdict(packer, k)
                                 };
                                 if !v.is_empty() {
-                                    bad.insert(k, v);
+                                    remember(bad, k, v);
                                     count(&mut violated, v);
                                 }
-                            } else if !bad.is_empty()
-                                && let Some(&v) = bad.get(&k)
-                            {
-                                count(&mut violated, v);
+                            } else {
+                                for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
+                                    if !known.is_empty() && known.contains(k) {
+                                        violated[inv as usize] += 1;
+                                    }
+                                }
                             }
                         }
                     }
@@ -364,6 +366,22 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             }
         }
         out
+    }
+}
+
+/// The invariants [`invariant::check_state`] judges.
+const STATE_INVARIANTS: [Invariant; 3] = [
+    Invariant::NoDoubleClaim,
+    Invariant::Conservation,
+    Invariant::HoldsMatchState,
+];
+
+/// Adds `key` to the set of each state invariant its `verdict` names.
+fn remember(bad: &mut [KeySet; 3], key: u64, verdict: InvariantSet) {
+    for (known, inv) in bad.iter_mut().zip(STATE_INVARIANTS) {
+        if verdict.contains(inv) {
+            known.insert(key);
+        }
     }
 }
 
