@@ -1,6 +1,17 @@
 //! The exhaustive checker behind `gpuclaim check`: a breadth-first search
-//! over every state reachable from the initial one, checking every
+//! over every state reachable from the initial one, judging every
 //! invariant on every transition.
+//!
+//! The state invariants depend on the state after a step only, so each is
+//! checked once, when the search first meets a state, and its verdict is
+//! counted again for every later transition into that state (the violating
+//! states are kept, per invariant, in small key sets); the step invariant
+//! `no-steal-after-dealloc` needs the state before the step too and is
+//! checked on every transition. The counts, and so the report, are those
+//! of checking every transition with [`model::step`]. That rests on a key
+//! saying everything about its state; when a policy makes a state its key
+//! does not keep (a GPU the device does not have, a changed slot size), the
+//! search starts again and checks every transition.
 //!
 //! State identity is MODEL.md's, through [`Packer`] (exact `u64` keys; a
 //! device whose state needs more than 64 bits is refused). With symmetry
