@@ -275,6 +275,9 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 .map(|(s, (set, bad))| {
                     let mut fresh = Vec::new();
                     let mut violated = [0u64; 4];
+                    // Whether this shard knows a violating state yet (none, for
+                    // a correct policy: then duplicates cost no extra probe).
+                    let mut any_bad = bad.iter().any(|known| !known.is_empty());
                     for c in &chunks {
                         for &k in &c.buckets[s] {
                             if set.insert(k) {
@@ -285,12 +288,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                                     self.state_verdict(packer, k)
                                 };
                                 if !v.is_empty() {
+                                    any_bad = true;
                                     remember(bad, k, v);
                                     count(&mut violated, v);
                                 }
-                            } else {
+                            } else if any_bad {
                                 for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
-                                    if !known.is_empty() && known.contains(k) {
+                                    if known.contains(k) {
                                         violated[inv as usize] += 1;
                                     }
                                 }
