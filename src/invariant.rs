@@ -110,7 +110,7 @@ pub fn check(device: &Device, before: &State, after: &State) -> InvariantSet {
 /// Branch-free, since on random states every branch would mispredict:
 /// the sets are pairwise disjoint exactly when the sum of their sizes is
 /// the size of their union, and what a VM must hold comes from a table by
-/// its state ([`crate::model::LIFE_TABLES`]).
+/// its state (a table in `model`).
 #[inline]
 pub fn check_state(device: &Device, after: &State) -> InvariantSet {
     let mut union = after.free | after.kube_held;

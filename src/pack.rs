@@ -123,7 +123,7 @@ impl Packer {
     }
 
     /// [`Packer::pack_canonical_from`], and whether `next` round-trips
-    /// (as [`Packer::pack_from_exact`] says).
+    /// (as [`Packer::pack_exact`] says).
     #[inline]
     pub fn pack_canonical_from_exact(
         &self,
