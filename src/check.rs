@@ -1,6 +1,17 @@
 //! The exhaustive checker behind `gpuclaim check`: a breadth-first search
-//! over every state reachable from the initial one, checking every
+//! over every state reachable from the initial one, judging every
 //! invariant on every transition.
+//!
+//! The state invariants depend on the state after a step only, so each is
+//! checked once, when the search first meets a state, and its verdict is
+//! counted again for every later transition into that state (the violating
+//! states are kept, per invariant, in small key sets); the step invariant
+//! `no-steal-after-dealloc` needs the state before the step too and is
+//! checked on every transition. The counts, and so the report, are those
+//! of checking every transition with [`model::step`]. That rests on a key
+//! saying everything about its state; when a policy makes a state its key
+//! does not keep (a GPU the device does not have, a changed slot size), the
+//! search starts again and checks every transition.
 //!
 //! State identity is MODEL.md's, through [`Packer`] (exact `u64` keys; a
 //! device whose state needs more than 64 bits is refused). With symmetry
@@ -30,8 +41,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::invariant::{Invariant, InvariantSet};
-use crate::model::{self, Action, Device, MAX_VMS};
+use crate::invariant::{self, Invariant, InvariantSet};
+use crate::model::{self, Action, Device, MAX_ENABLED, MAX_VMS};
 use crate::pack::{KeySet, Packer};
 use crate::policy::Policy;
 
@@ -125,7 +136,13 @@ struct ChunkOut {
     buckets: Vec<Vec<u64>>,
     transitions: u64,
     violated: [u64; 4],
+    /// Some successor is not exactly the state its key unpacks to.
+    inexact: bool,
 }
+
+/// What a search found: unique states per level, transitions, violating
+/// transitions per invariant, the visited set and the peak frontier.
+type Searched = (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize);
 
 impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -159,7 +176,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             .build()
             .expect("building the worker pool");
         let start = Instant::now();
-        let (levels, transitions, violated, shards, peak) = pool.install(|| self.search(&packer));
+        // State invariants are checked once per discovered state, unless a
+        // successor does not survive packing (a policy that puts a GPU the
+        // device lacks into a set, or changes a slot's size): then its key
+        // says less than the state did, and the search starts again
+        // checking every transition, as `model::step` does.
+        let (levels, transitions, violated, shards, peak) = pool.install(|| {
+            self.search(&packer, false)
+                .unwrap_or_else(|| self.search(&packer, true).expect("checks every transition"))
+        });
         let seconds = start.elapsed().as_secs_f64();
         let mut violations = Vec::new();
         for inv in Invariant::ALL {
@@ -204,11 +229,26 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn search(&self, packer: &Packer) -> (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize) {
+    /// The breadth-first search. With `per_transition` false, the state
+    /// invariants are checked once per state (see `state_verdict`), and
+    /// `None` means that a successor did not round-trip through its key.
+    fn search(&self, packer: &Packer, per_transition: bool) -> Option<Searched> {
         let mut shards: Vec<KeySet> = (0..SHARDS).map(|_| KeySet::with_capacity(64)).collect();
         let init = self.key(packer, &self.device.initial());
         shards[shard_of(init)].insert(init);
+        // Per shard, the known states that violate a state invariant, with
+        // their verdicts. The initial state is reached by no transition, so
+        // its verdict counts nothing, but a transition back to it would.
+        // One set per state invariant: the keys of states that violate it.
+        let mut bad: Vec<[KeySet; 3]> = (0..SHARDS)
+            .map(|_| std::array::from_fn(|_| KeySet::with_capacity(0)))
+            .collect();
+        let init_verdict = if per_transition {
+            InvariantSet::EMPTY
+        } else {
+            self.state_verdict(packer, init)
+        };
+        remember(&mut bad[shard_of(init)], init, init_verdict);
         let mut frontier = vec![init];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
@@ -217,47 +257,88 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         loop {
             let chunks: Vec<ChunkOut> = frontier
                 .par_chunks(CHUNK)
-                .map(|chunk| self.expand(packer, chunk))
+                .map(|chunk| self.expand(packer, chunk, per_transition))
                 .collect();
+            if !per_transition && chunks.iter().any(|c| c.inexact) {
+                return None;
+            }
             for c in &chunks {
                 transitions += c.transitions;
                 for (v, n) in violated.iter_mut().zip(c.violated) {
                     *v += n;
                 }
             }
-            let next: Vec<Vec<u64>> = shards
+            let next: Vec<(Vec<u64>, [u64; 4])> = shards
                 .par_iter_mut()
+                .zip(bad.par_iter_mut())
                 .enumerate()
-                .map(|(s, set)| {
+                .map(|(s, (set, bad))| {
                     let mut fresh = Vec::new();
+                    let mut violated = [0u64; 4];
+                    // Whether this shard knows a violating state yet (none, for
+                    // a correct policy: then duplicates cost no extra probe).
+                    let mut any_bad = bad.iter().any(|known| !known.is_empty());
                     for c in &chunks {
                         for &k in &c.buckets[s] {
                             if set.insert(k) {
                                 fresh.push(k);
+                                let v = if per_transition {
+                                    InvariantSet::EMPTY
+                                } else {
+                                    self.state_verdict(packer, k)
+                                };
+                                if !v.is_empty() {
+                                    any_bad = true;
+                                    remember(bad, k, v);
+                                    count(&mut violated, v);
+                                }
+                            } else if any_bad {
+                                for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
+                                    if known.contains(k) {
+                                        violated[inv as usize] += 1;
+                                    }
+                                }
                             }
                         }
                     }
-                    fresh
+                    (fresh, violated)
                 })
                 .collect();
             drop(chunks);
-            let n: usize = next.iter().map(Vec::len).sum();
+            for (_, v) in &next {
+                for (total, n) in violated.iter_mut().zip(v) {
+                    *total += n;
+                }
+            }
+            let n: usize = next.iter().map(|(f, _)| f.len()).sum();
             if n == 0 {
                 break;
             }
             peak = peak.max(frontier.len() + n);
             let mut nf = Vec::with_capacity(n);
-            for part in next {
+            for (part, _) in next {
                 nf.extend_from_slice(&part);
             }
             nf.par_sort_unstable();
             frontier = nf;
             levels.push(n as u64);
         }
-        (levels, transitions, violated, shards, peak)
+        Some((levels, transitions, violated, shards, peak))
     }
 
-    fn expand(&self, packer: &Packer, chunk: &[u64]) -> ChunkOut {
+    /// The state invariants of the state packed in `key`. They depend on
+    /// that state alone, so the search checks them once, when the state is
+    /// first discovered, and counts the verdict again for every later
+    /// transition into it: the same counts as checking every transition.
+    #[inline]
+    fn state_verdict(&self, packer: &Packer, key: u64) -> InvariantSet {
+        // A canonical key (with symmetry) unpacks to a permutation of
+        // same-size slots of the state it stands for, and the state
+        // invariants do not tell such slots apart.
+        invariant::check_state(&self.device, &packer.unpack(key))
+    }
+
+    fn expand(&self, packer: &Packer, chunk: &[u64], per_transition: bool) -> ChunkOut {
         let mut out = ChunkOut {
             buckets: (0..SHARDS)
                 // About 8.5 successors a state, spread over the shards.
@@ -265,26 +346,57 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 .collect(),
             transitions: 0,
             violated: [0; 4],
+            inexact: false,
         };
         let mut codes = [0u64; MAX_VMS];
+        let mut actions = [Action::takeover(); MAX_ENABLED];
         for &key in chunk {
             let state = packer.unpack(key);
-            packer.codes(&state, &mut codes);
-            model::for_each_enabled(self.policy, &self.device, &state, |a| {
-                let t = model::step(self.policy, &self.device, &state, a);
-                out.transitions += 1;
-                if !t.violations.is_empty() {
-                    count(&mut out.violated, t.violations);
+            if self.symmetry {
+                packer.codes(&state, &mut codes);
+            }
+            let n = model::enabled_into(self.policy, &self.device, &state, &mut actions);
+            out.transitions += n as u64;
+            for &a in &actions[..n] {
+                // `model::step`, with the state invariants left to the
+                // insertion phase (see `state_verdict`); the step
+                // invariant needs the state before the step, so it is
+                // checked here, on every transition.
+                let mut next = state;
+                model::apply_in_place(self.policy, &self.device, &mut next, a);
+                let mut verdict = invariant::check_step(&state, &next);
+                if per_transition {
+                    verdict = verdict.union(invariant::check_state(&self.device, &next));
                 }
-                let k = if self.symmetry {
-                    packer.pack_canonical_from(&state, &codes, &t.state)
+                if !verdict.is_empty() {
+                    count(&mut out.violated, verdict);
+                }
+                let (k, exact) = if self.symmetry {
+                    packer.pack_canonical_from_exact(&state, &codes, &next)
                 } else {
-                    packer.pack_from(&state, &codes, &t.state)
+                    packer.pack_exact(&next)
                 };
+                out.inexact |= !exact;
                 out.buckets[shard_of(k)].push(k);
-            });
+            }
         }
         out
+    }
+}
+
+/// The invariants [`invariant::check_state`] judges.
+const STATE_INVARIANTS: [Invariant; 3] = [
+    Invariant::NoDoubleClaim,
+    Invariant::Conservation,
+    Invariant::HoldsMatchState,
+];
+
+/// Adds `key` to the set of each state invariant its `verdict` names.
+fn remember(bad: &mut [KeySet; 3], key: u64, verdict: InvariantSet) {
+    for (known, inv) in bad.iter_mut().zip(STATE_INVARIANTS) {
+        if verdict.contains(inv) {
+            known.insert(key);
+        }
     }
 }
 
@@ -355,4 +467,79 @@ pub fn shortest_counterexample<P: Policy + ?Sized>(
         frontier = next;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::State;
+    use crate::policy::Builtin;
+
+    /// Forgets to clear `held[vm]` on release: violates state invariants
+    /// on many transitions, every successor round-trips.
+    struct Forgetful;
+    impl Policy for Forgetful {
+        fn name(&self) -> &str {
+            "forgetful"
+        }
+        fn release(&self, state: &mut State, vm: usize) {
+            state.free |= state.vms[vm].held;
+        }
+    }
+
+    /// Gives Kubernetes a GPU the 1-GPU device does not have.
+    struct Phantom;
+    impl Policy for Phantom {
+        fn name(&self) -> &str {
+            "phantom"
+        }
+        fn end_configure(&self, state: &mut State) {
+            state.kube_takes_free();
+            state.kube_held |= 0b10;
+        }
+    }
+
+    fn counts<P: Policy + ?Sized>(c: &Checker<'_, P>, per_transition: bool) -> Option<Searched> {
+        let packer = Packer::new(&c.device);
+        c.search(&packer, per_transition)
+    }
+
+    /// Checking state invariants once per state gives the counts of
+    /// checking every transition, with and without symmetry.
+    #[test]
+    fn once_per_state_counts_like_every_transition() {
+        let d = Device::uniform(2, 3, 1).unwrap();
+        for symmetry in [false, true] {
+            let policies: [&dyn Policy; 4] = [
+                &Builtin::Fixed,
+                &Builtin::Legacy,
+                &Builtin::Snapshot,
+                &Forgetful,
+            ];
+            for p in policies {
+                let c = Checker::new(p, d).symmetry(symmetry);
+                let (l1, t1, v1, _, _) = counts(&c, false).unwrap();
+                let (l2, t2, v2, _, _) = counts(&c, true).unwrap();
+                assert_eq!((l1, t1, v1), (l2, t2, v2), "{} {symmetry}", p.name());
+            }
+        }
+        let c = Checker::new(&Forgetful, d);
+        let (_, _, v, _, _) = counts(&c, false).unwrap();
+        assert!(v[Invariant::NoDoubleClaim as usize] > 0);
+        assert!(v[Invariant::HoldsMatchState as usize] > 0);
+    }
+
+    /// A successor whose key loses a GPU sends the search back to checking
+    /// every transition, which sees the phantom GPU on every one.
+    #[test]
+    fn a_state_that_does_not_round_trip_falls_back() {
+        let d = Device::uniform(1, 1, 1).unwrap();
+        let c = Checker::new(&Phantom, d);
+        assert!(counts(&c, false).is_none());
+        let report = c.run().unwrap();
+        let (_, _, v, _, _) = counts(&c, true).unwrap();
+        let found = report.violated(Invariant::Conservation).unwrap();
+        assert_eq!(found.transitions, v[Invariant::Conservation as usize]);
+        assert!(found.transitions > 0);
+    }
 }

@@ -30,17 +30,13 @@ use rand::Rng as _;
 use rayon::prelude::*;
 
 use crate::invariant::{Invariant, InvariantSet};
-use crate::model::{self, Action, Device, MAX_VMS, Op, State, VmNames};
-use crate::pack::{KeySet, Packer};
+use crate::model::{self, Action, Device, MAX_ENABLED, Op, State, VmNames};
+use crate::pack::Packer;
 use crate::policy::Policy;
 use crate::report::CsvDoc;
 use crate::seed::{self, Rng};
 use crate::shrink;
 use crate::trace::{self, Run};
-
-/// Most actions enabled in one state: three per running VM, the configure
-/// step and the takeover event.
-const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
 
 /// A set of operation kinds ([`Op`]), as a bitmask over [`Op::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,7 +134,7 @@ pub struct Walker<'a, P: Policy + ?Sized> {
     policy: &'a P,
     config: WalkConfig,
     packer: Packer,
-    seen: KeySet,
+    seen: RunSet,
 }
 
 impl<'a, P: Policy + ?Sized> Walker<'a, P> {
@@ -147,7 +143,7 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
             policy,
             config,
             packer: Packer::new(&config.device),
-            seen: KeySet::with_capacity(config.steps.min(1 << 20) + 1),
+            seen: RunSet::with_capacity(config.steps.min(1 << 20) + 1),
         }
     }
 
@@ -192,10 +188,7 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
         for i in 0..self.config.steps {
             let mut n = 0;
             if kinds == Kinds::ALL {
-                model::for_each_enabled(policy, device, &state, |a| {
-                    buf[n] = a;
-                    n += 1;
-                });
+                n = model::enabled_into(policy, device, &state, &mut buf);
             } else {
                 model::for_each_enabled(policy, device, &state, |a| {
                     if kinds.contains(a.op) {
@@ -211,21 +204,79 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
             if let Some(r) = record.as_deref_mut() {
                 r.push(action);
             }
-            let t = model::step(policy, device, &state, action);
-            summary.outcomes[t.outcome as usize] += 1;
-            if !t.violations.is_empty() {
+            // `model::step` without the copies: the walk never looks back.
+            let (outcome, violations) = model::step_in_place(policy, device, &mut state, action);
+            summary.outcomes[outcome as usize] += 1;
+            if !violations.is_empty() {
                 if summary.first_violation.is_none() {
-                    summary.first_violation = t.violations.first().map(|inv| (inv, i));
+                    summary.first_violation = violations.first().map(|inv| (inv, i));
                 }
-                summary.fired = summary.fired.union(t.violations);
+                summary.fired = summary.fired.union(violations);
             }
-            state = t.state;
             summary.steps = i + 1;
             if self.seen.insert(self.packer.fingerprint(&state)) {
                 summary.distinct_states += 1;
             }
         }
         summary
+    }
+}
+
+/// The distinct states of one walk, by [`Packer::fingerprint`]: open
+/// addressing with linear probing over a power-of-two table kept at most
+/// half full (short probes; the walker's table is small, so clearing it per
+/// walk is cheap). `u64::MAX` marks an empty slot and so counts as always
+/// present, as in [`KeySet`](crate::pack::KeySet).
+struct RunSet {
+    slots: Vec<u64>,
+    shift: u32,
+    len: usize,
+}
+
+impl RunSet {
+    fn with_capacity(n: usize) -> RunSet {
+        let size = (2 * n).next_power_of_two().max(8);
+        RunSet {
+            slots: vec![u64::MAX; size],
+            shift: 64 - size.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.fill(u64::MAX);
+            self.len = 0;
+        }
+    }
+
+    /// Inserts `key`; true when it was not there yet.
+    #[inline]
+    fn insert(&mut self, key: u64) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        loop {
+            let k = self.slots[i];
+            if k == key {
+                return false;
+            }
+            if k == u64::MAX {
+                self.slots[i] = key;
+                self.len += 1;
+                if self.len * 2 > self.slots.len() {
+                    self.grow();
+                }
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, RunSet::with_capacity(self.slots.len()));
+        for k in old.slots.into_iter().filter(|&k| k != u64::MAX) {
+            self.insert(k);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::{Device, KubeState, State, VmState};
+use crate::model::{Device, GpuSet, KubeState, LIFE_TABLES, State};
 
 /// A named invariant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,48 +101,77 @@ impl fmt::Display for InvariantSet {
 /// Checks every invariant on the step from `before` to `after`.
 #[inline]
 pub fn check(device: &Device, before: &State, after: &State) -> InvariantSet {
-    let mut out = InvariantSet::EMPTY;
-    if !no_double_claim(device, after) {
-        out.insert(Invariant::NoDoubleClaim);
-    }
-    if after.union(device.vms()) != device.all() {
-        out.insert(Invariant::Conservation);
-    }
-    if !holds_match_state(device, after) {
-        out.insert(Invariant::HoldsMatchState);
-    }
-    if before.kube == KubeState::Configured && after.kube_held & !before.kube_held != 0 {
-        out.insert(Invariant::NoStealAfterDealloc);
-    }
-    out
+    check_state(device, after).union(check_step(before, after))
 }
 
-fn no_double_claim(device: &Device, state: &State) -> bool {
-    let mut seen = state.free;
-    if seen & state.kube_held != 0 {
-        return false;
+/// The state invariants (`no-double-claim`, `conservation`,
+/// `holds-match-state`): they depend on the state after a step only.
+///
+/// Branch-free, since on random states every branch would mispredict:
+/// the sets are pairwise disjoint exactly when the sum of their sizes is
+/// the size of their union, and what a VM must hold comes from a table by
+/// its state (a table in `model`).
+#[inline]
+pub fn check_state(device: &Device, after: &State) -> InvariantSet {
+    let mut union = after.free | after.kube_held;
+    let mut sizes = u32::from(size_of_set(after.free)) + u32::from(size_of_set(after.kube_held));
+    // Kubernetes holds none until its configure step ends.
+    let mut mismatch =
+        u8::from(after.kube != KubeState::Configured) & u8::from(after.kube_held != 0);
+    for vm in &after.vms[..device.vms()] {
+        let n = size_of_set(vm.held);
+        union |= vm.held;
+        sizes += u32::from(n);
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
+        let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
+        mismatch |= (wrong_size | holds_any) & 1;
     }
-    seen |= state.kube_held;
-    for vm in &state.vms[..device.vms()] {
-        if seen & vm.held != 0 {
-            return false;
-        }
-        seen |= vm.held;
-    }
-    true
+    let double = u8::from(sizes != u32::from(size_of_set(union)));
+    let conservation = u8::from(union != device.all());
+    InvariantSet(
+        (double << Invariant::NoDoubleClaim as u8)
+            | (conservation << Invariant::Conservation as u8)
+            | (mismatch << Invariant::HoldsMatchState as u8),
+    )
 }
 
-fn holds_match_state(device: &Device, state: &State) -> bool {
-    if state.kube != KubeState::Configured && state.kube_held != 0 {
-        return false;
+/// How many GPUs a set has. The crate is built for baseline x86-64, which
+/// has no `popcnt` instruction, and `count_ones` then costs a dozen
+/// instructions; a set is one byte, so a table does it in one load.
+#[inline(always)]
+pub(crate) fn size_of_set(set: GpuSet) -> u8 {
+    SET_SIZE[usize::from(set)]
+}
+
+static SET_SIZE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).count_ones() as u8;
+        i += 1;
     }
-    state.vms[..device.vms()].iter().all(|vm| match vm.life {
-        VmState::Creating | VmState::Starting | VmState::Running | VmState::StoppedProvisioned => {
-            vm.held.count_ones() == u32::from(vm.size)
-        }
-        VmState::Absent | VmState::Stopped | VmState::Failed => vm.held == 0,
-        VmState::Stopping { .. } | VmState::Removing => true,
-    })
+    t
+};
+
+/// The step invariant `no-steal-after-dealloc`: needs the states before
+/// and after the step.
+#[inline]
+pub fn check_step(before: &State, after: &State) -> InvariantSet {
+    check_step_parts(before.kube, before.kube_held, after.kube_held)
+}
+
+/// [`check_step`] from the only fields it reads: Kubernetes' state and
+/// `held[kube]` before the step, and `held[kube]` after it.
+#[inline]
+pub fn check_step_parts(
+    before_kube: KubeState,
+    before_kube_held: GpuSet,
+    after_kube_held: GpuSet,
+) -> InvariantSet {
+    let steal = u8::from(before_kube == KubeState::Configured)
+        & u8::from(after_kube_held & !before_kube_held != 0);
+    InvariantSet(steal << Invariant::NoStealAfterDealloc as u8)
 }
 
 /// One violation as engines report it: which invariant, at which step (0 is

@@ -26,8 +26,9 @@ pub const fn all_gpus(gpus: u8) -> GpuSet {
 }
 
 /// The `n` lowest-numbered GPUs of `set`, or `None` when `set` has fewer.
+#[inline]
 pub fn lowest(set: GpuSet, n: u8) -> Option<GpuSet> {
-    if set.count_ones() < u32::from(n) {
+    if crate::invariant::size_of_set(set) < n {
         return None;
     }
     let mut rest = set;
@@ -182,6 +183,24 @@ impl VmState {
         }
     }
 
+    /// The byte that represents this state in memory; distinct states have
+    /// distinct bytes. Hot loops index small tables with it where a `match`
+    /// on the state would compile to an indirect jump, mispredicted on
+    /// almost every call when states come in random order.
+    #[inline(always)]
+    pub const fn repr_byte(self) -> u8 {
+        // SAFETY: `VmState` is one byte (asserted below) and `Copy`; every
+        // byte of a valid value is initialised, so reading it as `u8` is
+        // sound. The value is only ever used as a table index.
+        unsafe { std::mem::transmute::<VmState, u8>(self) }
+    }
+
+    /// [`VmState::index`] through a table (no branch).
+    #[inline(always)]
+    pub fn index_fast(self) -> u8 {
+        LIFE_TABLES[usize::from(self.repr_byte())].index
+    }
+
     /// The name scenario files use.
     pub fn name(self) -> &'static str {
         match self {
@@ -208,6 +227,88 @@ impl VmState {
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<VmState>() == 1);
+
+/// What hot loops need to know about a VM state, precomputed from the rules
+/// in this file and MODEL.md (see [`LIFE_TABLES`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LifeInfo {
+    /// [`VmState::index`].
+    pub index: u8,
+    /// `holds-match-state`: all ones when the state must hold exactly its
+    /// size (`creating`, `starting`, `running`, `stopped-provisioned`).
+    pub must_hold_size: u8,
+    /// All ones when the state must hold nothing (`absent`, `stopped`,
+    /// `failed`).
+    pub must_hold_none: u8,
+    /// How many actions [`for_each_enabled`] offers for a VM in this state.
+    pub enabled_len: u8,
+    /// Those actions, with slot 0 (filled up with `takeover`).
+    pub enabled: [Action; 3],
+}
+
+/// [`LifeInfo`] by [`VmState::repr_byte`]; bytes that are no state hold
+/// zeros and are never read. Built at compile time from [`VmState::ALL`].
+pub(crate) static LIFE_TABLES: [LifeInfo; 256] = {
+    let none = Action::takeover();
+    let empty = LifeInfo {
+        index: 0,
+        must_hold_size: 0,
+        must_hold_none: 0,
+        enabled_len: 0,
+        enabled: [none; 3],
+    };
+    let mut table = [empty; 256];
+    let mut i = 0;
+    while i < VmState::ALL.len() {
+        let life = VmState::ALL[i];
+        let (must_hold_size, must_hold_none) = match life {
+            VmState::Creating
+            | VmState::Starting
+            | VmState::Running
+            | VmState::StoppedProvisioned => (0xff, 0),
+            VmState::Absent | VmState::Stopped | VmState::Failed => (0, 0xff),
+            VmState::Stopping { .. } | VmState::Removing => (0, 0),
+        };
+        // The same actions, in the same order, as MODEL.md's request table:
+        // every request that would not be rejected, or the end step of the
+        // operation in flight.
+        let (enabled_len, enabled) = match life {
+            VmState::Absent => (1, [Action::begin(Op::CreateVm, 0), none, none]),
+            VmState::Running => (
+                3,
+                [
+                    Action::begin(Op::StopVm, 0),
+                    Action::begin(Op::StopVm, 0).with_option(StepOption::Provisioned),
+                    Action::begin(Op::RemoveVm, 0),
+                ],
+            ),
+            VmState::Stopped | VmState::StoppedProvisioned => (
+                2,
+                [
+                    Action::begin(Op::StartVm, 0),
+                    Action::begin(Op::RemoveVm, 0),
+                    none,
+                ],
+            ),
+            VmState::Failed => (1, [Action::begin(Op::RemoveVm, 0), none, none]),
+            VmState::Creating => (1, [Action::end(Op::CreateVm, 0), none, none]),
+            VmState::Starting => (1, [Action::end(Op::StartVm, 0), none, none]),
+            VmState::Stopping { .. } => (1, [Action::end(Op::StopVm, 0), none, none]),
+            VmState::Removing => (1, [Action::end(Op::RemoveVm, 0), none, none]),
+        };
+        table[life.repr_byte() as usize] = LifeInfo {
+            index: life.index(),
+            must_hold_size,
+            must_hold_none,
+            enabled_len,
+            enabled,
+        };
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Display for VmState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -287,6 +388,7 @@ pub struct State {
 impl State {
     /// Take the `n` lowest-numbered free GPUs into `held[vm]`; false (and no
     /// change) when `free` has fewer than `n`.
+    #[inline]
     pub fn claim_lowest(&mut self, vm: usize, n: u8) -> bool {
         match lowest(self.free, n) {
             Some(taken) => {
@@ -299,12 +401,14 @@ impl State {
     }
 
     /// Move `held[vm]` to `free` (set union; looks nowhere else).
+    #[inline]
     pub fn release_to_free(&mut self, vm: usize) {
         self.free |= self.vms[vm].held;
         self.vms[vm].held = 0;
     }
 
     /// Move every free GPU to `held[kube]`.
+    #[inline]
     pub fn kube_takes_free(&mut self) {
         self.kube_held |= self.free;
         self.free = 0;
@@ -321,7 +425,7 @@ impl State {
         key = (key << g) | u128::from(self.snapshot);
         key = (key << 2) | u128::from(self.kube.index());
         for vm in &self.vms[..vms] {
-            key = (key << 4) | u128::from(vm.life.index());
+            key = (key << 4) | u128::from(vm.life.index_fast());
             key = (key << g) | u128::from(vm.held);
         }
         key
@@ -601,6 +705,28 @@ pub fn step<P: Policy + ?Sized>(
     }
 }
 
+/// [`step`] on `state` itself: the state becomes the one after the step;
+/// returns the outcome and the violated invariants, exactly as [`step`]
+/// would. For engines that go on from the new state and never look back.
+#[inline(always)]
+pub fn step_in_place<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &mut State,
+    action: Action,
+) -> (Outcome, InvariantSet) {
+    // All the step invariant needs of the state before the step.
+    let before_kube = state.kube;
+    let before_kube_held = state.kube_held;
+    let outcome = apply_in_place(policy, device, state, action);
+    let violations = invariant::check_state(device, state).union(invariant::check_step_parts(
+        before_kube,
+        before_kube_held,
+        state.kube_held,
+    ));
+    (outcome, violations)
+}
+
 /// The transition without the invariant check.
 #[inline]
 pub fn apply<P: Policy + ?Sized>(
@@ -609,22 +735,37 @@ pub fn apply<P: Policy + ?Sized>(
     state: &State,
     action: Action,
 ) -> (State, Outcome) {
+    let mut next = *state;
+    let outcome = apply_in_place(policy, device, &mut next, action);
+    (next, outcome)
+}
+
+/// [`apply`] on `state` itself: the state becomes the one after the step
+/// (and stays as it was when the action is rejected). Engines that do not
+/// need the state before the step save the copies [`apply`] makes.
+#[inline(always)]
+pub fn apply_in_place<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    next: &mut State,
+    action: Action,
+) -> Outcome {
     let vm = usize::from(action.vm);
     if action.op.takes_vm() && vm >= device.vms() {
-        return (*state, Outcome::Rejected);
+        return Outcome::Rejected;
     }
-    let mut next = *state;
-    let outcome = match (action.phase, action.op) {
+    // Every rejection below is decided before anything changes.
+    match (action.phase, action.op) {
         (Phase::Begin, Op::CreateVm) => {
-            if state.vms[vm].life != VmState::Absent {
-                return (*state, Outcome::Rejected);
+            if next.vms[vm].life != VmState::Absent {
+                return Outcome::Rejected;
             }
             let size = match action.option {
                 StepOption::Gpus(n) => n,
                 _ => device.size(vm),
             };
             next.vms[vm].size = size;
-            if policy.claim(&mut next, vm, size) {
+            if policy.claim(next, vm, size) {
                 next.vms[vm].life = VmState::Creating;
                 Outcome::Ok
             } else {
@@ -632,10 +773,10 @@ pub fn apply<P: Policy + ?Sized>(
                 Outcome::NoGpu
             }
         }
-        (Phase::Begin, Op::StartVm) => match state.vms[vm].life {
+        (Phase::Begin, Op::StartVm) => match next.vms[vm].life {
             VmState::Stopped => {
-                let size = state.vms[vm].size;
-                if policy.claim(&mut next, vm, size) {
+                let size = next.vms[vm].size;
+                if policy.claim(next, vm, size) {
                     next.vms[vm].life = VmState::Starting;
                     Outcome::Ok
                 } else {
@@ -647,45 +788,45 @@ pub fn apply<P: Policy + ?Sized>(
                 next.vms[vm].life = VmState::Starting;
                 Outcome::Ok
             }
-            _ => return (*state, Outcome::Rejected),
+            _ => Outcome::Rejected,
         },
         (Phase::Begin, Op::StopVm) => {
-            if state.vms[vm].life != VmState::Running {
-                return (*state, Outcome::Rejected);
+            if next.vms[vm].life != VmState::Running {
+                return Outcome::Rejected;
             }
             let provisioned = action.option == StepOption::Provisioned;
             next.vms[vm].life = VmState::Stopping { provisioned };
             Outcome::Ok
         }
-        (Phase::Begin, Op::RemoveVm) => match state.vms[vm].life {
+        (Phase::Begin, Op::RemoveVm) => match next.vms[vm].life {
             VmState::Running | VmState::Stopped | VmState::StoppedProvisioned | VmState::Failed => {
                 next.vms[vm].life = VmState::Removing;
                 Outcome::Ok
             }
-            _ => return (*state, Outcome::Rejected),
+            _ => Outcome::Rejected,
         },
         (Phase::Begin, Op::ConfigureKube) => {
-            if state.kube != KubeState::Unconfigured {
-                return (*state, Outcome::Rejected);
+            if next.kube != KubeState::Unconfigured {
+                return Outcome::Rejected;
             }
-            policy.begin_configure(&mut next);
+            policy.begin_configure(next);
             next.kube = KubeState::Configuring;
             Outcome::Ok
         }
         (Phase::End, op) if op.takes_vm() => {
-            let life = state.vms[vm].life;
+            let life = next.vms[vm].life;
             if life.in_flight() != Some(op) {
-                return (*state, Outcome::Rejected);
+                return Outcome::Rejected;
             }
             next.vms[vm].life = match life {
                 VmState::Creating | VmState::Starting => VmState::Running,
                 VmState::Stopping { provisioned: true } => VmState::StoppedProvisioned,
                 VmState::Stopping { provisioned: false } => {
-                    policy.release(&mut next, vm);
+                    policy.release(next, vm);
                     VmState::Stopped
                 }
                 VmState::Removing => {
-                    policy.release(&mut next, vm);
+                    policy.release(next, vm);
                     VmState::Absent
                 }
                 _ => unreachable!("in_flight() is Some only for the four states above"),
@@ -693,26 +834,25 @@ pub fn apply<P: Policy + ?Sized>(
             Outcome::Ok
         }
         (Phase::End, Op::ConfigureKube) => {
-            if state.kube != KubeState::Configuring {
-                return (*state, Outcome::Rejected);
+            if next.kube != KubeState::Configuring {
+                return Outcome::Rejected;
             }
-            policy.end_configure(&mut next);
+            policy.end_configure(next);
             next.kube = KubeState::Configured;
             next.snapshot = 0;
             Outcome::Ok
         }
         (Phase::Event, Op::KubeTakeover) => {
-            if !policy.takeover_enabled(state) {
-                return (*state, Outcome::Rejected);
+            if !policy.takeover_enabled(next) {
+                return Outcome::Rejected;
             }
-            policy.takeover(&mut next);
+            policy.takeover(next);
             Outcome::Ok
         }
         // Malformed combinations (an end of kube-takeover, a begin of an
         // event, an event of a request) are rejected, never reinterpreted.
-        _ => return (*state, Outcome::Rejected),
-    };
-    (next, outcome)
+        _ => Outcome::Rejected,
+    }
 }
 
 /// Calls `f` with every action enabled in `state` (MODEL.md): every request
@@ -727,24 +867,11 @@ pub fn for_each_enabled<P: Policy + ?Sized>(
     mut f: impl FnMut(Action),
 ) {
     for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
-        let v = i as u8;
-        match vm.life {
-            VmState::Absent => f(Action::begin(Op::CreateVm, v)),
-            VmState::Running => {
-                f(Action::begin(Op::StopVm, v));
-                f(Action::begin(Op::StopVm, v).with_option(StepOption::Provisioned));
-                f(Action::begin(Op::RemoveVm, v));
-            }
-            VmState::Stopped | VmState::StoppedProvisioned => {
-                f(Action::begin(Op::StartVm, v));
-                f(Action::begin(Op::RemoveVm, v));
-            }
-            VmState::Failed => f(Action::begin(Op::RemoveVm, v)),
-            life => {
-                if let Some(op) = life.in_flight() {
-                    f(Action::end(op, v));
-                }
-            }
+        // A table of the VM's requests ([`LIFE_TABLES`], built from the
+        // request table) instead of a `match`: no indirect jump per VM.
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        for a in &info.enabled[..usize::from(info.enabled_len)] {
+            f(Action { vm: i as u8, ..*a });
         }
     }
     match state.kube {
@@ -756,6 +883,47 @@ pub fn for_each_enabled<P: Policy + ?Sized>(
         f(Action::takeover());
     }
 }
+
+/// Most actions enabled in one state: three per running VM, the configure
+/// step and the takeover event.
+pub const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
+
+/// The actions [`for_each_enabled`] would give, in the same order, written
+/// to the front of `buf`; returns how many. Without a branch per VM (their
+/// counts vary at random in a walk, so a loop over them mispredicts): each
+/// VM's three table entries are written and the count advances by how many
+/// of them it has, the next VM's overwriting the rest.
+#[inline]
+pub fn enabled_into<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    buf: &mut [Action; MAX_ENABLED],
+) -> usize {
+    let mut n = 0;
+    for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        // n <= 3 * i here, so n + 3 <= 3 * MAX_VMS.
+        let out = &mut buf[n..n + 3];
+        for (slot, a) in out.iter_mut().zip(&info.enabled) {
+            *slot = Action { vm: i as u8, ..*a };
+        }
+        n += usize::from(info.enabled_len);
+    }
+    buf[n] = KUBE_ACTIONS[usize::from(state.kube.index())];
+    n += usize::from(state.kube != KubeState::Configured);
+    buf[n] = Action::takeover();
+    n += usize::from(policy.takeover_enabled(state));
+    n
+}
+
+/// Kubernetes' request in each of its states, by [`KubeState::index`]
+/// (`configured` has none; its entry is never counted).
+const KUBE_ACTIONS: [Action; 3] = [
+    Action::begin(Op::ConfigureKube, 0),
+    Action::end(Op::ConfigureKube, 0),
+    Action::takeover(),
+];
 
 /// The actions enabled in `state`, collected (see [`for_each_enabled`]).
 pub fn enabled<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> Vec<Action> {

@@ -102,6 +102,55 @@ impl Packer {
         key
     }
 
+    /// [`Packer::pack`], and also whether `next` is exactly the state its
+    /// key unpacks to: false when a set holds a GPU the device does not
+    /// have, or a slot's size is not the device's (a policy may do either;
+    /// the key keeps neither). Branch-free: on the checker's states,
+    /// re-encoding every VM costs less than asking which ones changed.
+    #[inline]
+    pub fn pack_exact(&self, next: &State) -> (u64, bool) {
+        let shift = 4 + self.g;
+        let mut key = self.head(next);
+        let mut stray = next.free | next.kube_held | next.snapshot;
+        let mut resized = 0u8;
+        for (vm, t) in next.vms[..self.device.vms()].iter().zip(&self.template.vms) {
+            stray |= vm.held;
+            resized |= vm.size ^ t.size;
+            let index = self.life_index[usize::from(life_byte(vm.life))];
+            key = (key << shift) | (u64::from(index) << self.g) | u64::from(vm.held);
+        }
+        (key, stray & !self.device.all() == 0 && resized == 0)
+    }
+
+    /// [`Packer::pack_canonical_from`], and whether `next` round-trips
+    /// (as [`Packer::pack_exact`] says).
+    #[inline]
+    pub fn pack_canonical_from_exact(
+        &self,
+        base: &State,
+        base_codes: &[u64; MAX_VMS],
+        next: &State,
+    ) -> (u64, bool) {
+        let n = self.device.vms();
+        let all = self.device.all();
+        let mut stray = (next.free | next.kube_held | next.snapshot) & !all;
+        let mut resized = false;
+        let mut codes = [0u64; MAX_VMS];
+        for (vm, c) in codes[..n].iter_mut().enumerate() {
+            *c = if next.vms[vm] == base.vms[vm] {
+                base_codes[vm]
+            } else {
+                stray |= next.vms[vm].held & !all;
+                resized |= next.vms[vm].size != base.vms[vm].size;
+                self.vm_code(next, vm)
+            };
+        }
+        (
+            self.pack_codes_canonical(next, codes),
+            stray == 0 && !resized,
+        )
+    }
+
     /// The canonical key ([`Packer::pack_canonical`]) of `next`, reached
     /// from `base` with VM codes `base_codes`.
     #[inline]
@@ -224,18 +273,13 @@ impl Packer {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<VmState>() == 1);
-
-/// The byte that represents `life` in memory. [`VmState::index`] is a
-/// `match` that compiles to an indirect jump, mispredicted on almost every
-/// call when states are random; a 256-entry table indexed by this byte
-/// gives the same number without a branch. Distinct states have distinct
-/// bytes (a value is its representation).
+/// The byte that represents `life` in memory ([`VmState::repr_byte`]):
+/// [`VmState::index`] is a `match` that compiles to an indirect jump,
+/// mispredicted on almost every call when states are random; a 256-entry
+/// table indexed by this byte gives the same number without a branch.
 #[inline]
 fn life_byte(life: VmState) -> u8 {
-    // SAFETY: `VmState` is one byte (asserted above) and `Copy`; every
-    // byte of a valid value is initialised, so reading it as `u8` is sound.
-    unsafe { std::mem::transmute::<VmState, u8>(life) }
+    life.repr_byte()
 }
 
 #[inline]

@@ -600,3 +600,30 @@ fn device_limits() {
     assert!(Device::uniform(2, 25, 1).is_err());
     assert!(Device::uniform(2, 24, 1).is_ok());
 }
+
+/// `enabled_into` gives exactly `enabled`'s actions, in order, on the
+/// states of random walks of every built-in policy.
+#[test]
+fn enabled_into_matches_enabled() {
+    use gpuclaim::model::{self, MAX_ENABLED};
+    use gpuclaim::{Action, Builtin, Device};
+    use rand::Rng as _;
+    for policy in Builtin::ALL {
+        for (g, v) in [(1u8, 0usize), (1, 3), (2, 4), (2, 24), (8, 24)] {
+            let d = Device::uniform(g, v, 1).unwrap();
+            let mut rng = gpuclaim::seed::rng(u64::from(g) * 100 + v as u64);
+            let mut state = d.initial();
+            let mut buf = [Action::takeover(); MAX_ENABLED];
+            for _ in 0..2000 {
+                let want = model::enabled(&policy, &d, &state);
+                let n = model::enabled_into(&policy, &d, &state, &mut buf);
+                assert_eq!(&buf[..n], &want[..]);
+                if want.is_empty() {
+                    break;
+                }
+                let i = (rng.next_u64() % want.len() as u64) as usize;
+                state = model::step(&policy, &d, &state, want[i]).state;
+            }
+        }
+    }
+}
