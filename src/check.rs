@@ -18,20 +18,15 @@
 //! reduction on, a state stands for its class under permutations of
 //! same-size VM slots ([`Packer::pack_canonical`]).
 //!
-//! The search goes level by level, with delayed duplicate detection: no
-//! key is looked up as it is made. Each level has two phases, both run in
+//! The search goes level by level. Each level has two phases, both run in
 //! parallel: (1) the frontier is cut into fixed-size chunks; each chunk's
-//! states are expanded and every successor's key is mixed
-//! ([`crate::pack::mix`], a bijection, so mixed keys are as exact as keys
-//! and uniformly spread) and routed to one of [`SHARDS`] buckets by its top
-//! bits; (2) each shard radix-sorts the mixed keys routed to it, counts the
-//! transitions into each distinct one, finds the new ones by a merge with
-//! the shard's visited keys (one sorted `u64` array per shard: 8 bytes a
-//! state), judges them, merges them in, and hands their keys
-//! ([`crate::pack::unmix`]) to the next frontier, which is ordered by its
-//! keys' top bits so that similar states are expanded together. Chunking
-//! and sharding do not depend on the thread count, so neither the counts
-//! nor the order of the frontier do.
+//! states are expanded and every successor's key is routed to one of
+//! [`SHARDS`] buckets by its hash; (2) each shard of the visited set takes
+//! the keys routed to it, in chunk order, and keeps the new ones as its
+//! part of the next frontier. Chunking and sharding do not depend on the
+//! thread count, so neither the counts nor the order of the frontier do.
+//! Routing by shard also keeps each insertion inside one shard's table,
+//! small enough to stay in cache.
 //!
 //! A violation does not stop the search (engines never stop at a violation
 //! of their own accord), so the counts are those of the whole reachable
@@ -48,7 +43,7 @@ use rayon::prelude::*;
 
 use crate::invariant::{self, Invariant, InvariantSet};
 use crate::model::{self, Action, Device, MAX_ENABLED, MAX_VMS};
-use crate::pack::{KeySet, Packer, mix, unmix};
+use crate::pack::{KeySet, Packer};
 use crate::policy::Policy;
 
 /// Shards of the visited set.
@@ -100,7 +95,7 @@ pub struct CheckReport {
     pub levels: Vec<u64>,
     /// Violated invariants, in [`Invariant::ALL`] order.
     pub violations: Vec<Found>,
-    /// Bytes of the visited set at the end.
+    /// Bytes of the visited set's tables at the end.
     pub visited_bytes: usize,
     /// Largest frontier (states) held at once, current and next level.
     pub peak_frontier: usize,
@@ -137,7 +132,6 @@ pub struct Checker<'a, P: Policy + ?Sized> {
     symmetry: bool,
 }
 
-#[derive(Default)]
 struct ChunkOut {
     buckets: Vec<Vec<u64>>,
     transitions: u64,
@@ -148,7 +142,7 @@ struct ChunkOut {
 
 /// What a search found: unique states per level, transitions, violating
 /// transitions per invariant, the visited set and the peak frontier.
-type Searched = (Vec<u64>, u64, [u64; 4], Vec<Vec<u64>>, usize);
+type Searched = (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize);
 
 impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -220,7 +214,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             max_depth: levels.len() as u32 - 1,
             levels,
             violations,
-            visited_bytes: shards.iter().map(|s| s.capacity() * 8).sum(),
+            visited_bytes: shards.iter().map(KeySet::bytes).sum(),
             peak_frontier: peak,
             seconds,
         })
@@ -239,12 +233,9 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// invariants are checked once per state (see `state_verdict`), and
     /// `None` means that a successor did not round-trip through its key.
     fn search(&self, packer: &Packer, per_transition: bool) -> Option<Searched> {
-        // Per shard, the mixed keys (`pack::mix`, a bijection) of every
-        // state seen so far, sorted.
-        let mut shards: Vec<Vec<u64>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        let mut shards: Vec<KeySet> = (0..SHARDS).map(|_| KeySet::with_capacity(64)).collect();
         let init = self.key(packer, &self.device.initial());
-        let init_h = mix(init);
-        shards[shard_of_mixed(init_h)].push(init_h);
+        shards[shard_of(init)].insert(init);
         // Per shard, the known states that violate a state invariant, with
         // their verdicts. The initial state is reached by no transition, so
         // its verdict counts nothing, but a transition back to it would.
@@ -257,26 +248,21 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         } else {
             self.state_verdict(packer, init)
         };
-        remember(&mut bad[shard_of_mixed(init_h)], init, init_verdict);
+        remember(&mut bad[shard_of(init)], init, init_verdict);
         let mut frontier = vec![init];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
         let mut violated = [0u64; 4];
         let mut peak = 1usize;
         loop {
-            let mut chunks: Vec<ChunkOut> = frontier
-                .chunks(CHUNK)
-                .map(|_| ChunkOut::default())
-                .collect();
-            frontier
+            let chunks: Vec<ChunkOut> = frontier
                 .par_chunks(CHUNK)
-                .zip(chunks.par_iter_mut())
-                .for_each(|(chunk, out)| self.expand(packer, chunk, per_transition, out));
-            let chunks = &chunks[..];
+                .map(|chunk| self.expand(packer, chunk, per_transition))
+                .collect();
             if !per_transition && chunks.iter().any(|c| c.inexact) {
                 return None;
             }
-            for c in chunks {
+            for c in &chunks {
                 transitions += c.transitions;
                 for (v, n) in violated.iter_mut().zip(c.violated) {
                     *v += n;
@@ -287,9 +273,38 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 .zip(bad.par_iter_mut())
                 .enumerate()
                 .map(|(s, (set, bad))| {
-                    self.merge_shard(packer, s, chunks, set, bad, per_transition)
+                    let mut fresh = Vec::new();
+                    let mut violated = [0u64; 4];
+                    // Whether this shard knows a violating state yet (none, for
+                    // a correct policy: then duplicates cost no extra probe).
+                    let mut any_bad = bad.iter().any(|known| !known.is_empty());
+                    for c in &chunks {
+                        for &k in &c.buckets[s] {
+                            if set.insert(k) {
+                                fresh.push(k);
+                                let v = if per_transition {
+                                    InvariantSet::EMPTY
+                                } else {
+                                    self.state_verdict(packer, k)
+                                };
+                                if !v.is_empty() {
+                                    any_bad = true;
+                                    remember(bad, k, v);
+                                    count(&mut violated, v);
+                                }
+                            } else if any_bad {
+                                for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
+                                    if known.contains(k) {
+                                        violated[inv as usize] += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (fresh, violated)
                 })
                 .collect();
+            drop(chunks);
             for (_, v) in &next {
                 for (total, n) in violated.iter_mut().zip(v) {
                     *total += n;
@@ -304,98 +319,11 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             for (part, _) in next {
                 nf.extend_from_slice(&part);
             }
-            // Frontier order does not change the counts; states with
-            // the same top key bits (Kubernetes, the GPU sets, the first
-            // VMs) next to each other make the expansion's branches
-            // predictable.
-            frontier = sort_by_top_bits(nf, packer.bits());
+            nf.par_sort_unstable();
+            frontier = nf;
             levels.push(n as u64);
         }
         Some((levels, transitions, violated, shards, peak))
-    }
-
-    /// Delayed duplicate detection for one shard: sorts the mixed keys
-    /// the chunks routed to shard `s`, counts each one's transitions,
-    /// finds the new ones by a merge against the shard's sorted visited
-    /// keys, judges them, and merges them in. Returns the new states' keys
-    /// and the violating transitions into the shard's states.
-    fn merge_shard(
-        &self,
-        packer: &Packer,
-        s: usize,
-        chunks: &[ChunkOut],
-        set: &mut Vec<u64>,
-        bad: &mut [KeySet; 3],
-        per_transition: bool,
-    ) -> (Vec<u64>, [u64; 4]) {
-        SCRATCH.with_borrow_mut(|(a, b, starts)| {
-            let n: usize = chunks.iter().map(|c| c.buckets[s].len()).sum();
-            radix_sort(chunks.iter().map(|c| c.buckets[s].as_slice()), n, a, b);
-            // Each distinct key once, in `b[..u]`, with where its run of
-            // transitions starts in the sorted keys (branch-free).
-            if starts.len() < n + 1 {
-                starts.resize(n + 1, 0);
-            }
-            let mut u = 0;
-            let mut prev = None;
-            for i in 0..n {
-                let h = b[i];
-                b[u] = h;
-                starts[u] = i as u32;
-                u += usize::from(prev != Some(h));
-                prev = Some(h);
-            }
-            starts[u] = n as u32;
-            let distinct = &b[..u];
-            let mut fresh = Vec::new();
-            let mut keys = Vec::new();
-            let mut violated = [0u64; 4];
-            // Whether this shard knows a violating state yet (none, for a
-            // correct policy: then duplicates cost no extra lookup).
-            let mut any_bad = bad.iter().any(|known| !known.is_empty());
-            let seen = set.as_slice();
-            let mut j = 0;
-            for (d, &h) in distinct.iter().enumerate() {
-                // The first visited key not below `h`, eight at a time.
-                while j + 8 <= seen.len() {
-                    let below: usize = seen[j..j + 8].iter().map(|&x| usize::from(x < h)).sum();
-                    j += below;
-                    if below < 8 {
-                        break;
-                    }
-                }
-                while j < seen.len() && seen[j] < h {
-                    j += 1;
-                }
-                let m = u64::from(starts[d + 1] - starts[d]);
-                if j < seen.len() && seen[j] == h {
-                    if any_bad {
-                        let key = unmix(h);
-                        for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
-                            if known.contains(key) {
-                                violated[inv as usize] += m;
-                            }
-                        }
-                    }
-                } else {
-                    fresh.push(h);
-                    let key = unmix(h);
-                    keys.push(key);
-                    let v = if per_transition {
-                        InvariantSet::EMPTY
-                    } else {
-                        self.state_verdict(packer, key)
-                    };
-                    if !v.is_empty() {
-                        any_bad = true;
-                        remember(bad, key, v);
-                        count(&mut violated, v, m);
-                    }
-                }
-            }
-            merge_into(set, &fresh);
-            (keys, violated)
-        })
     }
 
     /// The state invariants of the state packed in `key`. They depend on
@@ -410,12 +338,16 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         invariant::check_state(&self.device, &packer.unpack(key))
     }
 
-    /// Expands `chunk` into `out`, a new [`ChunkOut`].
-    fn expand(&self, packer: &Packer, chunk: &[u64], per_transition: bool, out: &mut ChunkOut) {
-        // About 8.5 successors a state, spread over the shards.
-        out.buckets = (0..SHARDS)
-            .map(|_| Vec::with_capacity(chunk.len() * 10 / SHARDS + 8))
-            .collect();
+    fn expand(&self, packer: &Packer, chunk: &[u64], per_transition: bool) -> ChunkOut {
+        let mut out = ChunkOut {
+            buckets: (0..SHARDS)
+                // About 8.5 successors a state, spread over the shards.
+                .map(|_| Vec::with_capacity(chunk.len() * 10 / SHARDS + 8))
+                .collect(),
+            transitions: 0,
+            violated: [0; 4],
+            inexact: false,
+        };
         let mut codes = [0u64; MAX_VMS];
         let mut actions = [Action::takeover(); MAX_ENABLED];
         for &key in chunk {
@@ -437,7 +369,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     verdict = verdict.union(invariant::check_state(&self.device, &next));
                 }
                 if !verdict.is_empty() {
-                    count(&mut out.violated, verdict, 1);
+                    count(&mut out.violated, verdict);
                 }
                 let (k, exact) = if self.symmetry {
                     packer.pack_canonical_from_exact(&state, &codes, &next)
@@ -445,10 +377,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     packer.pack_exact(&next)
                 };
                 out.inexact |= !exact;
-                let h = mix(k);
-                out.buckets[shard_of_mixed(h)].push(h);
+                out.buckets[shard_of(k)].push(k);
             }
         }
+        out
     }
 }
 
@@ -469,131 +401,15 @@ fn remember(bad: &mut [KeySet; 3], key: u64, verdict: InvariantSet) {
 }
 
 #[inline]
-fn count(violated: &mut [u64; 4], set: InvariantSet, times: u64) {
+fn count(violated: &mut [u64; 4], set: InvariantSet) {
     for inv in set.iter() {
-        violated[inv as usize] += times;
+        violated[inv as usize] += 1;
     }
 }
 
-/// The shard of a mixed key: its top bits.
 #[inline]
-fn shard_of_mixed(h: u64) -> usize {
-    (h >> (64 - SHARDS.trailing_zeros())) as usize
-}
-
-/// `keys` ordered by their top `2 * DIGIT` bits (keys of `bits` bits),
-/// stably: two least-significant-digit radix passes.
-fn sort_by_top_bits(keys: Vec<u64>, bits: u32) -> Vec<u64> {
-    const R: usize = 1 << DIGIT;
-    const MASK: u64 = R as u64 - 1;
-    let low = bits.saturating_sub(2 * DIGIT);
-    let mut lo = vec![0usize; R];
-    let mut hi = vec![0usize; R];
-    for &k in &keys {
-        lo[((k >> low) & MASK) as usize] += 1;
-        hi[((k >> (low + DIGIT)) & MASK) as usize] += 1;
-    }
-    let (mut sl, mut sh) = (0, 0);
-    for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
-        (sl, *l) = (sl + *l, sl);
-        (sh, *h) = (sh + *h, sh);
-    }
-    let mut tmp = vec![0u64; keys.len()];
-    for &k in &keys {
-        let d = ((k >> low) & MASK) as usize;
-        tmp[lo[d]] = k;
-        lo[d] += 1;
-    }
-    let mut out = keys;
-    for &k in &tmp {
-        let d = ((k >> (low + DIGIT)) & MASK) as usize;
-        out[hi[d]] = k;
-        hi[d] += 1;
-    }
-    out
-}
-
-/// Bits of each radix-sort digit, and the lowest bit the sort orders by
-/// (two digits under the shard's bits; the rest by insertion sort).
-const DIGIT: u32 = 11;
-const LOW: u32 = 64 - SHARDS.trailing_zeros() - 2 * DIGIT;
-
-thread_local! {
-    /// Each worker's radix-sort buffers, kept across shards and levels.
-    static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>, Vec<u32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
-
-/// Sorts the `n` mixed keys of `parts` (all of one shard) into `b[..n]`:
-/// two least-significant-digit passes over the [`DIGIT`]-bit digits under
-/// the shard's bits, then an insertion sort, which has almost nothing to
-/// do: mixed keys are uniform, so few share their top bits.
-fn radix_sort<'p>(
-    parts: impl Iterator<Item = &'p [u64]> + Clone,
-    n: usize,
-    a: &mut Vec<u64>,
-    b: &mut Vec<u64>,
-) {
-    const R: usize = 1 << DIGIT;
-    const MASK: u64 = R as u64 - 1;
-    if a.len() < n {
-        a.resize(n, 0);
-        b.resize(n, 0);
-    }
-    let mut lo = [0u32; R];
-    let mut hi = [0u32; R];
-    for part in parts.clone() {
-        for &h in part {
-            lo[((h >> LOW) & MASK) as usize] += 1;
-            hi[((h >> (LOW + DIGIT)) & MASK) as usize] += 1;
-        }
-    }
-    let (mut sl, mut sh) = (0u32, 0u32);
-    for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
-        (sl, *l) = (sl + *l, sl);
-        (sh, *h) = (sh + *h, sh);
-    }
-    for part in parts {
-        for &h in part {
-            let d = ((h >> LOW) & MASK) as usize;
-            a[lo[d] as usize] = h;
-            lo[d] += 1;
-        }
-    }
-    for &h in &a[..n] {
-        let d = ((h >> (LOW + DIGIT)) & MASK) as usize;
-        b[hi[d] as usize] = h;
-        hi[d] += 1;
-    }
-    let b = &mut b[..n];
-    for i in 1..n {
-        let x = b[i];
-        let mut j = i;
-        while j > 0 && b[j - 1] > x {
-            b[j] = b[j - 1];
-            j -= 1;
-        }
-        b[j] = x;
-    }
-}
-
-/// Merges the sorted `fresh` keys (none of them in `set`) into the sorted
-/// `set`, in place from the back.
-fn merge_into(set: &mut Vec<u64>, fresh: &[u64]) {
-    let old = set.len();
-    set.reserve_exact(fresh.len());
-    set.resize(old + fresh.len(), 0);
-    let (mut a, mut b) = (old, fresh.len());
-    while b > 0 {
-        let k = a + b - 1;
-        if a > 0 && set[a - 1] > fresh[b - 1] {
-            set[k] = set[a - 1];
-            a -= 1;
-        } else {
-            set[k] = fresh[b - 1];
-            b -= 1;
-        }
-    }
+fn shard_of(key: u64) -> usize {
+    (crate::pack::mix(key) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
 /// A shortest trace from the initial state whose last action violates

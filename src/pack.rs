@@ -301,33 +301,6 @@ pub fn mix(x: u64) -> u64 {
     crate::seed::splitmix64(x.rotate_left(17))
 }
 
-/// The inverse of [`mix`] (every step of it is a bijection): `unmix(mix(x))
-/// == x`. The checker keeps mixed keys in its visited set and recovers the
-/// keys of new states with this.
-#[inline]
-pub fn unmix(h: u64) -> u64 {
-    let mut z = h;
-    z ^= (z >> 31) ^ (z >> 62);
-    z = z.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
-    z ^= (z >> 27) ^ (z >> 54);
-    z = z.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
-    z ^= (z >> 30) ^ (z >> 60);
-    z.wrapping_sub(0x9e37_79b9_7f4a_7c15).rotate_right(17)
-}
-
-/// The multiplicative inverse of an odd `c` modulo 2^64 (Newton's
-/// iteration: `c` is its own inverse modulo 8, and each step doubles the
-/// correct bits).
-const fn inverse(c: u64) -> u64 {
-    let mut x = c;
-    let mut i = 0;
-    while i < 5 {
-        x = x.wrapping_mul(2u64.wrapping_sub(c.wrapping_mul(x)));
-        i += 1;
-    }
-    x
-}
-
 /// A set of `u64` keys: open addressing, linear probing, `u64::MAX` marks
 /// an empty slot (no packed state is all ones: a VM state index is at most
 /// 9). 8 bytes a slot. The slot count is not a power of two: a key's home
@@ -457,19 +430,6 @@ mod tests {
             let key = p.pack(&state);
             assert_eq!(u128::from(key), state.key(2, 3));
             assert_eq!(p.unpack(key), state);
-        }
-    }
-
-    #[test]
-    fn unmix_inverts_mix() {
-        let mut rng = crate::seed::rng(3);
-        for x in [0, 1, u64::MAX, 1 << 63, 0x1234_5678_9abc_def0] {
-            assert_eq!(unmix(mix(x)), x);
-        }
-        for _ in 0..10_000 {
-            let x = rand::Rng::next_u64(&mut rng);
-            assert_eq!(unmix(mix(x)), x);
-            assert_eq!(mix(unmix(x)), x);
         }
     }
 
