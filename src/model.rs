@@ -418,8 +418,14 @@ impl State {
     /// slots, packed into 128 bits: `free`, `held[kube]`, `snapshot`,
     /// Kubernetes' state and each VM's state and `held`. Two states of the
     /// same device are the same (MODEL.md) exactly when their keys are equal.
-    pub fn key(&self, gpus: u8, vms: usize) -> u128 {
+    /// `None` when the device's states need more than 128 bits
+    /// (`3G + 2 + V(4 + G)`: for example G=2 with 21 slots or more).
+    pub fn key(&self, gpus: u8, vms: usize) -> Option<u128> {
         let g = u32::from(gpus);
+        let bits = 3 * g + 2 + u32::try_from(vms).ok()?.checked_mul(4 + g)?;
+        if bits > 128 || vms > MAX_VMS {
+            return None;
+        }
         let mut key: u128 = u128::from(self.free);
         key = (key << g) | u128::from(self.kube_held);
         key = (key << g) | u128::from(self.snapshot);
@@ -428,7 +434,7 @@ impl State {
             key = (key << 4) | u128::from(vm.life.index_fast());
             key = (key << g) | u128::from(vm.held);
         }
-        key
+        Some(key)
     }
 
     /// Every VM slot's GPUs and `held[kube]` and `free`, in one union.

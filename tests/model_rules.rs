@@ -627,3 +627,19 @@ fn enabled_into_matches_enabled() {
         }
     }
 }
+
+#[test]
+fn state_keys_refuse_devices_too_large_for_128_bits() {
+    let small = dev(2, &[1; 20]);
+    assert!(
+        small.initial().key(2, 20).is_some(),
+        "3*2 + 2 + 20*6 = 128 bits"
+    );
+    let large = Device::uniform(2, 21, 1).unwrap();
+    assert_eq!(large.initial().key(2, 21), None, "134 bits");
+    // Different states of one device have different keys.
+    let d = dev(2, &[1, 1]);
+    let s0 = d.initial();
+    let s1 = model::step(&Fixed, &d, &s0, b(Op::CreateVm, 1)).state;
+    assert_ne!(s0.key(2, 2), s1.key(2, 2));
+}
