@@ -23,6 +23,21 @@ pub enum Status {
     },
 }
 
+impl Status {
+    /// Passed when there is no problem; otherwise failed, with the problems
+    /// as the message and `detail` below it.
+    pub fn from_problems(problems: &[String], detail: impl FnOnce() -> String) -> Status {
+        if problems.is_empty() {
+            Status::Passed
+        } else {
+            Status::Failed {
+                message: problems.join("; "),
+                detail: detail(),
+            }
+        }
+    }
+}
+
 /// One test case: a scenario under a policy, a campaign, a check, a replay.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Case {
@@ -436,6 +451,21 @@ steps = [&quot;kube-takeover&quot;]
         assert!(html.contains("<section id=\"case-1\" class=\"fail\">"));
         assert!(!html.contains("<script"));
         assert!(!html.contains("http"), "nothing from the network");
+    }
+
+    #[test]
+    fn status_from_problems() {
+        assert_eq!(
+            Status::from_problems(&[], || unreachable!("no detail when passed")),
+            Status::Passed
+        );
+        assert_eq!(
+            Status::from_problems(&["a".into(), "b".into()], || "d".into()),
+            Status::Failed {
+                message: "a; b".into(),
+                detail: "d".into()
+            }
+        );
     }
 
     #[test]

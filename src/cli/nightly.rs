@@ -535,18 +535,17 @@ fn check_suite(runner: &Runner) -> Suite {
                             report.max_depth,
                             names(&found)
                         );
-                        let status = if found == want {
-                            Status::Passed
-                        } else {
-                            Status::Failed {
-                                message: format!(
+                        let problems: Vec<String> = (found != want)
+                            .then(|| {
+                                format!(
                                     "expected {} but the checker found {}",
                                     names(&want),
                                     names(&found)
-                                ),
-                                detail: facts.clone(),
-                            }
-                        };
+                                )
+                            })
+                            .into_iter()
+                            .collect();
+                        let status = Status::from_problems(&problems, || facts.clone());
                         Case {
                             class: "check".into(),
                             name,
@@ -661,14 +660,7 @@ fn explore_suite(args: &Args, runner: &Runner) -> Suite {
             )
             .to_toml()
         });
-        let status = if problems.is_empty() {
-            Status::Passed
-        } else {
-            Status::Failed {
-                message: problems.join("; "),
-                detail: facts.clone(),
-            }
-        };
+        let status = Status::from_problems(&problems, || facts.clone());
         let case = Case {
             class: "explore".into(),
             name,
