@@ -240,8 +240,7 @@ fn scenario_suite(dir: &Path, runner: &Runner) -> Suite {
                             facts,
                             counterexample: None,
                         };
-                        progress(&suite.name, &case);
-                        suite.cases.push(case);
+                        record(&mut suite, case);
                     }
                 }
             }
@@ -556,8 +555,7 @@ fn check_suite(runner: &Runner) -> Suite {
                         }
                     }
                 };
-                progress(&suite.name, &case);
-                suite.cases.push(case);
+                record(&mut suite, case);
             }
         }
     }
@@ -669,8 +667,7 @@ fn explore_suite(args: &Args, runner: &Runner) -> Suite {
             facts,
             counterexample,
         };
-        progress(&suite.name, &case);
-        suite.cases.push(case);
+        record(&mut suite, case);
     }
     suite
 }
@@ -751,11 +748,16 @@ fn fuzz_corpus_suite(fuzz: &Path, runner: &Runner) -> Suite {
                 facts,
                 counterexample: None,
             };
-            progress(&suite.name, &case);
-            suite.cases.push(case);
+            record(&mut suite, case);
         }
     }
     suite
+}
+
+/// Adds a case that ran to its suite and reports it on stderr.
+fn record(suite: &mut Suite, case: Case) {
+    progress(&suite.name, &case);
+    suite.cases.push(case);
 }
 
 /// One line per case on stderr, so a long run shows where it is.
