@@ -41,15 +41,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::invariant::{self, Invariant, InvariantSet};
-use crate::model::{self, Action, Device, MAX_ENABLED, MAX_VMS};
-use crate::pack::{KeySet, Packer};
+use crate::invariant::{self, Invariant, InvariantSet, Tally};
+use crate::model::{self, Action, Device, MAX_VMS, State};
+use crate::pack::{KeySet, Packer, SharedKeySet};
 use crate::policy::Policy;
 
-/// Shards of the visited set.
-pub const SHARDS: usize = 64;
 /// Frontier states per work unit.
-const CHUNK: usize = 2048;
+const CHUNK: usize = 512;
+/// Chunks whose insertions share one reservation of the visited set.
+const ROUND: usize = 8;
+/// Transitions applied, judged and inserted together.
+const BATCH: usize = 32;
 
 /// Why a check could not run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,17 +134,42 @@ pub struct Checker<'a, P: Policy + ?Sized> {
     symmetry: bool,
 }
 
+/// What expanding one chunk of the frontier gave.
 struct ChunkOut {
-    buckets: Vec<Vec<u64>>,
+    /// Successors this chunk inserted into the visited set first.
+    fresh: Vec<u64>,
     transitions: u64,
     violated: [u64; 4],
-    /// Some successor is not exactly the state its key unpacks to.
-    inexact: bool,
+}
+
+/// A worker's buffers, kept from chunk to chunk.
+struct Scratch {
+    states: Vec<State>,
+    /// Per state, with symmetry: its VMs' parts of the key.
+    codes: Vec<[u64; MAX_VMS]>,
+    /// Per state: for each slot `v`, the [`Tally`] of every other slot;
+    /// at `MAX_VMS`, of every slot.
+    others: Vec<[Tally; MAX_VMS + 1]>,
+    /// Per kind of action ([`model::for_each_enabled_kind`]): the enabled
+    /// actions of that kind, as state index << 8 | slot.
+    kinds: Vec<Vec<u32>>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            states: Vec::with_capacity(CHUNK),
+            codes: Vec::new(),
+            others: Vec::with_capacity(CHUNK),
+            kinds: (0..model::ACTION_KINDS).map(|_| Vec::new()).collect(),
+        }
+    }
 }
 
 /// What a search found: unique states per level, transitions, violating
-/// transitions per invariant, the visited set and the peak frontier.
-type Searched = (Vec<u64>, u64, [u64; 4], Vec<KeySet>, usize);
+/// transitions per invariant, the visited set's bytes and the peak
+/// frontier.
+type Searched = (Vec<u64>, u64, [u64; 4], usize, usize);
 
 impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -176,15 +203,8 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             .build()
             .expect("building the worker pool");
         let start = Instant::now();
-        // State invariants are checked once per discovered state, unless a
-        // successor does not survive packing (a policy that puts a GPU the
-        // device lacks into a set, or changes a slot's size): then its key
-        // says less than the state did, and the search starts again
-        // checking every transition, as `model::step` does.
-        let (levels, transitions, violated, shards, peak) = pool.install(|| {
-            self.search(&packer, false)
-                .unwrap_or_else(|| self.search(&packer, true).expect("checks every transition"))
-        });
+        let (levels, transitions, violated, visited_bytes, peak) =
+            pool.install(|| self.search(&packer));
         let seconds = start.elapsed().as_secs_f64();
         let mut violations = Vec::new();
         for inv in Invariant::ALL {
@@ -214,14 +234,14 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             max_depth: levels.len() as u32 - 1,
             levels,
             violations,
-            visited_bytes: shards.iter().map(KeySet::bytes).sum(),
+            visited_bytes,
             peak_frontier: peak,
             seconds,
         })
     }
 
     #[inline]
-    fn key(&self, packer: &Packer, state: &model::State) -> u64 {
+    fn key(&self, packer: &Packer, state: &State) -> u64 {
         if self.symmetry {
             packer.pack_canonical(state)
         } else {
@@ -229,174 +249,184 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
     }
 
-    /// The breadth-first search. With `per_transition` false, the state
-    /// invariants are checked once per state (see `state_verdict`), and
-    /// `None` means that a successor did not round-trip through its key.
-    fn search(&self, packer: &Packer, per_transition: bool) -> Option<Searched> {
-        let mut shards: Vec<KeySet> = (0..SHARDS).map(|_| KeySet::with_capacity(64)).collect();
+    /// The breadth-first search, level by level; each level in rounds of
+    /// [`ROUND`] chunks (see the module documentation).
+    fn search(&self, packer: &Packer) -> Searched {
+        let mut set = SharedKeySet::with_capacity(1024);
         let init = self.key(packer, &self.device.initial());
-        shards[shard_of(init)].insert(init);
-        // Per shard, the known states that violate a state invariant, with
-        // their verdicts. The initial state is reached by no transition, so
-        // its verdict counts nothing, but a transition back to it would.
-        // One set per state invariant: the keys of states that violate it.
-        let mut bad: Vec<[KeySet; 3]> = (0..SHARDS)
-            .map(|_| std::array::from_fn(|_| KeySet::with_capacity(0)))
-            .collect();
-        let init_verdict = if per_transition {
-            InvariantSet::EMPTY
-        } else {
-            self.state_verdict(packer, init)
-        };
-        remember(&mut bad[shard_of(init)], init, init_verdict);
+        set.reserve(0, 1);
+        set.insert(init);
+        let mut unique = 1usize;
+        // At most three requests a VM, Kubernetes' request and the event.
+        let most_per_state = 3 * self.device.vms() + 2;
         let mut frontier = vec![init];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
         let mut violated = [0u64; 4];
         let mut peak = 1usize;
         loop {
-            let chunks: Vec<ChunkOut> = frontier
-                .par_chunks(CHUNK)
-                .map(|chunk| self.expand(packer, chunk, per_transition))
-                .collect();
-            if !per_transition && chunks.iter().any(|c| c.inexact) {
-                return None;
-            }
-            for c in &chunks {
-                transitions += c.transitions;
-                for (v, n) in violated.iter_mut().zip(c.violated) {
-                    *v += n;
-                }
-            }
-            let next: Vec<(Vec<u64>, [u64; 4])> = shards
-                .par_iter_mut()
-                .zip(bad.par_iter_mut())
-                .enumerate()
-                .map(|(s, (set, bad))| {
-                    let mut fresh = Vec::new();
-                    let mut violated = [0u64; 4];
-                    // Whether this shard knows a violating state yet (none, for
-                    // a correct policy: then duplicates cost no extra probe).
-                    let mut any_bad = bad.iter().any(|known| !known.is_empty());
-                    for c in &chunks {
-                        for &k in &c.buckets[s] {
-                            if set.insert(k) {
-                                fresh.push(k);
-                                let v = if per_transition {
-                                    InvariantSet::EMPTY
-                                } else {
-                                    self.state_verdict(packer, k)
-                                };
-                                if !v.is_empty() {
-                                    any_bad = true;
-                                    remember(bad, k, v);
-                                    count(&mut violated, v);
-                                }
-                            } else if any_bad {
-                                for (known, inv) in bad.iter().zip(STATE_INVARIANTS) {
-                                    if known.contains(k) {
-                                        violated[inv as usize] += 1;
-                                    }
-                                }
-                            }
-                        }
+            let mut next = Vec::new();
+            for round in frontier.chunks(CHUNK * ROUND) {
+                set.reserve(unique, round.len() * most_per_state);
+                let outs: Vec<ChunkOut> = round
+                    .par_chunks(CHUNK)
+                    .map_init(Scratch::new, |scratch, chunk| {
+                        self.expand(packer, &set, chunk, scratch)
+                    })
+                    .collect();
+                for out in outs {
+                    transitions += out.transitions;
+                    for (total, n) in violated.iter_mut().zip(out.violated) {
+                        *total += n;
                     }
-                    (fresh, violated)
-                })
-                .collect();
-            drop(chunks);
-            for (_, v) in &next {
-                for (total, n) in violated.iter_mut().zip(v) {
-                    *total += n;
+                    unique += out.fresh.len();
+                    next.extend_from_slice(&out.fresh);
                 }
             }
-            let n: usize = next.iter().map(|(f, _)| f.len()).sum();
-            if n == 0 {
+            if next.is_empty() {
                 break;
             }
-            peak = peak.max(frontier.len() + n);
-            let mut nf = Vec::with_capacity(n);
-            for (part, _) in next {
-                nf.extend_from_slice(&part);
-            }
-            nf.par_sort_unstable();
-            frontier = nf;
-            levels.push(n as u64);
+            peak = peak.max(frontier.len() + next.len());
+            levels.push(next.len() as u64);
+            frontier = next;
         }
-        Some((levels, transitions, violated, shards, peak))
+        (levels, transitions, violated, set.bytes(), peak)
     }
 
-    /// The state invariants of the state packed in `key`. They depend on
-    /// that state alone, so the search checks them once, when the state is
-    /// first discovered, and counts the verdict again for every later
-    /// transition into it: the same counts as checking every transition.
-    #[inline]
-    fn state_verdict(&self, packer: &Packer, key: u64) -> InvariantSet {
-        // A canonical key (with symmetry) unpacks to a permutation of
-        // same-size slots of the state it stands for, and the state
-        // invariants do not tell such slots apart.
-        invariant::check_state(&self.device, &packer.unpack(key))
-    }
-
-    fn expand(&self, packer: &Packer, chunk: &[u64], per_transition: bool) -> ChunkOut {
+    /// Expands one chunk of the frontier: every enabled action of every
+    /// state, judged by every invariant, its successor inserted into the
+    /// visited set. The actions are taken kind by kind
+    /// ([`model::for_each_enabled_kind`]), so each kind's path through the
+    /// model runs many times in a row, and in batches of [`BATCH`]: apply
+    /// the batch's actions, then judge and pack their successors and
+    /// prefetch their buckets, then insert the previous batch's keys,
+    /// whose buckets have arrived meanwhile.
+    fn expand(
+        &self,
+        packer: &Packer,
+        set: &SharedKeySet,
+        chunk: &[u64],
+        scratch: &mut Scratch,
+    ) -> ChunkOut {
+        let n = self.device.vms();
         let mut out = ChunkOut {
-            buckets: (0..SHARDS)
-                // About 8.5 successors a state, spread over the shards.
-                .map(|_| Vec::with_capacity(chunk.len() * 10 / SHARDS + 8))
-                .collect(),
+            fresh: Vec::with_capacity(chunk.len() * 2),
             transitions: 0,
             violated: [0; 4],
-            inexact: false,
         };
-        let mut codes = [0u64; MAX_VMS];
-        let mut actions = [Action::takeover(); MAX_ENABLED];
-        for &key in chunk {
-            let state = packer.unpack(key);
-            if self.symmetry {
-                packer.codes(&state, &mut codes);
+        let Scratch {
+            states,
+            codes,
+            others,
+            kinds,
+        } = scratch;
+        states.clear();
+        states.extend(chunk.iter().map(|&k| packer.unpack(k)));
+        if self.symmetry {
+            codes.clear();
+            codes.extend(states.iter().map(|s| {
+                let mut c = [0u64; MAX_VMS];
+                packer.codes(s, &mut c);
+                c
+            }));
+        }
+        others.clear();
+        others.extend(states.iter().map(|s| {
+            // Each slot's tally joined with those after it, then with those
+            // before it: every slot but its own.
+            let mut t = [Tally::default(); MAX_VMS + 1];
+            let mut after = Tally::default();
+            for (others, vm) in t[..n].iter_mut().zip(&s.vms).rev() {
+                *others = after;
+                after = after.join(Tally::vm(vm));
             }
-            let n = model::enabled_into(self.policy, &self.device, &state, &mut actions);
-            out.transitions += n as u64;
-            for &a in &actions[..n] {
-                // `model::step`, with the state invariants left to the
-                // insertion phase (see `state_verdict`); the step
-                // invariant needs the state before the step, so it is
-                // checked here, on every transition.
-                let mut next = state;
-                model::apply_in_place(self.policy, &self.device, &mut next, a);
-                let mut verdict = invariant::check_step(&state, &next);
-                if per_transition {
-                    verdict = verdict.union(invariant::check_state(&self.device, &next));
+            t[MAX_VMS] = after;
+            let mut before = Tally::default();
+            for (others, vm) in t[..n].iter_mut().zip(&s.vms) {
+                *others = others.join(before);
+                before = before.join(Tally::vm(vm));
+            }
+            t
+        }));
+        for list in kinds.iter_mut() {
+            list.clear();
+        }
+        for (i, s) in states.iter().enumerate() {
+            model::for_each_enabled_kind(self.policy, &self.device, s, |kind, vm| {
+                kinds[kind].push(((i as u32) << 8) | u32::from(vm));
+            });
+        }
+
+        let mut nexts = [self.device.initial(); BATCH];
+        let mut keys = [0u64; BATCH];
+        let mut homes = [0usize; BATCH];
+        let mut pending = 0;
+        for (kind, list) in kinds.iter().enumerate() {
+            let template = model::kind_action(kind, 0);
+            let has_vm = model::kind_has_vm(kind);
+            out.transitions += list.len() as u64;
+            for batch in list.chunks(BATCH) {
+                for (&e, next) in batch.iter().zip(nexts.iter_mut()) {
+                    *next = states[(e >> 8) as usize];
+                    let a = Action {
+                        vm: e as u8,
+                        ..template
+                    };
+                    model::apply_in_place(self.policy, &self.device, next, a);
                 }
-                if !verdict.is_empty() {
-                    count(&mut out.violated, verdict);
+                for (j, (&e, next)) in batch.iter().zip(&nexts).enumerate() {
+                    let i = (e >> 8) as usize;
+                    let parent = &states[i];
+                    let vm = has_vm.then_some((e & 0xff) as usize);
+                    // `model::step`'s verdict: when no other slot changed,
+                    // from the new head and slot joined with the parent's
+                    // other slots; else in full.
+                    let same = packer.unchanged_but(parent, next, vm);
+                    let state_verdict = if same {
+                        let t = Tally::head(next).join(others[i][vm.unwrap_or(MAX_VMS)]);
+                        match vm {
+                            Some(v) => t.join(Tally::vm(&next.vms[v])),
+                            None => t,
+                        }
+                        .verdict(&self.device)
+                    } else {
+                        invariant::check_state(&self.device, next)
+                    };
+                    let verdict = state_verdict.union(invariant::check_step(parent, next));
+                    if !verdict.is_empty() {
+                        count(&mut out.violated, verdict);
+                    }
+                    let k = if self.symmetry {
+                        packer.pack_canonical_from_exact(parent, &codes[i], next).0
+                    } else if same {
+                        packer.repack(chunk[i], next, vm).0
+                    } else {
+                        packer.pack_exact(next).0
+                    };
+                    let home = set.home(k);
+                    set.prefetch(home);
+                    // The previous batch's key in this position: its bucket
+                    // was prefetched a batch ago.
+                    if j < pending && set.insert_from(keys[j], homes[j]) {
+                        out.fresh.push(keys[j]);
+                    }
+                    keys[j] = k;
+                    homes[j] = home;
                 }
-                let (k, exact) = if self.symmetry {
-                    packer.pack_canonical_from_exact(&state, &codes, &next)
-                } else {
-                    packer.pack_exact(&next)
-                };
-                out.inexact |= !exact;
-                out.buckets[shard_of(k)].push(k);
+                for j in batch.len()..pending {
+                    if set.insert_from(keys[j], homes[j]) {
+                        out.fresh.push(keys[j]);
+                    }
+                }
+                pending = batch.len();
+            }
+        }
+        for j in 0..pending {
+            if set.insert_from(keys[j], homes[j]) {
+                out.fresh.push(keys[j]);
             }
         }
         out
-    }
-}
-
-/// The invariants [`invariant::check_state`] judges.
-const STATE_INVARIANTS: [Invariant; 3] = [
-    Invariant::NoDoubleClaim,
-    Invariant::Conservation,
-    Invariant::HoldsMatchState,
-];
-
-/// Adds `key` to the set of each state invariant its `verdict` names.
-fn remember(bad: &mut [KeySet; 3], key: u64, verdict: InvariantSet) {
-    for (known, inv) in bad.iter_mut().zip(STATE_INVARIANTS) {
-        if verdict.contains(inv) {
-            known.insert(key);
-        }
     }
 }
 
@@ -405,11 +435,6 @@ fn count(violated: &mut [u64; 4], set: InvariantSet) {
     for inv in set.iter() {
         violated[inv as usize] += 1;
     }
-}
-
-#[inline]
-fn shard_of(key: u64) -> usize {
-    (crate::pack::mix(key) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
 /// A shortest trace from the initial state whose last action violates
@@ -499,47 +524,110 @@ mod tests {
         }
     }
 
-    fn counts<P: Policy + ?Sized>(c: &Checker<'_, P>, per_transition: bool) -> Option<Searched> {
-        let packer = Packer::new(&c.device);
-        c.search(&packer, per_transition)
-    }
-
-    /// Checking state invariants once per state gives the counts of
-    /// checking every transition, with and without symmetry.
-    #[test]
-    fn once_per_state_counts_like_every_transition() {
-        let d = Device::uniform(2, 3, 1).unwrap();
-        for symmetry in [false, true] {
-            let policies: [&dyn Policy; 4] = [
-                &Builtin::Fixed,
-                &Builtin::Legacy,
-                &Builtin::Snapshot,
-                &Forgetful,
-            ];
-            for p in policies {
-                let c = Checker::new(p, d).symmetry(symmetry);
-                let (l1, t1, v1, _, _) = counts(&c, false).unwrap();
-                let (l2, t2, v2, _, _) = counts(&c, true).unwrap();
-                assert_eq!((l1, t1, v1), (l2, t2, v2), "{} {symmetry}", p.name());
+    /// Takes slot 0's GPUs away whenever another slot releases: a step of
+    /// one slot that changes another, so the checker cannot reuse the
+    /// parent's key and verdict for the other slots.
+    struct Meddler;
+    impl Policy for Meddler {
+        fn name(&self) -> &str {
+            "meddler"
+        }
+        fn release(&self, state: &mut State, vm: usize) {
+            state.release_to_free(vm);
+            if vm > 0 {
+                state.vms[0].held = 0;
             }
         }
-        let c = Checker::new(&Forgetful, d);
-        let (_, _, v, _, _) = counts(&c, false).unwrap();
-        assert!(v[Invariant::NoDoubleClaim as usize] > 0);
-        assert!(v[Invariant::HoldsMatchState as usize] > 0);
     }
 
-    /// A successor whose key loses a GPU sends the search back to checking
-    /// every transition, which sees the phantom GPU on every one.
+    /// The plainest checker: breadth-first with a `HashSet`, every
+    /// transition taken with `model::step` and judged by
+    /// `invariant::check`, states expanded as their keys unpack (as the
+    /// checker does).
+    fn reference<P: Policy + ?Sized>(
+        p: &P,
+        d: Device,
+        symmetry: bool,
+    ) -> (Vec<u64>, u64, [u64; 4]) {
+        let packer = Packer::new(&d);
+        let key = |s: &State| {
+            if symmetry {
+                packer.pack_canonical(s)
+            } else {
+                packer.pack(s)
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        let init = key(&d.initial());
+        seen.insert(init);
+        let (mut frontier, mut levels, mut transitions, mut violated) =
+            (vec![init], vec![1u64], 0u64, [0u64; 4]);
+        loop {
+            let mut next = Vec::new();
+            for &k in &frontier {
+                let state = packer.unpack(k);
+                for a in model::enabled(p, &d, &state) {
+                    let t = model::step(p, &d, &state, a);
+                    transitions += 1;
+                    count(&mut violated, t.violations);
+                    let nk = key(&t.state);
+                    if seen.insert(nk) {
+                        next.push(nk);
+                    }
+                }
+            }
+            if next.is_empty() {
+                return (levels, transitions, violated);
+            }
+            levels.push(next.len() as u64);
+            frontier = next;
+        }
+    }
+
+    /// The checker counts exactly what the plainest checker counts, for
+    /// correct and faulty policies (one whose states do not all round-trip
+    /// through their keys, one that changes slots other than the step's),
+    /// with and without symmetry, on one and two threads.
     #[test]
-    fn a_state_that_does_not_round_trip_falls_back() {
-        let d = Device::uniform(1, 1, 1).unwrap();
-        let c = Checker::new(&Phantom, d);
-        assert!(counts(&c, false).is_none());
-        let report = c.run().unwrap();
-        let (_, _, v, _, _) = counts(&c, true).unwrap();
-        let found = report.violated(Invariant::Conservation).unwrap();
-        assert_eq!(found.transitions, v[Invariant::Conservation as usize]);
-        assert!(found.transitions > 0);
+    fn counts_like_the_plainest_checker() {
+        let policies: [&dyn Policy; 6] = [
+            &Builtin::Fixed,
+            &Builtin::Legacy,
+            &Builtin::Snapshot,
+            &Forgetful,
+            &Phantom,
+            &Meddler,
+        ];
+        for (g, v) in [(1, 1), (1, 3), (2, 2), (2, 3)] {
+            let d = Device::uniform(g, v, 1).unwrap();
+            for p in policies {
+                for symmetry in [false, true] {
+                    let want = reference(p, d, symmetry);
+                    for threads in [1, 2] {
+                        let c = Checker::new(p, d).symmetry(symmetry).threads(threads);
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let (levels, transitions, violated, _, _) =
+                            pool.install(|| c.search(&Packer::new(&d)));
+                        assert_eq!(
+                            (levels, transitions, violated),
+                            want,
+                            "{} G={g} V={v} symmetry={symmetry} threads={threads}",
+                            p.name()
+                        );
+                    }
+                }
+            }
+        }
+        let d = Device::uniform(2, 3, 1).unwrap();
+        let (_, _, v) = reference(&Forgetful, d, false);
+        assert!(v[Invariant::NoDoubleClaim as usize] > 0);
+        assert!(v[Invariant::HoldsMatchState as usize] > 0);
+        let (_, _, v) = reference(&Meddler, d, false);
+        assert!(v[Invariant::Conservation as usize] > 0);
+        let (_, _, v) = reference(&Phantom, Device::uniform(1, 1, 1).unwrap(), false);
+        assert!(v[Invariant::Conservation as usize] > 0);
     }
 }

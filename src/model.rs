@@ -357,6 +357,7 @@ impl fmt::Display for KubeState {
 /// `gpus=N` option; exploration never uses that option, so there it is a
 /// constant and not part of a state's identity (see [`State::key`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Vm {
     pub life: VmState,
     pub held: GpuSet,
@@ -376,6 +377,7 @@ impl Vm {
 /// The sets are kept separately on purpose: a faulty policy can make them
 /// overlap or lose a GPU, and the invariants must be able to see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct State {
     pub free: GpuSet,
     pub kube_held: GpuSet,
@@ -385,7 +387,22 @@ pub struct State {
     pub vms: [Vm; MAX_VMS],
 }
 
+/// A [`Vm`] is three bytes with no padding (see [`State::vm_bytes`]).
+const _: () = assert!(std::mem::size_of::<Vm>() == 3 && std::mem::align_of::<Vm>() == 1);
+
 impl State {
+    /// The VM slots as raw bytes, three a slot (the state's byte, `held`,
+    /// `size`): two slots are equal exactly when their bytes are, so a
+    /// packer can see which slots a step changed with a few word compares.
+    #[inline(always)]
+    pub fn vm_bytes(&self) -> &[u8; 3 * MAX_VMS] {
+        // SAFETY: `Vm` is `repr(C)` with three one-byte fields (`VmState`
+        // is one byte, asserted next to it), so it has size 3, alignment 1
+        // and no padding (asserted above), and `[Vm; MAX_VMS]` is exactly
+        // `3 * MAX_VMS` initialised bytes. The reference borrows `self`.
+        unsafe { &*(&self.vms as *const [Vm; MAX_VMS]).cast::<[u8; 3 * MAX_VMS]>() }
+    }
+
     /// Take the `n` lowest-numbered free GPUs into `held[vm]`; false (and no
     /// change) when `free` has fewer than `n`.
     #[inline]
@@ -921,6 +938,62 @@ pub fn enabled_into<P: Policy + ?Sized>(
     buf[n] = Action::takeover();
     n += usize::from(policy.takeover_enabled(state));
     n
+}
+
+/// How many kinds of action [`for_each_enabled_kind`] tells apart: three
+/// per VM state (a VM in one state has at most three requests), then
+/// Kubernetes' begin and end of configure, then `kube-takeover`.
+pub const ACTION_KINDS: usize = 3 * VmState::ALL.len() + 3;
+
+/// The first kind that is not a VM's action.
+const KUBE_KINDS: usize = 3 * VmState::ALL.len();
+
+/// The action of kind `kind` ([`for_each_enabled_kind`]) for slot `vm`
+/// (ignored for Kubernetes' actions and events).
+#[inline]
+pub fn kind_action(kind: usize, vm: u8) -> Action {
+    if kind < KUBE_KINDS {
+        let life = VmState::ALL[kind / 3];
+        Action {
+            vm,
+            ..LIFE_TABLES[usize::from(life.repr_byte())].enabled[kind % 3]
+        }
+    } else {
+        KUBE_ACTIONS[kind - KUBE_KINDS]
+    }
+}
+
+/// Whether actions of kind `kind` belong to a VM slot.
+#[inline(always)]
+pub fn kind_has_vm(kind: usize) -> bool {
+    kind < KUBE_KINDS
+}
+
+/// The actions of [`enabled_into`], in the same order, each as its kind
+/// and slot: `f(kind, vm)` stands for [`kind_action`]`(kind, vm)`. Every
+/// action of one kind takes the same path through [`apply_in_place`], so
+/// an engine that applies a state's actions grouped by kind takes each
+/// branch the same way many times in a row.
+#[inline]
+pub fn for_each_enabled_kind<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    mut f: impl FnMut(usize, u8),
+) {
+    for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
+        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+        let first = 3 * usize::from(info.index);
+        for j in 0..usize::from(info.enabled_len) {
+            f(first + j, i as u8);
+        }
+    }
+    if state.kube != KubeState::Configured {
+        f(KUBE_KINDS + usize::from(state.kube.index()), 0);
+    }
+    if policy.takeover_enabled(state) {
+        f(KUBE_KINDS + 2, 0);
+    }
 }
 
 /// Kubernetes' request in each of its states, by [`KubeState::index`]

@@ -10,6 +10,10 @@
 //! The VM's `size` is not packed: exploration never uses the `gpus=N`
 //! option, so a slot's size is always the device's.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
 use crate::model::{Device, KubeState, MAX_VMS, State, VmState};
 
 /// Packs and unpacks the states of one device.
@@ -26,7 +30,14 @@ pub struct Packer {
     /// Whether slots of equal size form one group (every slot the same
     /// size), the common case for symmetry reduction.
     uniform: bool,
+    /// Per slot `v` (and `MAX_VMS` for none), over the words of
+    /// [`State::vm_bytes`]: ones on the bytes of every slot of the device
+    /// but `v` (see [`Packer::pack_step`]).
+    other_slots: [[u64; VM_WORDS]; MAX_VMS + 1],
 }
+
+/// Words of eight bytes that [`State::vm_bytes`] fills.
+const VM_WORDS: usize = (3 * MAX_VMS).div_ceil(8);
 
 impl Packer {
     pub fn new(device: &Device) -> Packer {
@@ -46,6 +57,17 @@ impl Packer {
             g,
             bits: 3 * g + 2 + v * (4 + g),
             uniform: sizes.windows(2).all(|w| w[0] == w[1]),
+            other_slots: {
+                let mut masks = [[0u64; VM_WORDS]; MAX_VMS + 1];
+                for (changed, mask) in masks.iter_mut().enumerate() {
+                    for byte in 0..3 * v as usize {
+                        if byte / 3 != changed {
+                            mask[byte / 8] |= 0xff << (8 * (byte % 8));
+                        }
+                    }
+                }
+                masks
+            },
         }
     }
 
@@ -118,6 +140,71 @@ impl Packer {
             resized |= vm.size ^ t.size;
             let index = self.life_index[usize::from(life_byte(vm.life))];
             key = (key << shift) | (u64::from(index) << self.g) | u64::from(vm.held);
+        }
+        (key, stray & !self.device.all() == 0 && resized == 0)
+    }
+
+    /// Whether `next` has every VM slot of `parent` but `vm` (every slot,
+    /// for `None`) unchanged: a few word compares over
+    /// [`State::vm_bytes`].
+    #[inline(always)]
+    pub fn unchanged_but(&self, parent: &State, next: &State, vm: Option<usize>) -> bool {
+        let mask = &self.other_slots[vm.unwrap_or(MAX_VMS)];
+        let (pb, nb) = (parent.vm_bytes(), next.vm_bytes());
+        let mut diff = 0u64;
+        let words = (3 * self.device.vms()).div_ceil(8);
+        for ((p, n), m) in pb
+            .chunks_exact(8)
+            .zip(nb.chunks_exact(8))
+            .zip(mask)
+            .take(words)
+        {
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            diff |= (word(p) ^ word(n)) & m;
+        }
+        diff == 0
+    }
+
+    /// [`Packer::pack_exact`]`(next)` for a state `next` made by one step
+    /// from `parent`, whose key is `parent_key`, where the step was an action
+    /// of slot `vm` (`None` for Kubernetes' actions and events). When the
+    /// step changed no other slot ([`Packer::unchanged_but`]; every
+    /// built-in policy's steps) the key is the parent's with the head and
+    /// that slot's part replaced; otherwise (a policy may change any slot)
+    /// it is packed in full. The result is the same either way.
+    ///
+    /// `parent` must be exact ([`Packer::pack_exact`] said true for it), as
+    /// every state the checker expands is.
+    #[inline(always)]
+    pub fn pack_step(
+        &self,
+        parent_key: u64,
+        parent: &State,
+        next: &State,
+        vm: Option<usize>,
+    ) -> (u64, bool) {
+        if self.unchanged_but(parent, next, vm) {
+            self.repack(parent_key, next, vm)
+        } else {
+            self.pack_exact(next)
+        }
+    }
+
+    /// [`Packer::pack_step`] when [`Packer::unchanged_but`] said true.
+    #[inline(always)]
+    pub fn repack(&self, parent_key: u64, next: &State, vm: Option<usize>) -> (u64, bool) {
+        let n = self.device.vms();
+        let shift = 4 + self.g;
+        let body = n as u32 * shift;
+        let mut stray = next.free | next.kube_held | next.snapshot;
+        let mut key = (parent_key & ((1u64 << body) - 1)) | (self.head(next) << body);
+        let mut resized = 0u8;
+        if let Some(changed) = vm.filter(|&v| v < n) {
+            let v = &next.vms[changed];
+            stray |= v.held;
+            resized = v.size ^ self.template.vms[changed].size;
+            let off = (n - 1 - changed) as u32 * shift;
+            key = (key & !(((1u64 << shift) - 1) << off)) | (self.vm_code(next, changed) << off);
         }
         (key, stray & !self.device.all() == 0 && resized == 0)
     }
@@ -301,19 +388,44 @@ pub fn mix(x: u64) -> u64 {
     crate::seed::splitmix64(x.rotate_left(17))
 }
 
-/// A set of `u64` keys: open addressing, linear probing, `u64::MAX` marks
-/// an empty slot (no packed state is all ones: a VM state index is at most
-/// 9). 8 bytes a slot. The slot count is not a power of two: a key's home
-/// slot is the high half of (hash x slots), and the table grows by half
-/// when it is 3/4 full, so it is always between 1/2 and 3/4 full once it
-/// has grown: 10.7 to 16 bytes per key.
+/// A set of `u64` keys: open addressing over buckets of eight keys, one
+/// 64-byte cache line each; `u64::MAX` marks an empty slot (no packed state
+/// is all ones: a VM state index is at most 9). A key lives in its home
+/// bucket (the high half of hash x buckets), or, when that bucket was full,
+/// in the next one with room (linear probing by bucket). Nothing is ever
+/// removed, so a bucket's keys fill its slots from the left and a search
+/// can stop at the first bucket with an empty slot. A lookup compares all
+/// eight keys of a bucket without a branch per slot: almost every key is
+/// found, or placed, in its home bucket, so the one branch that remains
+/// (was it there?) is the only one a lookup can mispredict. The bucket
+/// count is not a power of two; the table grows by half when it is 3/4
+/// full, so it is always between 1/2 and 3/4 full once it has grown: 10.7
+/// to 16 bytes per key.
 #[derive(Clone, Debug)]
 pub struct KeySet {
-    slots: Vec<u64>,
+    buckets: Vec<Bucket>,
     len: usize,
 }
 
+/// Eight key slots in one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket([u64; 8]);
+
 const EMPTY: u64 = u64::MAX;
+const EMPTY_BUCKET: Bucket = Bucket([EMPTY; 8]);
+
+impl Bucket {
+    /// One bit per slot: set where the slot holds `key`.
+    #[inline(always)]
+    fn matches(&self, key: u64) -> u32 {
+        let mut m = 0u32;
+        for (j, &k) in self.0.iter().enumerate() {
+            m |= u32::from(k == key) << j;
+        }
+        m
+    }
+}
 
 impl Default for KeySet {
     fn default() -> Self {
@@ -325,7 +437,7 @@ impl KeySet {
     /// A set that holds `n` keys before it grows.
     pub fn with_capacity(n: usize) -> KeySet {
         KeySet {
-            slots: vec![EMPTY; n.max(4) * 4 / 3 + 2],
+            buckets: vec![EMPTY_BUCKET; (n.max(4) * 4 / 3).div_ceil(8) + 1],
             len: 0,
         }
     }
@@ -337,35 +449,36 @@ impl KeySet {
     }
     /// Bytes the slots take.
     pub fn bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<u64>()
+        self.buckets.len() * std::mem::size_of::<Bucket>()
     }
     /// Empties the set, keeping its slots.
     pub fn clear(&mut self) {
         if self.len > 0 {
-            self.slots.fill(EMPTY);
+            self.buckets.fill(EMPTY_BUCKET);
             self.len = 0;
         }
     }
-    #[inline]
-    fn home(key: u64, slots: usize) -> usize {
+    #[inline(always)]
+    fn home(key: u64, buckets: usize) -> usize {
         let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        ((u128::from(h) * slots as u128) >> 64) as usize
+        ((u128::from(h) * buckets as u128) >> 64) as usize
     }
     /// Inserts `key`; true when it was not there yet.
     #[inline]
     pub fn insert(&mut self, key: u64) -> bool {
         debug_assert_ne!(key, EMPTY);
-        let n = self.slots.len();
+        let n = self.buckets.len();
         let mut i = Self::home(key, n);
         loop {
-            let k = self.slots[i];
-            if k == key {
+            let b = &mut self.buckets[i];
+            if b.matches(key) != 0 {
                 return false;
             }
-            if k == EMPTY {
-                self.slots[i] = key;
+            let empty = b.matches(EMPTY);
+            if empty != 0 {
+                b.0[empty.trailing_zeros() as usize] = key;
                 self.len += 1;
-                if self.len * 4 > n * 3 {
+                if self.len * 4 > n * 8 * 3 {
                     self.grow();
                 }
                 return true;
@@ -377,14 +490,14 @@ impl KeySet {
         }
     }
     pub fn contains(&self, key: u64) -> bool {
-        let n = self.slots.len();
+        let n = self.buckets.len();
         let mut i = Self::home(key, n);
         loop {
-            let k = self.slots[i];
-            if k == key {
+            let b = &self.buckets[i];
+            if b.matches(key) != 0 {
                 return true;
             }
-            if k == EMPTY {
+            if b.matches(EMPTY) != 0 {
                 return false;
             }
             i += 1;
@@ -394,20 +507,177 @@ impl KeySet {
         }
     }
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.slots);
+        let old = std::mem::take(&mut self.buckets);
         let n = old.len() + old.len() / 2;
-        self.slots = vec![EMPTY; n];
-        for k in old.into_iter().filter(|&k| k != EMPTY) {
-            let mut i = Self::home(k, n);
-            while self.slots[i] != EMPTY {
-                i += 1;
-                if i == n {
-                    i = 0;
+        self.buckets = vec![EMPTY_BUCKET; n];
+        for b in &old {
+            for &k in b.0.iter().filter(|&&k| k != EMPTY) {
+                let mut i = Self::home(k, n);
+                loop {
+                    let empty = self.buckets[i].matches(EMPTY);
+                    if empty != 0 {
+                        self.buckets[i].0[empty.trailing_zeros() as usize] = k;
+                        break;
+                    }
+                    i += 1;
+                    if i == n {
+                        i = 0;
+                    }
                 }
             }
-            self.slots[i] = k;
         }
     }
+}
+
+/// A set of `u64` keys that several threads insert into at once: the
+/// layout of [`KeySet`] (buckets of eight keys, one cache line each,
+/// `u64::MAX` for an empty slot) with atomic slots. A key is claimed by a
+/// compare-and-swap on the first empty slot of the first bucket with room;
+/// slots are written once and fill each bucket from the left, so a search
+/// can still stop at the first bucket with an empty slot, and two threads
+/// inserting the same key agree on which of them inserted it.
+///
+/// The table does not grow while it is shared: the owner calls
+/// [`SharedKeySet::reserve`] between rounds of insertions, with a bound on
+/// how many keys the next round can add, and the table keeps every such
+/// bound at most 3/4 full (it grows by half, or to the bound if that is
+/// more).
+#[derive(Debug)]
+pub struct SharedKeySet {
+    buckets: Vec<AtomicBucket>,
+    len: usize,
+}
+
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct AtomicBucket([AtomicU64; 8]);
+
+impl AtomicBucket {
+    fn empty() -> AtomicBucket {
+        AtomicBucket(std::array::from_fn(|_| AtomicU64::new(EMPTY)))
+    }
+}
+
+impl SharedKeySet {
+    /// A set that holds `n` keys before it needs to grow.
+    pub fn with_capacity(n: usize) -> SharedKeySet {
+        SharedKeySet {
+            buckets: (0..Self::buckets_for(n))
+                .map(|_| AtomicBucket::empty())
+                .collect(),
+            len: 0,
+        }
+    }
+    fn buckets_for(n: usize) -> usize {
+        (n.max(4) * 4 / 3).div_ceil(8) + 1
+    }
+    /// Keys inserted before the last [`SharedKeySet::reserve`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Bytes the slots take.
+    pub fn bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<AtomicBucket>()
+    }
+    /// Records that the set now holds `len` keys (what the inserts since the
+    /// last call returned true for, added up by the caller) and makes room
+    /// for `additional` more, growing by half (or more) when the total
+    /// would pass 3/4 of the slots. The rehash runs on the current rayon
+    /// pool.
+    pub fn reserve(&mut self, len: usize, additional: usize) {
+        self.len = len;
+        let need = len + additional;
+        let slots = self.buckets.len() * 8;
+        if need * 4 <= slots * 3 {
+            return;
+        }
+        let n = (self.buckets.len() + self.buckets.len() / 2).max(Self::buckets_for(need));
+        let old = std::mem::replace(
+            &mut self.buckets,
+            (0..n).map(|_| AtomicBucket::empty()).collect(),
+        );
+        old.par_chunks(1024).for_each(|part| {
+            for b in part {
+                for slot in &b.0 {
+                    let k = slot.load(Ordering::Relaxed);
+                    if k != EMPTY {
+                        self.insert_from(k, self.home(k));
+                    }
+                }
+            }
+        });
+    }
+    /// The bucket where a search for `key` begins.
+    #[inline(always)]
+    pub fn home(&self, key: u64) -> usize {
+        KeySet::home(key, self.buckets.len())
+    }
+    /// Asks the processor to start loading bucket `home` (a hint: it
+    /// changes nothing but timing).
+    #[inline(always)]
+    pub fn prefetch(&self, home: usize) {
+        prefetch_line((&self.buckets[home] as *const AtomicBucket).cast::<i8>());
+    }
+    /// Inserts `key`; true when it was not there yet (for exactly one of
+    /// the threads inserting it). The set must have room (see
+    /// [`SharedKeySet::reserve`]).
+    #[inline]
+    pub fn insert(&self, key: u64) -> bool {
+        self.insert_from(key, self.home(key))
+    }
+    /// [`SharedKeySet::insert`] with the key's [`SharedKeySet::home`].
+    #[inline]
+    pub fn insert_from(&self, key: u64, home: usize) -> bool {
+        debug_assert_ne!(key, EMPTY);
+        let n = self.buckets.len();
+        let mut i = home;
+        loop {
+            let b = &self.buckets[i].0;
+            let mut found = 0u32;
+            let mut empty = 0u32;
+            for (j, slot) in b.iter().enumerate() {
+                let k = slot.load(Ordering::Relaxed);
+                found |= u32::from(k == key) << j;
+                empty |= u32::from(k == EMPTY) << j;
+            }
+            if found != 0 {
+                return false;
+            }
+            if empty != 0 {
+                // Slots fill from the left and are written once: try each
+                // from the first empty one; a lost race either put this key
+                // there (found) or another key (try the next slot).
+                for slot in &b[empty.trailing_zeros() as usize..] {
+                    match slot.compare_exchange(EMPTY, key, Ordering::Relaxed, Ordering::Relaxed) {
+                        Ok(_) => return true,
+                        Err(k) if k == key => return false,
+                        Err(_) => {}
+                    }
+                }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+}
+
+/// A hint to the processor to start loading the cache line at `p`; nothing
+/// is read through it.
+#[inline(always)]
+fn prefetch_line(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a prefetch only hints the cache, never faults and reads
+        // nothing; `p` points into a live allocation.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]
