@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::invariant::{self, Invariant, InvariantSet, Tally};
+use crate::invariant::{self, Invariant, InvariantSet};
 use crate::model::{self, Action, Device, MAX_VMS, State};
 use crate::pack::{KeySet, Packer, SharedKeySet};
 use crate::policy::Policy;
@@ -140,6 +140,8 @@ struct ChunkOut {
     fresh: Vec<u64>,
     transitions: u64,
     violated: [u64; 4],
+    /// Some successor is not exactly the state its key unpacks to.
+    inexact: bool,
 }
 
 /// A worker's buffers, kept from chunk to chunk.
@@ -147,24 +149,41 @@ struct Scratch {
     states: Vec<State>,
     /// Per state, with symmetry: its VMs' parts of the key.
     codes: Vec<[u64; MAX_VMS]>,
-    /// Per state: for each slot `v`, the [`Tally`] of every other slot;
-    /// at `MAX_VMS`, of every slot.
-    others: Vec<[Tally; MAX_VMS + 1]>,
     /// Per kind of action ([`model::for_each_enabled_kind`]): the enabled
-    /// actions of that kind, as state index << 8 | slot.
+    /// actions of that kind, as state index << 8 | slot; `len[kind]` of
+    /// them are in use.
     kinds: Vec<Vec<u32>>,
+    len: Vec<usize>,
 }
 
 impl Scratch {
-    fn new() -> Scratch {
+    fn new(vms: usize) -> Scratch {
         Scratch {
             states: Vec::with_capacity(CHUNK),
             codes: Vec::new(),
-            others: Vec::with_capacity(CHUNK),
-            kinds: (0..model::ACTION_KINDS).map(|_| Vec::new()).collect(),
+            // A state has at most one action of a kind per slot.
+            kinds: (0..model::ACTION_KINDS)
+                .map(|_| vec![0; CHUNK * vms.max(1)])
+                .collect(),
+            len: vec![0; model::ACTION_KINDS],
         }
     }
 }
+
+/// How the search judges the state invariants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Judge {
+    /// Once per state, when it is first inserted; its verdict is kept as
+    /// the tag of its key in the visited set and counted again for every
+    /// later transition into it.
+    OncePerState,
+    /// On every transition.
+    EveryTransition,
+}
+
+/// Tag bits of a key in the visited set with [`Judge::OncePerState`]: one
+/// per state invariant.
+const TAG_BITS: u32 = 3;
 
 /// What a search found: unique states per level, transitions, violating
 /// transitions per invariant, the visited set's bytes and the peak
@@ -204,7 +223,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             .expect("building the worker pool");
         let start = Instant::now();
         let (levels, transitions, violated, visited_bytes, peak) =
-            pool.install(|| self.search(&packer));
+            pool.install(|| self.search_any(&packer));
         let seconds = start.elapsed().as_secs_f64();
         let mut violations = Vec::new();
         for inv in Invariant::ALL {
@@ -240,6 +259,21 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         })
     }
 
+    /// The search, judging state invariants once per state when the keys
+    /// leave room for the verdict's tag and every successor is exactly the
+    /// state its key unpacks to; otherwise (a policy that puts a GPU the
+    /// device lacks into a set, or changes a slot's size, makes states its
+    /// keys do not keep) on every transition, as `model::step` does.
+    fn search_any(&self, packer: &Packer) -> Searched {
+        if packer.bits() + TAG_BITS <= 64
+            && let Some(found) = self.search(packer, Judge::OncePerState)
+        {
+            return found;
+        }
+        self.search(packer, Judge::EveryTransition)
+            .expect("judging every transition needs no exact keys")
+    }
+
     #[inline]
     fn key(&self, packer: &Packer, state: &State) -> u64 {
         if self.symmetry {
@@ -250,12 +284,26 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     }
 
     /// The breadth-first search, level by level; each level in rounds of
-    /// [`ROUND`] chunks (see the module documentation).
-    fn search(&self, packer: &Packer) -> Searched {
-        let mut set = SharedKeySet::with_capacity(1024);
+    /// [`ROUND`] chunks (see the module documentation). `None` when judging
+    /// once per state and a successor is not exactly its key's state.
+    fn search(&self, packer: &Packer, judge: Judge) -> Option<Searched> {
+        let tag_bits = if judge == Judge::OncePerState {
+            TAG_BITS
+        } else {
+            0
+        };
+        let mut set = SharedKeySet::with_capacity(1024, tag_bits);
         let init = self.key(packer, &self.device.initial());
         set.reserve(0, 1);
-        set.insert(init);
+        // The initial state is reached by no transition: its verdict counts
+        // nothing, but a transition back to it would.
+        let init_tag = match judge {
+            Judge::OncePerState => {
+                u64::from(invariant::check_state(&self.device, &packer.unpack(init)).bits())
+            }
+            Judge::EveryTransition => 0,
+        };
+        set.insert_with(init, set.home(init), || init_tag);
         let mut unique = 1usize;
         // At most three requests a VM, Kubernetes' request and the event.
         let most_per_state = 3 * self.device.vms() + 2;
@@ -264,17 +312,22 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let mut transitions = 0u64;
         let mut violated = [0u64; 4];
         let mut peak = 1usize;
+        let vms = self.device.vms();
         loop {
             let mut next = Vec::new();
             for round in frontier.chunks(CHUNK * ROUND) {
                 set.reserve(unique, round.len() * most_per_state);
                 let outs: Vec<ChunkOut> = round
                     .par_chunks(CHUNK)
-                    .map_init(Scratch::new, |scratch, chunk| {
-                        self.expand(packer, &set, chunk, scratch)
-                    })
+                    .map_init(
+                        || Scratch::new(vms),
+                        |scratch, chunk| self.expand(packer, &set, judge, chunk, scratch),
+                    )
                     .collect();
                 for out in outs {
+                    if out.inexact && judge == Judge::OncePerState {
+                        return None;
+                    }
                     transitions += out.transitions;
                     for (total, n) in violated.iter_mut().zip(out.violated) {
                         *total += n;
@@ -290,7 +343,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             levels.push(next.len() as u64);
             frontier = next;
         }
-        (levels, transitions, violated, set.bytes(), peak)
+        Some((levels, transitions, violated, set.bytes(), peak))
     }
 
     /// Expands one chunk of the frontier: every enabled action of every
@@ -298,27 +351,28 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// visited set. The actions are taken kind by kind
     /// ([`model::for_each_enabled_kind`]), so each kind's path through the
     /// model runs many times in a row, and in batches of [`BATCH`]: apply
-    /// the batch's actions, then judge and pack their successors and
-    /// prefetch their buckets, then insert the previous batch's keys,
-    /// whose buckets have arrived meanwhile.
+    /// the batch's actions; then pack each successor and prefetch its
+    /// bucket, and insert the previous batch's successor in the same
+    /// position, whose bucket has arrived meanwhile.
     fn expand(
         &self,
         packer: &Packer,
         set: &SharedKeySet,
+        judge: Judge,
         chunk: &[u64],
         scratch: &mut Scratch,
     ) -> ChunkOut {
-        let n = self.device.vms();
         let mut out = ChunkOut {
             fresh: Vec::with_capacity(chunk.len() * 2),
             transitions: 0,
             violated: [0; 4],
+            inexact: false,
         };
         let Scratch {
             states,
             codes,
-            others,
             kinds,
+            len,
         } = scratch;
         states.clear();
         states.extend(chunk.iter().map(|&k| packer.unpack(k)));
@@ -330,43 +384,34 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 c
             }));
         }
-        others.clear();
-        others.extend(states.iter().map(|s| {
-            // Each slot's tally joined with those after it, then with those
-            // before it: every slot but its own.
-            let mut t = [Tally::default(); MAX_VMS + 1];
-            let mut after = Tally::default();
-            for (others, vm) in t[..n].iter_mut().zip(&s.vms).rev() {
-                *others = after;
-                after = after.join(Tally::vm(vm));
-            }
-            t[MAX_VMS] = after;
-            let mut before = Tally::default();
-            for (others, vm) in t[..n].iter_mut().zip(&s.vms) {
-                *others = others.join(before);
-                before = before.join(Tally::vm(vm));
-            }
-            t
-        }));
-        for list in kinds.iter_mut() {
-            list.clear();
-        }
+        len.fill(0);
         for (i, s) in states.iter().enumerate() {
             model::for_each_enabled_kind(self.policy, &self.device, s, |kind, vm| {
-                kinds[kind].push(((i as u32) << 8) | u32::from(vm));
+                kinds[kind][len[kind]] = ((i as u32) << 8) | u32::from(vm);
+                len[kind] += 1;
             });
         }
 
-        let mut nexts = [self.device.initial(); BATCH];
+        // Two batches in flight: the one being packed and the one being
+        // inserted, each with its successors, keys and buckets.
+        let mut nexts = [[self.device.initial(); BATCH]; 2];
         let mut keys = [0u64; BATCH];
         let mut homes = [0usize; BATCH];
         let mut pending = 0;
+        let mut cur = 0;
         for (kind, list) in kinds.iter().enumerate() {
+            let list = &list[..len[kind]];
             let template = model::kind_action(kind, 0);
             let has_vm = model::kind_has_vm(kind);
             out.transitions += list.len() as u64;
             for batch in list.chunks(BATCH) {
-                for (&e, next) in batch.iter().zip(nexts.iter_mut()) {
+                let (a, b) = nexts.split_at_mut(1);
+                let (now, before) = if cur == 0 {
+                    (&mut a[0], &b[0])
+                } else {
+                    (&mut b[0], &a[0])
+                };
+                for (&e, next) in batch.iter().zip(now.iter_mut()) {
                     *next = states[(e >> 8) as usize];
                     let a = Action {
                         vm: e as u8,
@@ -374,59 +419,77 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     };
                     model::apply_in_place(self.policy, &self.device, next, a);
                 }
-                for (j, (&e, next)) in batch.iter().zip(&nexts).enumerate() {
+                for (j, (&e, next)) in batch.iter().zip(now.iter()).enumerate() {
                     let i = (e >> 8) as usize;
                     let parent = &states[i];
-                    let vm = has_vm.then_some((e & 0xff) as usize);
-                    // `model::step`'s verdict: when no other slot changed,
-                    // from the new head and slot joined with the parent's
-                    // other slots; else in full.
-                    let same = packer.unchanged_but(parent, next, vm);
-                    let state_verdict = if same {
-                        let t = Tally::head(next).join(others[i][vm.unwrap_or(MAX_VMS)]);
-                        match vm {
-                            Some(v) => t.join(Tally::vm(&next.vms[v])),
-                            None => t,
-                        }
-                        .verdict(&self.device)
-                    } else {
-                        invariant::check_state(&self.device, next)
-                    };
-                    let verdict = state_verdict.union(invariant::check_step(parent, next));
+                    let mut verdict = invariant::check_step(parent, next);
+                    if judge == Judge::EveryTransition {
+                        verdict = verdict.union(invariant::check_state(&self.device, next));
+                    }
                     if !verdict.is_empty() {
                         count(&mut out.violated, verdict);
                     }
-                    let k = if self.symmetry {
-                        packer.pack_canonical_from_exact(parent, &codes[i], next).0
-                    } else if same {
-                        packer.repack(chunk[i], next, vm).0
+                    let vm = has_vm.then_some((e & 0xff) as usize);
+                    let (k, exact) = if self.symmetry {
+                        packer.pack_canonical_from_exact(parent, &codes[i], next)
                     } else {
-                        packer.pack_exact(next).0
+                        packer.pack_step(chunk[i], parent, next, vm)
                     };
+                    out.inexact |= !exact;
                     let home = set.home(k);
                     set.prefetch(home);
-                    // The previous batch's key in this position: its bucket
-                    // was prefetched a batch ago.
-                    if j < pending && set.insert_from(keys[j], homes[j]) {
-                        out.fresh.push(keys[j]);
+                    if j < pending {
+                        self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
                     }
                     keys[j] = k;
                     homes[j] = home;
                 }
                 for j in batch.len()..pending {
-                    if set.insert_from(keys[j], homes[j]) {
-                        out.fresh.push(keys[j]);
-                    }
+                    self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
                 }
                 pending = batch.len();
+                cur ^= 1;
             }
         }
+        let before = &nexts[cur ^ 1];
         for j in 0..pending {
-            if set.insert_from(keys[j], homes[j]) {
-                out.fresh.push(keys[j]);
-            }
+            self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
         }
         out
+    }
+
+    /// Inserts successor `next` (key `key`, bucket `home`) and, judging once
+    /// per state, counts its state's verdict: judged now if it is new, else
+    /// read from its key's tag.
+    #[inline(always)]
+    fn insert(
+        &self,
+        set: &SharedKeySet,
+        judge: Judge,
+        key: u64,
+        home: usize,
+        next: &State,
+        out: &mut ChunkOut,
+    ) {
+        let mut judged = InvariantSet::EMPTY;
+        let tag = set.insert_with(key, home, || {
+            if judge == Judge::OncePerState {
+                // A canonical key (with symmetry) stands for permutations
+                // of same-size slots, which no state invariant tells apart.
+                judged = invariant::check_state(&self.device, next);
+            }
+            u64::from(judged.bits())
+        });
+        let verdict = match tag {
+            None => {
+                out.fresh.push(key);
+                judged
+            }
+            Some(tag) => InvariantSet::from_bits(tag as u8),
+        };
+        if !verdict.is_empty() {
+            count(&mut out.violated, verdict);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::{Device, GpuSet, KubeState, LIFE_TABLES, State, Vm};
+use crate::model::{Device, GpuSet, KubeState, LIFE_TABLES, State};
 
 /// A named invariant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +53,16 @@ pub struct InvariantSet(u8);
 
 impl InvariantSet {
     pub const EMPTY: InvariantSet = InvariantSet(0);
+    /// The set as bits, one per invariant at its [`Invariant::ALL`]
+    /// position; the state invariants are the three lowest bits.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+    /// The set with these bits (see [`InvariantSet::bits`]); bits past the
+    /// last invariant are dropped.
+    pub fn from_bits(bits: u8) -> InvariantSet {
+        InvariantSet(bits & ((1 << Invariant::ALL.len()) - 1))
+    }
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -110,79 +120,30 @@ pub fn check(device: &Device, before: &State, after: &State) -> InvariantSet {
 /// Branch-free, since on random states every branch would mispredict:
 /// the sets are pairwise disjoint exactly when the sum of their sizes is
 /// the size of their union, and what a VM must hold comes from a table by
-/// its state (a table in `model`). It is a [`Tally`] of the state's parts.
+/// its state (a table in `model`).
 #[inline]
 pub fn check_state(device: &Device, after: &State) -> InvariantSet {
-    after.vms[..device.vms()]
-        .iter()
-        .fold(Tally::head(after), |t, vm| t.join(Tally::vm(vm)))
-        .verdict(device)
-}
-
-/// The state invariants over some of a state's parts (its head: `free`,
-/// Kubernetes and `held[kube]`; and any of its VM slots), in a form that
-/// joins: [`check_state`] is the verdict of the head joined with every
-/// slot, in any order and grouping. A checker that knows the join of a
-/// state's other slots judges a step that changed one slot from that slot
-/// and the new head alone.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// The union of the sets.
-    union: GpuSet,
-    /// The sum of their sizes (at most 8 GPUs in each of 26 sets).
-    sizes: u16,
-    /// Bit 0: some part breaks `holds-match-state`.
-    mismatch: u8,
-}
-
-impl Tally {
-    /// `free` and `held[kube]`; Kubernetes holds none until its configure
-    /// step ends.
-    #[inline(always)]
-    pub fn head(state: &State) -> Tally {
-        Tally {
-            union: state.free | state.kube_held,
-            sizes: u16::from(size_of_set(state.free)) + u16::from(size_of_set(state.kube_held)),
-            mismatch: u8::from(state.kube != KubeState::Configured)
-                & u8::from(state.kube_held != 0),
-        }
-    }
-
-    /// One VM slot: what it holds, and whether that fits its state.
-    #[inline(always)]
-    pub fn vm(vm: &Vm) -> Tally {
+    let mut union = after.free | after.kube_held;
+    let mut sizes = u32::from(size_of_set(after.free)) + u32::from(size_of_set(after.kube_held));
+    // Kubernetes holds none until its configure step ends.
+    let mut mismatch =
+        u8::from(after.kube != KubeState::Configured) & u8::from(after.kube_held != 0);
+    for vm in &after.vms[..device.vms()] {
         let n = size_of_set(vm.held);
+        union |= vm.held;
+        sizes += u32::from(n);
         let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
         let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
         let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
-        Tally {
-            union: vm.held,
-            sizes: u16::from(n),
-            mismatch: (wrong_size | holds_any) & 1,
-        }
+        mismatch |= (wrong_size | holds_any) & 1;
     }
-
-    /// Both parts together.
-    #[inline(always)]
-    pub fn join(self, other: Tally) -> Tally {
-        Tally {
-            union: self.union | other.union,
-            sizes: self.sizes + other.sizes,
-            mismatch: self.mismatch | other.mismatch,
-        }
-    }
-
-    /// The state invariants of a state whose parts are all in this tally.
-    #[inline(always)]
-    pub fn verdict(self, device: &Device) -> InvariantSet {
-        let double = u8::from(self.sizes != u16::from(size_of_set(self.union)));
-        let conservation = u8::from(self.union != device.all());
-        InvariantSet(
-            (double << Invariant::NoDoubleClaim as u8)
-                | (conservation << Invariant::Conservation as u8)
-                | (self.mismatch << Invariant::HoldsMatchState as u8),
-        )
-    }
+    let double = u8::from(sizes != u32::from(size_of_set(union)));
+    let conservation = u8::from(union != device.all());
+    InvariantSet(
+        (double << Invariant::NoDoubleClaim as u8)
+            | (conservation << Invariant::Conservation as u8)
+            | (mismatch << Invariant::HoldsMatchState as u8),
+    )
 }
 
 /// How many GPUs a set has. The crate is built for baseline x86-64, which

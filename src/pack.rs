@@ -529,13 +529,15 @@ impl KeySet {
     }
 }
 
-/// A set of `u64` keys that several threads insert into at once: the
-/// layout of [`KeySet`] (buckets of eight keys, one cache line each,
-/// `u64::MAX` for an empty slot) with atomic slots. A key is claimed by a
-/// compare-and-swap on the first empty slot of the first bucket with room;
-/// slots are written once and fill each bucket from the left, so a search
-/// can still stop at the first bucket with an empty slot, and two threads
-/// inserting the same key agree on which of them inserted it.
+/// A set of `u64` keys that several threads insert into at once, each key
+/// with a small tag (the checker's: the state invariants its state
+/// violates): the layout of [`KeySet`] (buckets of eight slots, one cache
+/// line each, `u64::MAX` for an empty slot) with atomic slots, a slot
+/// holding `key << tag_bits | tag`. A key is claimed by a compare-and-swap
+/// on the first empty slot of the first bucket with room; slots are
+/// written once and fill each bucket from the left, so a search can still
+/// stop at the first bucket with an empty slot, and two threads inserting
+/// the same key agree on which of them inserted it (and on its tag).
 ///
 /// The table does not grow while it is shared: the owner calls
 /// [`SharedKeySet::reserve`] between rounds of insertions, with a bound on
@@ -546,6 +548,7 @@ impl KeySet {
 pub struct SharedKeySet {
     buckets: Vec<AtomicBucket>,
     len: usize,
+    tag_bits: u32,
 }
 
 #[derive(Debug)]
@@ -559,13 +562,16 @@ impl AtomicBucket {
 }
 
 impl SharedKeySet {
-    /// A set that holds `n` keys before it needs to grow.
-    pub fn with_capacity(n: usize) -> SharedKeySet {
+    /// A set that holds `n` keys before it needs to grow, with tags of
+    /// `tag_bits` bits (at most 8). Keys must be below `2^(64 - tag_bits)`,
+    /// and a key with all those bits set must not have a tag with all bits
+    /// set (its slot would read as empty).
+    pub fn with_capacity(n: usize, tag_bits: u32) -> SharedKeySet {
+        assert!(tag_bits <= 8, "tags of at most 8 bits");
         SharedKeySet {
-            buckets: (0..Self::buckets_for(n))
-                .map(|_| AtomicBucket::empty())
-                .collect(),
+            buckets: (0..Self::buckets_for(n)).map(|_| AtomicBucket::empty()).collect(),
             len: 0,
+            tag_bits,
         }
     }
     fn buckets_for(n: usize) -> usize {
@@ -582,16 +588,15 @@ impl SharedKeySet {
     pub fn bytes(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<AtomicBucket>()
     }
-    /// Records that the set now holds `len` keys (what the inserts since the
-    /// last call returned true for, added up by the caller) and makes room
-    /// for `additional` more, growing by half (or more) when the total
-    /// would pass 3/4 of the slots. The rehash runs on the current rayon
-    /// pool.
+    /// Records that the set now holds `len` keys (the inserts since the
+    /// last call that found their key absent, added up by the caller) and
+    /// makes room for `additional` more, growing by half (or more) when
+    /// the total would pass 3/4 of the slots. The rehash runs on the
+    /// current rayon pool.
     pub fn reserve(&mut self, len: usize, additional: usize) {
         self.len = len;
         let need = len + additional;
-        let slots = self.buckets.len() * 8;
-        if need * 4 <= slots * 3 {
+        if need * 4 <= self.buckets.len() * 8 * 3 {
             return;
         }
         let n = (self.buckets.len() + self.buckets.len() / 2).max(Self::buckets_for(need));
@@ -600,12 +605,10 @@ impl SharedKeySet {
             (0..n).map(|_| AtomicBucket::empty()).collect(),
         );
         old.par_chunks(1024).for_each(|part| {
-            for b in part {
-                for slot in &b.0 {
-                    let k = slot.load(Ordering::Relaxed);
-                    if k != EMPTY {
-                        self.insert_from(k, self.home(k));
-                    }
+            for slot in part.iter().flat_map(|b| &b.0) {
+                let stored = slot.load(Ordering::Relaxed);
+                if stored != EMPTY {
+                    self.place(stored, self.home(stored >> self.tag_bits));
                 }
             }
         });
@@ -621,48 +624,74 @@ impl SharedKeySet {
     pub fn prefetch(&self, home: usize) {
         prefetch_line((&self.buckets[home] as *const AtomicBucket).cast::<i8>());
     }
-    /// Inserts `key`; true when it was not there yet (for exactly one of
-    /// the threads inserting it). The set must have room (see
+    /// Inserts `key` with the tag `tag()` unless it is there: `None` when
+    /// this call inserted it (exactly one of the threads inserting a key
+    /// does), else `Some` of the tag it was inserted with. `home` is
+    /// [`SharedKeySet::home`]`(key)`. The set must have room (see
     /// [`SharedKeySet::reserve`]).
     #[inline]
-    pub fn insert(&self, key: u64) -> bool {
-        self.insert_from(key, self.home(key))
-    }
-    /// [`SharedKeySet::insert`] with the key's [`SharedKeySet::home`].
-    #[inline]
-    pub fn insert_from(&self, key: u64, home: usize) -> bool {
-        debug_assert_ne!(key, EMPTY);
+    pub fn insert_with(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
+        let shifted = key << self.tag_bits;
+        let below = 1u64 << self.tag_bits;
         let n = self.buckets.len();
         let mut i = home;
         loop {
             let b = &self.buckets[i].0;
-            let mut found = 0u32;
-            let mut empty = 0u32;
-            for (j, slot) in b.iter().enumerate() {
-                let k = slot.load(Ordering::Relaxed);
-                found |= u32::from(k == key) << j;
-                empty |= u32::from(k == EMPTY) << j;
+            // The common case first, without a branch per slot: is it here?
+            let mut found = false;
+            for slot in b {
+                found |= (slot.load(Ordering::Relaxed) ^ shifted) < below;
             }
-            if found != 0 {
-                return false;
+            if found {
+                let stored = b
+                    .iter()
+                    .map(|slot| slot.load(Ordering::Relaxed))
+                    .find(|&k| (k ^ shifted) < below)
+                    .expect("a slot, once written, keeps its key");
+                return Some(stored & (below - 1));
             }
-            if empty != 0 {
+            let mut first_empty = 8;
+            for (j, slot) in b.iter().enumerate().rev() {
+                if slot.load(Ordering::Relaxed) == EMPTY {
+                    first_empty = j;
+                }
+            }
+            if first_empty < 8 {
+                let value = shifted | tag();
+                debug_assert_ne!(value, EMPTY);
                 // Slots fill from the left and are written once: try each
                 // from the first empty one; a lost race either put this key
                 // there (found) or another key (try the next slot).
-                for slot in &b[empty.trailing_zeros() as usize..] {
-                    match slot.compare_exchange(EMPTY, key, Ordering::Relaxed, Ordering::Relaxed) {
-                        Ok(_) => return true,
-                        Err(k) if k == key => return false,
+                for slot in &b[first_empty..] {
+                    match slot.compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed) {
+                        Ok(_) => return None,
+                        Err(k) if (k ^ shifted) < below => return Some(k & (below - 1)),
                         Err(_) => {}
                     }
                 }
+                // Filled by others meanwhile: the key may still be in a
+                // later bucket's first free slots, so go on searching.
+                return self.insert_from_next(value, i);
             }
             i += 1;
             if i == n {
                 i = 0;
             }
         }
+    }
+    /// Goes on inserting the slot value `value` after bucket `i` filled up
+    /// under a racing insertion (rare).
+    #[cold]
+    fn insert_from_next(&self, value: u64, i: usize) -> Option<u64> {
+        let next = if i + 1 == self.buckets.len() { 0 } else { i + 1 };
+        let tag = value & ((1u64 << self.tag_bits) - 1);
+        self.insert_with(value >> self.tag_bits, next, || tag)
+    }
+    /// Puts a slot value known to be absent (a rehash) in its place.
+    fn place(&self, value: u64, home: usize) {
+        let tag = value & ((1u64 << self.tag_bits) - 1);
+        let inserted = self.insert_with(value >> self.tag_bits, home, || tag);
+        debug_assert!(inserted.is_none());
     }
 }
 
