@@ -49,7 +49,7 @@ use crate::policy::Policy;
 /// Frontier states per work unit.
 const CHUNK: usize = 512;
 /// Chunks whose insertions share one reservation of the visited set.
-const ROUND: usize = 8;
+const ROUND: usize = 64;
 /// Transitions applied, judged and inserted together.
 const BATCH: usize = 32;
 
@@ -149,25 +149,36 @@ struct Scratch {
     states: Vec<State>,
     /// Per state, with symmetry: its VMs' parts of the key.
     codes: Vec<[u64; MAX_VMS]>,
-    /// Per kind of action ([`model::for_each_enabled_kind`]): the enabled
-    /// actions of that kind, as state index << 8 | slot; `len[kind]` of
-    /// them are in use.
-    kinds: Vec<Vec<u32>>,
-    len: Vec<usize>,
+    /// Per kind of action ([`model::for_each_enabled_kind`]), a stretch of
+    /// `stride` entries: the enabled actions of that kind, as state index
+    /// << 8 | slot.
+    kinds: Vec<u32>,
+    stride: usize,
 }
 
 impl Scratch {
-    fn new(vms: usize) -> Scratch {
-        Scratch {
-            states: Vec::with_capacity(CHUNK),
-            codes: Vec::new(),
-            // A state has at most one action of a kind per slot.
-            kinds: (0..model::ACTION_KINDS)
-                .map(|_| vec![0; CHUNK * vms.max(1)])
-                .collect(),
-            len: vec![0; model::ACTION_KINDS],
+    /// Makes room for a chunk of a device with `vms` slots.
+    fn fit(&mut self, vms: usize) {
+        // A state has at most one action of a kind per slot (and one of
+        // each of Kubernetes' kinds).
+        self.stride = CHUNK * vms.max(1);
+        let need = model::ACTION_KINDS * self.stride;
+        if self.kinds.len() < need {
+            self.kinds.resize(need, 0);
         }
     }
+}
+
+thread_local! {
+    /// Each worker's [`Scratch`], kept from check to check.
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch {
+            states: Vec::new(),
+            codes: Vec::new(),
+            kinds: Vec::new(),
+            stride: 0,
+        })
+    };
 }
 
 /// How the search judges the state invariants.
@@ -319,10 +330,26 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 set.reserve(unique, round.len() * most_per_state);
                 let outs: Vec<ChunkOut> = round
                     .par_chunks(CHUNK)
-                    .map_init(
-                        || Scratch::new(vms),
-                        |scratch, chunk| self.expand(packer, &set, judge, chunk, scratch),
-                    )
+                    .map(|chunk| {
+                        SCRATCH.with_borrow_mut(|scratch| {
+                            scratch.fit(vms);
+                            let every = judge == Judge::EveryTransition;
+                            match (every, self.symmetry) {
+                                (false, false) => {
+                                    self.expand::<false, false>(packer, &set, chunk, scratch)
+                                }
+                                (false, true) => {
+                                    self.expand::<false, true>(packer, &set, chunk, scratch)
+                                }
+                                (true, false) => {
+                                    self.expand::<true, false>(packer, &set, chunk, scratch)
+                                }
+                                (true, true) => {
+                                    self.expand::<true, true>(packer, &set, chunk, scratch)
+                                }
+                            }
+                        })
+                    })
                     .collect();
                 for out in outs {
                     if out.inexact && judge == Judge::OncePerState {
@@ -354,11 +381,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// the batch's actions; then pack each successor and prefetch its
     /// bucket, and insert the previous batch's successor in the same
     /// position, whose bucket has arrived meanwhile.
-    fn expand(
+    ///
+    /// `EVERY`: judge the state invariants on every transition
+    /// ([`Judge::EveryTransition`]); `SYM`: keys are canonical (symmetry).
+    fn expand<const EVERY: bool, const SYM: bool>(
         &self,
         packer: &Packer,
         set: &SharedKeySet,
-        judge: Judge,
         chunk: &[u64],
         scratch: &mut Scratch,
     ) -> ChunkOut {
@@ -372,11 +401,12 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             states,
             codes,
             kinds,
-            len,
+            stride,
         } = scratch;
+        let stride = *stride;
         states.clear();
         states.extend(chunk.iter().map(|&k| packer.unpack(k)));
-        if self.symmetry {
+        if SYM {
             codes.clear();
             codes.extend(states.iter().map(|s| {
                 let mut c = [0u64; MAX_VMS];
@@ -384,12 +414,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 c
             }));
         }
-        len.fill(0);
-        for (i, s) in states.iter().enumerate() {
-            model::for_each_enabled_kind(self.policy, &self.device, s, |kind, vm| {
-                kinds[kind][len[kind]] = ((i as u32) << 8) | u32::from(vm);
-                len[kind] += 1;
-            });
+        let mut len = [0usize; model::ACTION_KINDS];
+        {
+            let kinds = &mut kinds[..model::ACTION_KINDS * stride];
+            for (i, s) in states.iter().enumerate() {
+                model::for_each_enabled_kind(self.policy, &self.device, s, |kind, vm| {
+                    kinds[kind * stride + len[kind]] = ((i as u32) << 8) | u32::from(vm);
+                    len[kind] += 1;
+                });
+            }
         }
 
         // Two batches in flight: the one being packed and the one being
@@ -399,7 +432,11 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let mut homes = [0usize; BATCH];
         let mut pending = 0;
         let mut cur = 0;
-        for (kind, list) in kinds.iter().enumerate() {
+        for (kind, list) in kinds
+            .chunks_exact(stride)
+            .take(model::ACTION_KINDS)
+            .enumerate()
+        {
             let list = &list[..len[kind]];
             let template = model::kind_action(kind, 0);
             let has_vm = model::kind_has_vm(kind);
@@ -423,14 +460,14 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     let i = (e >> 8) as usize;
                     let parent = &states[i];
                     let mut verdict = invariant::check_step(parent, next);
-                    if judge == Judge::EveryTransition {
+                    if EVERY {
                         verdict = verdict.union(invariant::check_state(&self.device, next));
                     }
                     if !verdict.is_empty() {
                         count(&mut out.violated, verdict);
                     }
                     let vm = has_vm.then_some((e & 0xff) as usize);
-                    let (k, exact) = if self.symmetry {
+                    let (k, exact) = if SYM {
                         packer.pack_canonical_from_exact(parent, &codes[i], next)
                     } else {
                         packer.pack_step(chunk[i], parent, next, vm)
@@ -439,13 +476,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     let home = set.home(k);
                     set.prefetch(home);
                     if j < pending {
-                        self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
+                        self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
                     }
                     keys[j] = k;
                     homes[j] = home;
                 }
                 for j in batch.len()..pending {
-                    self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
+                    self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
                 }
                 pending = batch.len();
                 cur ^= 1;
@@ -453,7 +490,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
         let before = &nexts[cur ^ 1];
         for j in 0..pending {
-            self.insert(set, judge, keys[j], homes[j], &before[j], &mut out);
+            self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
         }
         out
     }
@@ -462,18 +499,21 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// per state, counts its state's verdict: judged now if it is new, else
     /// read from its key's tag.
     #[inline(always)]
-    fn insert(
+    fn insert<const EVERY: bool>(
         &self,
         set: &SharedKeySet,
-        judge: Judge,
         key: u64,
         home: usize,
         next: &State,
         out: &mut ChunkOut,
     ) {
+        if set.found_untagged(key, home) {
+            // Seen before, and violating no state invariant.
+            return;
+        }
         let mut judged = InvariantSet::EMPTY;
         let tag = set.insert_with(key, home, || {
-            if judge == Judge::OncePerState {
+            if !EVERY {
                 // A canonical key (with symmetry) stands for permutations
                 // of same-size slots, which no state invariant tells apart.
                 judged = invariant::check_state(&self.device, next);
@@ -672,14 +712,21 @@ mod tests {
                             .num_threads(threads)
                             .build()
                             .unwrap();
+                        let packer = Packer::new(&d);
+                        let what = format!("{} G={g} V={v} sym={symmetry} t={threads}", p.name());
                         let (levels, transitions, violated, _, _) =
-                            pool.install(|| c.search(&Packer::new(&d)));
-                        assert_eq!(
-                            (levels, transitions, violated),
-                            want,
-                            "{} G={g} V={v} symmetry={symmetry} threads={threads}",
-                            p.name()
-                        );
+                            pool.install(|| c.search_any(&packer));
+                        assert_eq!((levels, transitions, violated), want, "{what}");
+                        // Both ways of judging, where each applies.
+                        let every = pool.install(|| c.search(&packer, Judge::EveryTransition));
+                        let (levels, transitions, violated, _, _) = every.unwrap();
+                        assert_eq!((levels, transitions, violated), want, "{what} every");
+                        match pool.install(|| c.search(&packer, Judge::OncePerState)) {
+                            Some((levels, transitions, violated, _, _)) => {
+                                assert_eq!((levels, transitions, violated), want, "{what} once")
+                            }
+                            None => assert_eq!(p.name(), "phantom", "{what}"),
+                        }
                     }
                 }
             }

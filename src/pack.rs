@@ -34,6 +34,14 @@ pub struct Packer {
     /// [`State::vm_bytes`]: ones on the bytes of every slot of the device
     /// but `v` (see [`Packer::pack_step`]).
     other_slots: [[u64; VM_WORDS]; MAX_VMS + 1],
+    /// Words of [`State::vm_bytes`] the device's slots use.
+    words: usize,
+    /// Bits of one slot's part of the key, and where each slot's part
+    /// starts.
+    slot_bits: u32,
+    slot_shift: [u32; MAX_VMS],
+    /// Bits of every slot's part (the key below the head).
+    body_bits: u32,
 }
 
 /// Words of eight bytes that [`State::vm_bytes`] fills.
@@ -57,6 +65,10 @@ impl Packer {
             g,
             bits: 3 * g + 2 + v * (4 + g),
             uniform: sizes.windows(2).all(|w| w[0] == w[1]),
+            words: (3 * v as usize).div_ceil(8),
+            slot_bits: 4 + g,
+            slot_shift: std::array::from_fn(|i| (v.saturating_sub(1 + i as u32)) * (4 + g)),
+            body_bits: v * (4 + g),
             other_slots: {
                 let mut masks = [[0u64; VM_WORDS]; MAX_VMS + 1];
                 for (changed, mask) in masks.iter_mut().enumerate() {
@@ -152,12 +164,11 @@ impl Packer {
         let mask = &self.other_slots[vm.unwrap_or(MAX_VMS)];
         let (pb, nb) = (parent.vm_bytes(), next.vm_bytes());
         let mut diff = 0u64;
-        let words = (3 * self.device.vms()).div_ceil(8);
         for ((p, n), m) in pb
             .chunks_exact(8)
             .zip(nb.chunks_exact(8))
             .zip(mask)
-            .take(words)
+            .take(self.words)
         {
             let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
             diff |= (word(p) ^ word(n)) & m;
@@ -193,18 +204,17 @@ impl Packer {
     /// [`Packer::pack_step`] when [`Packer::unchanged_but`] said true.
     #[inline(always)]
     pub fn repack(&self, parent_key: u64, next: &State, vm: Option<usize>) -> (u64, bool) {
-        let n = self.device.vms();
-        let shift = 4 + self.g;
-        let body = n as u32 * shift;
         let mut stray = next.free | next.kube_held | next.snapshot;
-        let mut key = (parent_key & ((1u64 << body) - 1)) | (self.head(next) << body);
+        let mut key =
+            (parent_key & ((1u64 << self.body_bits) - 1)) | (self.head(next) << self.body_bits);
         let mut resized = 0u8;
-        if let Some(changed) = vm.filter(|&v| v < n) {
+        if let Some(changed) = vm.filter(|&v| v < self.device.vms()) {
             let v = &next.vms[changed];
             stray |= v.held;
             resized = v.size ^ self.template.vms[changed].size;
-            let off = (n - 1 - changed) as u32 * shift;
-            key = (key & !(((1u64 << shift) - 1) << off)) | (self.vm_code(next, changed) << off);
+            let at = self.slot_shift[changed];
+            key = (key & !(((1u64 << self.slot_bits) - 1) << at))
+                | (self.vm_code(next, changed) << at);
         }
         (key, stray & !self.device.all() == 0 && resized == 0)
     }
@@ -569,7 +579,9 @@ impl SharedKeySet {
     pub fn with_capacity(n: usize, tag_bits: u32) -> SharedKeySet {
         assert!(tag_bits <= 8, "tags of at most 8 bits");
         SharedKeySet {
-            buckets: (0..Self::buckets_for(n)).map(|_| AtomicBucket::empty()).collect(),
+            buckets: (0..Self::buckets_for(n))
+                .map(|_| AtomicBucket::empty())
+                .collect(),
             len: 0,
             tag_bits,
         }
@@ -595,11 +607,14 @@ impl SharedKeySet {
     /// current rayon pool.
     pub fn reserve(&mut self, len: usize, additional: usize) {
         self.len = len;
+        let slots = self.buckets.len() * 8;
+        // Grow when 3/4 full; and, so that the round cannot fill it, when
+        // the round's bound would pass 15/16.
         let need = len + additional;
-        if need * 4 <= self.buckets.len() * 8 * 3 {
+        if len * 4 <= slots * 3 && need * 16 <= slots * 15 {
             return;
         }
-        let n = (self.buckets.len() + self.buckets.len() / 2).max(Self::buckets_for(need));
+        let n = (self.buckets.len() + self.buckets.len() / 2).max((need * 16 / 15).div_ceil(8) + 1);
         let old = std::mem::replace(
             &mut self.buckets,
             (0..n).map(|_| AtomicBucket::empty()).collect(),
@@ -629,33 +644,42 @@ impl SharedKeySet {
     /// does), else `Some` of the tag it was inserted with. `home` is
     /// [`SharedKeySet::home`]`(key)`. The set must have room (see
     /// [`SharedKeySet::reserve`]).
-    #[inline]
+    #[inline(never)]
     pub fn insert_with(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
+        self.insert_searching(key, home, tag)
+    }
+
+    /// Whether `key` is in its home bucket with tag 0: the common case of
+    /// [`SharedKeySet::insert_with`] (which would return `Some(0)`), decided
+    /// without a branch per slot. False says nothing: insert then.
+    #[inline(always)]
+    pub fn found_untagged(&self, key: u64, home: usize) -> bool {
+        let shifted = key << self.tag_bits;
+        let mut hits = 0u32;
+        for (j, slot) in self.buckets[home].0.iter().enumerate() {
+            hits |= u32::from(slot.load(Ordering::Relaxed) == shifted) << j;
+        }
+        hits != 0
+    }
+
+    /// [`SharedKeySet::insert_with`] from the home bucket on.
+    #[inline(always)]
+    fn insert_searching(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
         let shifted = key << self.tag_bits;
         let below = 1u64 << self.tag_bits;
         let n = self.buckets.len();
         let mut i = home;
         loop {
             let b = &self.buckets[i].0;
-            // The common case first, without a branch per slot: is it here?
-            let mut found = false;
-            for slot in b {
-                found |= (slot.load(Ordering::Relaxed) ^ shifted) < below;
+            // One snapshot of the bucket decides both whether the key is
+            // here and where the empty slots begin: a slot that was empty
+            // in it may have been filled since (perhaps with this key),
+            // which the compare-and-swap below sees.
+            let seen: [u64; 8] = std::array::from_fn(|j| b[j].load(Ordering::Relaxed));
+            if let Some(&k) = seen.iter().find(|&&k| (k ^ shifted) < below) {
+                return Some(k & (below - 1));
             }
-            if found {
-                let stored = b
-                    .iter()
-                    .map(|slot| slot.load(Ordering::Relaxed))
-                    .find(|&k| (k ^ shifted) < below)
-                    .expect("a slot, once written, keeps its key");
-                return Some(stored & (below - 1));
-            }
-            let mut first_empty = 8;
-            for (j, slot) in b.iter().enumerate().rev() {
-                if slot.load(Ordering::Relaxed) == EMPTY {
-                    first_empty = j;
-                }
-            }
+            let first_empty = seen.iter().position(|&k| k == EMPTY).unwrap_or(8);
             if first_empty < 8 {
                 let value = shifted | tag();
                 debug_assert_ne!(value, EMPTY);
@@ -663,7 +687,8 @@ impl SharedKeySet {
                 // from the first empty one; a lost race either put this key
                 // there (found) or another key (try the next slot).
                 for slot in &b[first_empty..] {
-                    match slot.compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed) {
+                    match slot.compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed)
+                    {
                         Ok(_) => return None,
                         Err(k) if (k ^ shifted) < below => return Some(k & (below - 1)),
                         Err(_) => {}
@@ -683,7 +708,11 @@ impl SharedKeySet {
     /// under a racing insertion (rare).
     #[cold]
     fn insert_from_next(&self, value: u64, i: usize) -> Option<u64> {
-        let next = if i + 1 == self.buckets.len() { 0 } else { i + 1 };
+        let next = if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        };
         let tag = value & ((1u64 << self.tag_bits) - 1);
         self.insert_with(value >> self.tag_bits, next, || tag)
     }
@@ -747,5 +776,83 @@ mod tests {
         // Grown by halves at 3/4 load: between 1/2 and 3/4 full.
         let load = s.len() as f64 / (s.bytes() / 8) as f64;
         assert!((0.5..=0.75).contains(&load), "{load}");
+    }
+
+    /// Threads inserting overlapping keys at once: each key is inserted by
+    /// exactly one of them, and every other sees the tag it was inserted
+    /// with. (Each key's tag is a function of the key, as the checker's
+    /// verdicts are of the state.)
+    #[test]
+    fn shared_key_set_inserts_each_key_once_under_races() {
+        let tag_of = |k: u64| k % 7;
+        for round in 0..20u64 {
+            let keys: u64 = 20_000;
+            let mut set = SharedKeySet::with_capacity(64, 3);
+            set.reserve(0, keys as usize);
+            let inserted = std::sync::atomic::AtomicU64::new(0);
+            std::thread::scope(|scope| {
+                for t in 0..4u64 {
+                    let (set, inserted) = (&set, &inserted);
+                    scope.spawn(move || {
+                        for i in 0..keys {
+                            // Every thread inserts every key, in its own order.
+                            let k = (i * (2 * t + 1) + round) % keys * 7919 + 3;
+                            match set.insert_with(k, set.home(k), || tag_of(k)) {
+                                None => {
+                                    inserted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Some(tag) => assert_eq!(tag, tag_of(k)),
+                            }
+                        }
+                    });
+                }
+            });
+            assert_eq!(inserted.into_inner(), keys, "round {round}");
+        }
+    }
+
+    #[test]
+    fn pack_step_is_pack_exact() {
+        // Forgets `held[vm]` of slot 0 when another slot releases: a step of
+        // one slot that changes another.
+        struct Meddler;
+        impl crate::policy::Policy for Meddler {
+            fn name(&self) -> &str {
+                "meddler"
+            }
+            fn release(&self, state: &mut State, vm: usize) {
+                state.release_to_free(vm);
+                if vm > 0 {
+                    state.vms[0].held = 0;
+                }
+            }
+        }
+        let d = Device::uniform(2, 4, 1).unwrap();
+        let p = Packer::new(&d);
+        let policies: [&dyn crate::policy::Policy; 3] =
+            [&Legacy, &crate::policy::Snapshot, &Meddler];
+        let mut rng = crate::seed::rng(11);
+        let mut changed_others = 0;
+        for policy in policies {
+            let mut state = d.initial();
+            for _ in 0..2000 {
+                let key = p.pack(&state);
+                let parent = p.unpack(key);
+                for a in model::enabled(policy, &d, &parent) {
+                    let next = model::step(policy, &d, &parent, a).state;
+                    let vm = a.op.takes_vm().then_some(usize::from(a.vm));
+                    changed_others += usize::from(!p.unchanged_but(&parent, &next, vm));
+                    assert_eq!(
+                        p.pack_step(key, &parent, &next, vm),
+                        p.pack_exact(&next),
+                        "{a:?}"
+                    );
+                }
+                let actions = model::enabled(policy, &d, &state);
+                let i = (rand::Rng::next_u64(&mut rng) % actions.len() as u64) as usize;
+                state = model::step(policy, &d, &state, actions[i]).state;
+            }
+        }
+        assert!(changed_others > 0);
     }
 }
