@@ -556,7 +556,7 @@ impl KeySet {
 /// more).
 #[derive(Debug)]
 pub struct SharedKeySet {
-    buckets: Vec<AtomicBucket>,
+    buckets: Buckets,
     len: usize,
     tag_bits: u32,
 }
@@ -565,11 +565,116 @@ pub struct SharedKeySet {
 #[repr(C, align(64))]
 struct AtomicBucket([AtomicU64; 8]);
 
-impl AtomicBucket {
-    fn empty() -> AtomicBucket {
-        AtomicBucket(std::array::from_fn(|_| AtomicU64::new(EMPTY)))
+/// The buckets of a [`SharedKeySet`], every slot empty when made: one
+/// allocation filled with `u64::MAX` bytes at once. A table of 4 MiB or
+/// more is aligned to 2 MiB and, on Linux, the kernel is asked to back it
+/// with huge pages (`madvise(MADV_HUGEPAGE)`): probes land anywhere in the
+/// table, and with 4 KiB pages nearly every one would also miss the
+/// processor's address-translation cache. The advice changes nothing but
+/// timing, and is ignored where huge pages are off.
+struct Buckets {
+    ptr: std::ptr::NonNull<AtomicBucket>,
+    len: usize,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: `Buckets` owns its allocation, like a `Box<[AtomicBucket]>`, and
+// `AtomicBucket` is `Send` and `Sync`.
+unsafe impl Send for Buckets {}
+// SAFETY: as above; shared access only hands out `&[AtomicBucket]`.
+unsafe impl Sync for Buckets {}
+
+/// Tables this large get huge pages.
+const HUGE: usize = 4 << 20;
+/// The huge page size the alignment is for.
+const HUGE_PAGE: usize = 2 << 20;
+
+impl Buckets {
+    fn new(len: usize) -> Buckets {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<AtomicBucket>();
+        let align = if bytes >= HUGE {
+            HUGE_PAGE
+        } else {
+            std::mem::align_of::<AtomicBucket>()
+        };
+        let layout = std::alloc::Layout::from_size_align(bytes, align).expect("a table size");
+        // SAFETY: `layout` has a nonzero size.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw.cast::<AtomicBucket>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        if align == HUGE_PAGE {
+            advise_huge_pages(raw, bytes);
+        }
+        // All ones is `EMPTY` in every slot (an `AtomicU64` has the
+        // representation of a `u64`). Filled in parallel on the current
+        // rayon pool: the first touch of each page, by the kernel, is most
+        // of the cost.
+        const PART: usize = 1 << 20;
+        let base = raw as usize;
+        (0..bytes.div_ceil(PART)).into_par_iter().for_each(|i| {
+            let start = i * PART;
+            // SAFETY: `[start, start + n)` lies in the allocation of `bytes`
+            // bytes at `base`, and the parts are disjoint.
+            unsafe {
+                std::ptr::write_bytes((base + start) as *mut u8, 0xff, PART.min(bytes - start))
+            };
+        });
+        // Now `len` initialised buckets.
+        Buckets { ptr, len, layout }
     }
 }
+
+impl std::ops::Deref for Buckets {
+    type Target = [AtomicBucket];
+    fn deref(&self) -> &[AtomicBucket] {
+        // SAFETY: `ptr` points to `len` initialised buckets that live as
+        // long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `Buckets::new` with this layout; the buckets
+        // need no drop.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast::<u8>(), self.layout) };
+    }
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buckets({})", self.len)
+    }
+}
+
+/// Asks Linux to back `[p, p + len)` with huge pages (a hint; errors are
+/// ignored: the table works the same without them).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn advise_huge_pages(p: *mut u8, len: usize) {
+    unsafe extern "C" {
+        fn madvise(
+            addr: *mut std::ffi::c_void,
+            len: usize,
+            advice: std::ffi::c_int,
+        ) -> std::ffi::c_int;
+    }
+    /// `MADV_HUGEPAGE` on these architectures.
+    const MADV_HUGEPAGE: std::ffi::c_int = 14;
+    // SAFETY: `[p, p + len)` is one live allocation of ours, aligned to a
+    // page; `madvise` with this advice reads and writes no memory.
+    unsafe { madvise(p.cast(), len, MADV_HUGEPAGE) };
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn advise_huge_pages(_: *mut u8, _: usize) {}
 
 impl SharedKeySet {
     /// A set that holds `n` keys before it needs to grow, with tags of
@@ -579,9 +684,7 @@ impl SharedKeySet {
     pub fn with_capacity(n: usize, tag_bits: u32) -> SharedKeySet {
         assert!(tag_bits <= 8, "tags of at most 8 bits");
         SharedKeySet {
-            buckets: (0..Self::buckets_for(n))
-                .map(|_| AtomicBucket::empty())
-                .collect(),
+            buckets: Buckets::new(Self::buckets_for(n)),
             len: 0,
             tag_bits,
         }
@@ -615,10 +718,7 @@ impl SharedKeySet {
             return;
         }
         let n = (self.buckets.len() + self.buckets.len() / 2).max((need * 16 / 15).div_ceil(8) + 1);
-        let old = std::mem::replace(
-            &mut self.buckets,
-            (0..n).map(|_| AtomicBucket::empty()).collect(),
-        );
+        let old = std::mem::replace(&mut self.buckets, Buckets::new(n));
         old.par_chunks(1024).for_each(|part| {
             for slot in part.iter().flat_map(|b| &b.0) {
                 let stored = slot.load(Ordering::Relaxed);
