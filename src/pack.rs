@@ -817,10 +817,27 @@ impl SharedKeySet {
         self.insert_with(value >> self.tag_bits, next, || tag)
     }
     /// Puts a slot value known to be absent (a rehash) in its place.
+    /// Every key of a rehash is distinct, so it takes the first empty slot
+    /// from its home bucket on without comparing keys.
+    #[inline]
     fn place(&self, value: u64, home: usize) {
-        let tag = value & ((1u64 << self.tag_bits) - 1);
-        let inserted = self.insert_with(value >> self.tag_bits, home, || tag);
-        debug_assert!(inserted.is_none());
+        let n = self.buckets.len();
+        let mut i = home;
+        loop {
+            for slot in &self.buckets[i].0 {
+                if slot.load(Ordering::Relaxed) == EMPTY
+                    && slot
+                        .compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
     }
 }
 
