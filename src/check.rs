@@ -3,30 +3,39 @@
 //! invariant on every transition.
 //!
 //! The state invariants depend on the state after a step only, so each is
-//! checked once, when the search first meets a state, and its verdict is
-//! counted again for every later transition into that state (the violating
-//! states are kept, per invariant, in small key sets); the step invariant
-//! `no-steal-after-dealloc` needs the state before the step too and is
-//! checked on every transition. The counts, and so the report, are those
-//! of checking every transition with [`model::step`]. That rests on a key
-//! saying everything about its state; when a policy makes a state its key
-//! does not keep (a GPU the device does not have, a changed slot size), the
-//! search starts again and checks every transition.
+//! judged once, when the search first inserts a state into the visited
+//! set, and its verdict is stored with the state's key (three tag bits) and
+//! counted again for every later transition into that state; the step
+//! invariant `no-steal-after-dealloc` needs the state before the step too
+//! and is judged on every transition. The counts, and so the report, are
+//! those of judging every transition with [`model::step`]. That rests on a
+//! key saying everything about its state; when a policy makes a state its
+//! key does not keep (a GPU the device does not have, a changed slot size),
+//! or a key leaves no room for the tag, the search runs (again) judging
+//! every transition.
 //!
 //! State identity is MODEL.md's, through [`Packer`] (exact `u64` keys; a
 //! device whose state needs more than 64 bits is refused). With symmetry
 //! reduction on, a state stands for its class under permutations of
 //! same-size VM slots ([`Packer::pack_canonical`]).
 //!
-//! The search goes level by level. Each level has two phases, both run in
-//! parallel: (1) the frontier is cut into fixed-size chunks; each chunk's
-//! states are expanded and every successor's key is routed to one of
-//! [`SHARDS`] buckets by its hash; (2) each shard of the visited set takes
-//! the keys routed to it, in chunk order, and keeps the new ones as its
-//! part of the next frontier. Chunking and sharding do not depend on the
-//! thread count, so neither the counts nor the order of the frontier do.
-//! Routing by shard also keeps each insertion inside one shard's table,
-//! small enough to stay in cache.
+//! The search goes level by level, and each level in rounds of 64
+//! chunks of 512 frontier states. Before a round the visited set (one
+//! table shared by every worker, [`SharedKeySet`]) makes room for every
+//! successor the round could add; then the round's chunks are expanded in
+//! parallel, each worker inserting successors into the shared table with a
+//! compare-and-swap, and the successors a chunk inserted first are its part
+//! of the next frontier. Which chunk inserts a state first, and so the order
+//! of the next frontier, may differ between runs on several threads; the
+//! set of states of each level, and every count, does not (see
+//! `counts_like_the_plainest_checker`).
+//!
+//! Within a chunk the actions are taken kind by kind
+//! ([`model::for_each_enabled_kind`]), so each kind's path through the
+//! model runs many times in a row; a successor's key is the parent's with
+//! the changed parts replaced when the step changed only its own slot
+//! ([`Packer::pack_step`]); and its bucket in the table is prefetched a
+//! batch of 32 transitions before it is looked up.
 //!
 //! A violation does not stop the search (engines never stop at a violation
 //! of their own accord), so the counts are those of the whole reachable
@@ -138,6 +147,8 @@ pub struct Checker<'a, P: Policy + ?Sized> {
 struct ChunkOut {
     /// Successors this chunk inserted into the visited set first.
     fresh: Vec<u64>,
+    /// How many actions each of them enables.
+    fresh_actions: Vec<u8>,
     transitions: u64,
     violated: [u64; 4],
     /// Some successor is not exactly the state its key unpacks to.
@@ -303,7 +314,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         } else {
             0
         };
-        let mut set = SharedKeySet::with_capacity(1024, tag_bits);
+        let mut set = SharedKeySet::with_capacity(64, tag_bits);
         let init = self.key(packer, &self.device.initial());
         set.reserve(0, 1);
         // The initial state is reached by no transition: its verdict counts
@@ -316,9 +327,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         };
         set.insert_with(init, set.home(init), || init_tag);
         let mut unique = 1usize;
-        // At most three requests a VM, Kubernetes' request and the event.
-        let most_per_state = 3 * self.device.vms() + 2;
         let mut frontier = vec![init];
+        // How many actions each frontier state enables: a round adds at
+        // most that many states.
+        let mut actions = vec![self.actions(packer, init)];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
         let mut violated = [0u64; 4];
@@ -326,8 +338,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let vms = self.device.vms();
         loop {
             let mut next = Vec::new();
-            for round in frontier.chunks(CHUNK * ROUND) {
-                set.reserve(unique, round.len() * most_per_state);
+            let mut next_actions = Vec::new();
+            for (round, round_actions) in frontier
+                .chunks(CHUNK * ROUND)
+                .zip(actions.chunks(CHUNK * ROUND))
+            {
+                let bound = round_actions.iter().map(|&n| usize::from(n)).sum();
+                set.reserve(unique, bound);
                 let outs: Vec<ChunkOut> = round
                     .par_chunks(CHUNK)
                     .map(|chunk| {
@@ -361,6 +378,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     }
                     unique += out.fresh.len();
                     next.extend_from_slice(&out.fresh);
+                    next_actions.extend_from_slice(&out.fresh_actions);
                 }
             }
             if next.is_empty() {
@@ -369,6 +387,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             peak = peak.max(frontier.len() + next.len());
             levels.push(next.len() as u64);
             frontier = next;
+            actions = next_actions;
         }
         Some((levels, transitions, violated, set.bytes(), peak))
     }
@@ -393,6 +412,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     ) -> ChunkOut {
         let mut out = ChunkOut {
             fresh: Vec::with_capacity(chunk.len() * 2),
+            fresh_actions: Vec::with_capacity(chunk.len() * 2),
             transitions: 0,
             violated: [0; 4],
             inexact: false,
@@ -476,13 +496,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     let home = set.home(k);
                     set.prefetch(home);
                     if j < pending {
-                        self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
+                        self.insert::<EVERY, SYM>(
+                            packer, set, keys[j], homes[j], &before[j], &mut out,
+                        );
                     }
                     keys[j] = k;
                     homes[j] = home;
                 }
                 for j in batch.len()..pending {
-                    self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
+                    self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], &mut out);
                 }
                 pending = batch.len();
                 cur ^= 1;
@@ -490,17 +512,24 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
         let before = &nexts[cur ^ 1];
         for j in 0..pending {
-            self.insert::<EVERY>(set, keys[j], homes[j], &before[j], &mut out);
+            self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], &mut out);
         }
         out
+    }
+
+    /// How many actions the state packed in `key` enables (at most
+    /// `3 * MAX_VMS + 2`, so a byte).
+    fn actions(&self, packer: &Packer, key: u64) -> u8 {
+        model::enabled_count(self.policy, &self.device, &packer.unpack(key)) as u8
     }
 
     /// Inserts successor `next` (key `key`, bucket `home`) and, judging once
     /// per state, counts its state's verdict: judged now if it is new, else
     /// read from its key's tag.
     #[inline(always)]
-    fn insert<const EVERY: bool>(
+    fn insert<const EVERY: bool, const SYM: bool>(
         &self,
+        packer: &Packer,
         set: &SharedKeySet,
         key: u64,
         home: usize,
@@ -523,6 +552,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let verdict = match tag {
             None => {
                 out.fresh.push(key);
+                // The state the search will expand is the one its key
+                // unpacks to: `next` itself when keys are exact and not
+                // canonical.
+                let n = if EVERY || SYM {
+                    self.actions(packer, key)
+                } else {
+                    model::enabled_count(self.policy, &self.device, next) as u8
+                };
+                out.fresh_actions.push(n);
                 judged
             }
             Some(tag) => InvariantSet::from_bits(tag as u8),

@@ -996,6 +996,18 @@ pub fn for_each_enabled_kind<P: Policy + ?Sized>(
     }
 }
 
+/// How many actions are enabled in `state`: [`enabled_into`]'s count,
+/// without the actions.
+#[inline]
+pub fn enabled_count<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> usize {
+    let vms: usize = state.vms[..device.vms()]
+        .iter()
+        .map(|vm| usize::from(LIFE_TABLES[usize::from(vm.life.repr_byte())].enabled_len))
+        .sum();
+    vms + usize::from(state.kube != KubeState::Configured)
+        + usize::from(policy.takeover_enabled(state))
+}
+
 /// Kubernetes' request in each of its states, by [`KubeState::index`]
 /// (`configured` has none; its entry is never counted).
 const KUBE_ACTIONS: [Action; 3] = [

@@ -246,6 +246,23 @@ fn counts_and_counterexamples_do_not_depend_on_threads() {
     }
 }
 
+/// The visited set takes at most 16 bytes a state (issue 3), on every
+/// device with more than a few thousand states, whatever the thread count.
+#[test]
+fn visited_set_is_at_most_16_bytes_a_state() {
+    for (g, v) in [(2, 4), (2, 5), (1, 6)] {
+        let d = Device::uniform(g, v, 1).unwrap();
+        for t in [1, 2] {
+            let r = Checker::new(&Builtin::Fixed, d).threads(t).run().unwrap();
+            assert!(
+                r.bytes_per_state() <= 16.0,
+                "G={g} V={v}: {}",
+                r.bytes_per_state()
+            );
+        }
+    }
+}
+
 #[test]
 fn mixed_sizes_and_symmetry() {
     // Slots of sizes 1, 2, 1: only a and c are interchangeable.

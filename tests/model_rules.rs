@@ -602,7 +602,8 @@ fn device_limits() {
 }
 
 /// `enabled_into` gives exactly `enabled`'s actions, in order, on the
-/// states of random walks of every built-in policy.
+/// states of random walks of every built-in policy; `for_each_enabled_kind`
+/// the same actions as kinds, and `enabled_count` their number.
 #[test]
 fn enabled_into_matches_enabled() {
     use gpuclaim::model::{self, MAX_ENABLED};
@@ -618,6 +619,12 @@ fn enabled_into_matches_enabled() {
                 let want = model::enabled(&policy, &d, &state);
                 let n = model::enabled_into(&policy, &d, &state, &mut buf);
                 assert_eq!(&buf[..n], &want[..]);
+                let mut kinds = Vec::new();
+                model::for_each_enabled_kind(&policy, &d, &state, |kind, vm| {
+                    kinds.push(model::kind_action(kind, vm));
+                });
+                assert_eq!(kinds, want);
+                assert_eq!(model::enabled_count(&policy, &d, &state), want.len());
                 if want.is_empty() {
                     break;
                 }
