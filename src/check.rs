@@ -89,8 +89,8 @@ pub struct Found {
     pub counterexample: Vec<Action>,
 }
 
-/// What a check found. Everything but `seconds` is the same for every
-/// thread count.
+/// What a check found. Everything but `seconds` and `visited_bytes` is the
+/// same for every thread count and every run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckReport {
     pub policy: String,
@@ -106,7 +106,10 @@ pub struct CheckReport {
     pub levels: Vec<u64>,
     /// Violated invariants, in [`Invariant::ALL`] order.
     pub violations: Vec<Found>,
-    /// Bytes of the visited set's tables at the end.
+    /// Bytes of the visited set's table at the end. On one thread the same
+    /// on every run; on several it may differ a little between runs, since
+    /// when the table grows depends on the order in which the workers found
+    /// the states of a level.
     pub visited_bytes: usize,
     /// Largest frontier (states) held at once, current and next level.
     pub peak_frontier: usize,
