@@ -25,7 +25,7 @@
 //! successor the round could add; then the round's chunks are expanded in
 //! parallel, each worker inserting successors into the shared table with a
 //! compare-and-swap, and the successors a chunk inserted first are its part
-//! of the next frontier. Which chunk inserts a state first, and so the order
+//! of the next frontier (merged into it while the next round is expanded). Which chunk inserts a state first, and so the order
 //! of the next frontier, may differ between runs on several threads; the
 //! set of states of each level, and every count, does not (see
 //! `counts_like_the_plainest_checker`).
@@ -342,47 +342,61 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         loop {
             let mut next = Vec::new();
             let mut next_actions = Vec::new();
+            // A round's outputs are merged into the next frontier while the
+            // following round is expanded.
+            let mut pending: Vec<ChunkOut> = Vec::new();
+            let mut inexact = false;
+            let mut merge = |outs: Vec<ChunkOut>| {
+                for out in outs {
+                    inexact |= out.inexact;
+                    transitions += out.transitions;
+                    for (total, n) in violated.iter_mut().zip(out.violated) {
+                        *total += n;
+                    }
+                    next.extend_from_slice(&out.fresh);
+                    next_actions.extend_from_slice(&out.fresh_actions);
+                }
+            };
             for (round, round_actions) in frontier
                 .chunks(CHUNK * ROUND)
                 .zip(actions.chunks(CHUNK * ROUND))
             {
                 let bound = round_actions.iter().map(|&n| usize::from(n)).sum();
                 set.reserve(unique, bound);
-                let outs: Vec<ChunkOut> = round
-                    .par_chunks(CHUNK)
-                    .map(|chunk| {
-                        SCRATCH.with_borrow_mut(|scratch| {
-                            scratch.fit(vms);
-                            let every = judge == Judge::EveryTransition;
-                            match (every, self.symmetry) {
-                                (false, false) => {
-                                    self.expand::<false, false>(packer, &set, chunk, scratch)
-                                }
-                                (false, true) => {
-                                    self.expand::<false, true>(packer, &set, chunk, scratch)
-                                }
-                                (true, false) => {
-                                    self.expand::<true, false>(packer, &set, chunk, scratch)
-                                }
-                                (true, true) => {
-                                    self.expand::<true, true>(packer, &set, chunk, scratch)
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                for out in outs {
-                    if out.inexact && judge == Judge::OncePerState {
-                        return None;
-                    }
-                    transitions += out.transitions;
-                    for (total, n) in violated.iter_mut().zip(out.violated) {
-                        *total += n;
-                    }
-                    unique += out.fresh.len();
-                    next.extend_from_slice(&out.fresh);
-                    next_actions.extend_from_slice(&out.fresh_actions);
-                }
+                let done = std::mem::take(&mut pending);
+                let (outs, ()) = rayon::join(
+                    || {
+                        round
+                            .par_chunks(CHUNK)
+                            .map(|chunk| {
+                                SCRATCH.with_borrow_mut(|scratch| {
+                                    scratch.fit(vms);
+                                    let every = judge == Judge::EveryTransition;
+                                    match (every, self.symmetry) {
+                                        (false, false) => self
+                                            .expand::<false, false>(packer, &set, chunk, scratch),
+                                        (false, true) => {
+                                            self.expand::<false, true>(packer, &set, chunk, scratch)
+                                        }
+                                        (true, false) => {
+                                            self.expand::<true, false>(packer, &set, chunk, scratch)
+                                        }
+                                        (true, true) => {
+                                            self.expand::<true, true>(packer, &set, chunk, scratch)
+                                        }
+                                    }
+                                })
+                            })
+                            .collect::<Vec<ChunkOut>>()
+                    },
+                    || merge(done),
+                );
+                unique += outs.iter().map(|out| out.fresh.len()).sum::<usize>();
+                pending = outs;
+            }
+            merge(pending);
+            if inexact && judge == Judge::OncePerState {
+                return None;
             }
             if next.is_empty() {
                 break;
