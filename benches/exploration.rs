@@ -56,7 +56,7 @@ fn walk_campaign(b: Bencher, threads: usize) {
 
 /// The exhaustive checker on G=2, V=6 under `fixed` (1,497,289 states), on
 /// 1 and 2 threads; the counter is distinct states.
-#[divan::bench(args = [1, 2], sample_count = 3, sample_size = 1)]
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
 fn check_g2_v6(b: Bencher, threads: usize) {
     let device = Device::uniform(2, 6, 1).unwrap();
     let policy = Builtin::Fixed;
