@@ -25,9 +25,10 @@
 //! successor the round could add; then the round's chunks are expanded in
 //! parallel, each worker inserting successors into the shared table with a
 //! compare-and-swap, and the successors a chunk inserted first are its part
-//! of the next frontier (merged into it while the next round is expanded). Which chunk inserts a state first, and so the order
-//! of the next frontier, may differ between runs on several threads; the
-//! set of states of each level, and every count, does not (see
+//! of the next frontier (merged into it while the next round is expanded).
+//! Which chunk inserts a state first, and so the order of the next
+//! frontier, may differ between runs on several threads; the set of states
+//! of each level, and every count, does not (see
 //! `counts_like_the_plainest_checker`).
 //!
 //! Within a chunk the actions are taken kind by kind
@@ -657,6 +658,7 @@ mod tests {
     use super::*;
     use crate::model::State;
     use crate::policy::Builtin;
+    use crate::policy::faulty::Meddler;
 
     /// Forgets to clear `held[vm]` on release: violates state invariants
     /// on many transitions, every successor round-trips.
@@ -679,22 +681,6 @@ mod tests {
         fn end_configure(&self, state: &mut State) {
             state.kube_takes_free();
             state.kube_held |= 0b10;
-        }
-    }
-
-    /// Takes slot 0's GPUs away whenever another slot releases: a step of
-    /// one slot that changes another, so the checker cannot reuse the
-    /// parent's key and verdict for the other slots.
-    struct Meddler;
-    impl Policy for Meddler {
-        fn name(&self) -> &str {
-            "meddler"
-        }
-        fn release(&self, state: &mut State, vm: usize) {
-            state.release_to_free(vm);
-            if vm > 0 {
-                state.vms[0].held = 0;
-            }
         }
     }
 

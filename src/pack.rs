@@ -550,14 +550,11 @@ impl KeySet {
 /// the same key agree on which of them inserted it (and on its tag).
 ///
 /// The table does not grow while it is shared: the owner calls
-/// [`SharedKeySet::reserve`] between rounds of insertions, with a bound on
-/// how many keys the next round can add, and the table keeps every such
-/// bound at most 3/4 full (it grows by half, or to the bound if that is
-/// more).
+/// [`SharedKeySet::reserve`] between rounds of insertions, with how many
+/// keys it holds and a bound on how many the next round can add.
 #[derive(Debug)]
 pub struct SharedKeySet {
     buckets: Buckets,
-    len: usize,
     tag_bits: u32,
 }
 
@@ -685,31 +682,23 @@ impl SharedKeySet {
         assert!(tag_bits <= 8, "tags of at most 8 bits");
         SharedKeySet {
             buckets: Buckets::new(Self::buckets_for(n)),
-            len: 0,
             tag_bits,
         }
     }
     fn buckets_for(n: usize) -> usize {
         (n.max(4) * 4 / 3).div_ceil(8) + 1
     }
-    /// Keys inserted before the last [`SharedKeySet::reserve`].
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     /// Bytes the slots take.
     pub fn bytes(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<AtomicBucket>()
     }
-    /// Records that the set now holds `len` keys (the inserts since the
-    /// last call that found their key absent, added up by the caller) and
-    /// makes room for `additional` more, growing by half (or more) when
-    /// the total would pass 3/4 of the slots. The rehash runs on the
-    /// current rayon pool.
+    /// Makes room for `additional` more keys in a set that holds `len`
+    /// (counted by the caller: the inserts that found their key absent).
+    /// The table grows by half when `len` passes 3/4 of its slots, and to
+    /// more when `len + additional` would pass 15/16 of them, so a round
+    /// within its bound never fills it. The rehash runs on the current
+    /// rayon pool.
     pub fn reserve(&mut self, len: usize, additional: usize) {
-        self.len = len;
         let slots = self.buckets.len() * 8;
         // Grow when 3/4 full; and, so that the round cannot fill it, when
         // the round's bound would pass 15/16.
@@ -739,16 +728,6 @@ impl SharedKeySet {
     pub fn prefetch(&self, home: usize) {
         prefetch_line((&self.buckets[home] as *const AtomicBucket).cast::<i8>());
     }
-    /// Inserts `key` with the tag `tag()` unless it is there: `None` when
-    /// this call inserted it (exactly one of the threads inserting a key
-    /// does), else `Some` of the tag it was inserted with. `home` is
-    /// [`SharedKeySet::home`]`(key)`. The set must have room (see
-    /// [`SharedKeySet::reserve`]).
-    #[inline(never)]
-    pub fn insert_with(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
-        self.insert_searching(key, home, tag)
-    }
-
     /// Whether `key` is in its home bucket with tag 0: the common case of
     /// [`SharedKeySet::insert_with`] (which would return `Some(0)`), decided
     /// without a branch per slot. False says nothing: insert then.
@@ -762,9 +741,13 @@ impl SharedKeySet {
         hits != 0
     }
 
-    /// [`SharedKeySet::insert_with`] from the home bucket on.
-    #[inline(always)]
-    fn insert_searching(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
+    /// Inserts `key` with the tag `tag()` unless it is there: `None` when
+    /// this call inserted it (exactly one of the threads inserting a key
+    /// does), else `Some` of the tag it was inserted with. `home` is
+    /// [`SharedKeySet::home`]`(key)`. The set must have room (see
+    /// [`SharedKeySet::reserve`]).
+    #[inline(never)]
+    pub fn insert_with(&self, key: u64, home: usize, tag: impl FnOnce() -> u64) -> Option<u64> {
         let shifted = key << self.tag_bits;
         let below = 1u64 << self.tag_bits;
         let n = self.buckets.len();
@@ -930,20 +913,7 @@ mod tests {
 
     #[test]
     fn pack_step_is_pack_exact() {
-        // Forgets `held[vm]` of slot 0 when another slot releases: a step of
-        // one slot that changes another.
-        struct Meddler;
-        impl crate::policy::Policy for Meddler {
-            fn name(&self) -> &str {
-                "meddler"
-            }
-            fn release(&self, state: &mut State, vm: usize) {
-                state.release_to_free(vm);
-                if vm > 0 {
-                    state.vms[0].held = 0;
-                }
-            }
-        }
+        use crate::policy::faulty::Meddler;
         let d = Device::uniform(2, 4, 1).unwrap();
         let p = Packer::new(&d);
         let policies: [&dyn crate::policy::Policy; 3] =

@@ -286,3 +286,26 @@ impl Registry {
         self.policies.keys().map(String::as_str).collect()
     }
 }
+
+/// Faulty policies the crate's own unit tests share.
+#[cfg(test)]
+pub(crate) mod faulty {
+    use super::Policy;
+    use crate::model::State;
+
+    /// Takes slot 0's GPUs away whenever another slot releases: a step of
+    /// one slot that changes another, so an engine cannot reuse what it
+    /// knew of the parent's other slots.
+    pub(crate) struct Meddler;
+    impl Policy for Meddler {
+        fn name(&self) -> &str {
+            "meddler"
+        }
+        fn release(&self, state: &mut State, vm: usize) {
+            state.release_to_free(vm);
+            if vm > 0 {
+                state.vms[0].held = 0;
+            }
+        }
+    }
+}
