@@ -69,6 +69,22 @@ fn check_g2_v6(b: Bencher, threads: usize) {
     });
 }
 
+/// The exhaustive checker on G=2, V=7 under `fixed` (8,025,750 states),
+/// the smallest device whose check takes over a second on one core here;
+/// on 1 and 2 threads, the counter is distinct states.
+#[divan::bench(args = [1, 2], sample_count = 3, sample_size = 1)]
+fn check_g2_v7(b: Bencher, threads: usize) {
+    let device = Device::uniform(2, 7, 1).unwrap();
+    let policy = Builtin::Fixed;
+    b.counter(ItemsCount::new(8_025_750usize)).bench_local(|| {
+        let r = Checker::new(&policy, device)
+            .threads(threads)
+            .run()
+            .unwrap();
+        assert_eq!(r.unique_states, 8_025_750);
+    });
+}
+
 /// The floor under both engines: `model::for_each_enabled` and
 /// `model::step` (with its invariant check) over every transition of the
 /// 43,887 states of G=2, V=4 under `fixed` (258,558 transitions), with no
