@@ -912,6 +912,52 @@ mod tests {
     }
 
     #[test]
+    fn shared_key_set_keeps_every_key_and_tag_as_it_grows() {
+        // Keys whose hashes crowd a few places (homes just below each
+        // sixteenth of the table, so probes run past where parts of a
+        // parallel rehash meet, and the last ones wrap around), among
+        // spread ones.
+        const INVERSE: u64 = 0xf1de_83e1_9937_733d; // of 0x9e37_79b9_7f4a_7c15
+        assert_eq!(INVERSE.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
+        let mut keys = Vec::new();
+        for i in 0..16u64 {
+            for j in 0..3_000u64 {
+                keys.push(((i << 60).wrapping_sub(j << 40)).wrapping_mul(INVERSE) >> 8);
+            }
+        }
+        let mut rng = crate::seed::rng(5);
+        keys.extend((0..150_000).map(|_| rand::Rng::next_u64(&mut rng) >> 8));
+        let tag_of = |k: u64| k % 5;
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut set = SharedKeySet::with_capacity(8, 3);
+                let mut distinct = std::collections::HashSet::new();
+                let mut grown = 0;
+                for (step, part) in keys.chunks(5_000).enumerate() {
+                    let bytes = set.bytes();
+                    set.reserve(distinct.len(), part.len());
+                    if set.bytes() != bytes {
+                        grown += 1;
+                        // Every key survived the rehash, with its tag.
+                        for &k in &distinct {
+                            assert_eq!(set.insert_with(k, set.home(k), || 7), Some(tag_of(k)));
+                        }
+                    }
+                    for &k in part {
+                        let fresh = set.insert_with(k, set.home(k), || tag_of(k)).is_none();
+                        assert_eq!(fresh, distinct.insert(k), "step {step}");
+                    }
+                }
+                assert!(grown >= 10, "{grown} growths");
+            });
+        }
+    }
+
+    #[test]
     fn pack_step_is_pack_exact() {
         use crate::policy::faulty::Meddler;
         let d = Device::uniform(2, 4, 1).unwrap();
