@@ -37,6 +37,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Nightly(_)) {
+        // Ctrl-C or SIGTERM ends a run at once, without the outputs it was
+        // still writing (their folders keep what they held before). `nightly`
+        // installs its own handler: it finishes the job and writes reports.
+        let installed = ctrlc::set_handler(|| {
+            gpuclaim::report::remove_unfinished();
+            eprintln!("gpuclaim: interrupted; the outputs being written were removed");
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            eprintln!(
+                "gpuclaim: warning: no Ctrl-C handler ({e}); an interrupted run may leave .*.tmp-* files"
+            );
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => cli::run::main(args),
         Command::Nightly(args) => cli::nightly::main(args),

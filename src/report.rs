@@ -1,9 +1,31 @@
 //! Writing outputs safely: every report is written to a temporary file in
 //! the same folder and renamed into place, so a reader (or an interrupted
-//! run) never sees a half-written file.
+//! run) never sees a half-written file. The temporary files being written
+//! are listed, so that a run stopped by a signal can remove them
+//! ([`remove_unfinished`]).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temporary files of the [`AtomicFile`]s not yet committed or dropped.
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    // The list stays valid whatever a panicking holder was doing.
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the temporary file of every output still being written, for a
+/// process about to exit on a signal (the binary's Ctrl-C handler): the
+/// outputs themselves are untouched, as if the run had not written them.
+/// Returns how many files it removed.
+pub fn remove_unfinished() -> usize {
+    unfinished()
+        .drain(..)
+        .filter(|tmp| std::fs::remove_file(tmp).is_ok())
+        .count()
+}
 
 /// Writes `bytes` to `path` through a temporary file and a rename. Creates
 /// the parent folder when needed.
@@ -78,6 +100,7 @@ impl AtomicFile {
             std::process::id()
         ));
         let file = std::fs::File::create(&tmp)?;
+        unfinished().push(tmp.clone());
         Ok(AtomicFile {
             path: path.to_path_buf(),
             tmp,
@@ -86,11 +109,24 @@ impl AtomicFile {
     }
 
     /// Flushes, syncs and renames the file into place.
+    /// On an error the temporary file is removed and `path` is untouched.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("present until commit");
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&self.tmp, &self.path)
+        let done = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        self.forget();
+        done
+    }
+
+    /// Takes the temporary file off the list of unfinished ones.
+    fn forget(&self) {
+        unfinished().retain(|t| t != &self.tmp);
     }
 }
 
@@ -107,6 +143,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
+            self.forget();
         }
     }
 }

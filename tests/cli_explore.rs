@@ -260,3 +260,63 @@ fn bad_flags_are_refused_clearly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// Ctrl-C (SIGINT) ends a run at once, exit status 130, and removes the
+/// temporary file of the CSV it was streaming: the folder holds neither a
+/// half-written CSV nor a `.explore.csv.tmp-*` file.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_explore_leaves_no_file_behind() {
+    let dir = tmp("interrupted");
+    let out = dir.join("explore.csv");
+    let child = Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .args([
+            "explore",
+            "--gpus",
+            "2",
+            "--vms",
+            "4",
+            "--policy",
+            "fixed",
+            "--runs",
+            // Far more than can finish before the signal.
+            "1000000000",
+            "--steps",
+            "50",
+            "--out",
+            s(&out),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the temporary file exists (rows are being streamed).
+    let started = std::time::Instant::now();
+    let listing = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    while listing().is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let tmp_name = listing().remove(0);
+    assert!(tmp_name.starts_with(".explore.csv.tmp-"), "{tmp_name}");
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(listing(), Vec::<String>::new());
+}

@@ -95,9 +95,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
-        // A second Ctrl-C ends the process at once.
+        // A second Ctrl-C ends the process at once, without the outputs it
+        // was still writing.
         ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
+                gpuclaim::report::remove_unfinished();
                 std::process::exit(130);
             }
             eprintln!(
