@@ -35,7 +35,24 @@ enum Command {
     FromFuzz(cli::from_fuzz::Args),
 }
 
+/// Restores the default action of SIGPIPE, which Rust programs start with
+/// ignored: `gpuclaim replay FILE | head` then ends quietly when `head`
+/// stops reading, as `cat` does, instead of panicking in `println!`.
+#[cfg(unix)]
+fn die_quietly_on_closed_pipes() {
+    unsafe extern "C" {
+        fn signal(signum: std::ffi::c_int, handler: usize) -> usize;
+    }
+    const SIGPIPE: std::ffi::c_int = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: sets the disposition of one signal to the default; no handler
+    // code runs, and no other thread exists yet.
+    unsafe { signal(SIGPIPE, SIG_DFL) };
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    die_quietly_on_closed_pipes();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Nightly(_)) {
         // Ctrl-C or SIGTERM ends a run at once, without the outputs it was

@@ -74,26 +74,39 @@ impl CsvDoc {
 /// A file written as a stream and renamed into place by [`AtomicFile::commit`],
 /// for outputs too large to build in memory first. Dropped without a commit,
 /// the temporary file is removed and `path` is untouched.
+///
+/// A `path` that is a symbolic link is followed: the file it points to is
+/// replaced, not the link. A `path` that exists and is neither a file nor a
+/// folder (a device such as `/dev/stdout` or `/dev/null`, a named pipe) is
+/// written directly, since renaming over it would replace it; a folder is
+/// refused.
 pub struct AtomicFile {
     path: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file; `None` when writing `path` directly.
+    tmp: Option<PathBuf>,
     file: Option<io::BufWriter<std::fs::File>>,
 }
 
 impl AtomicFile {
     /// Starts writing `path` (creating its folder when needed).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        if let Some(direct) = Target::of(path)?.direct() {
+            let file = std::fs::OpenOptions::new().write(true).open(direct)?;
+            return Ok(AtomicFile {
+                path: direct.to_path_buf(),
+                tmp: None,
+                file: Some(io::BufWriter::new(file)),
+            });
+        }
+        let path = &follow_links(path)?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir)?;
-        let file_name = path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: not a file name", path.display()),
-            )
-        })?;
+        create_folder(&dir)?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not the path of a file"))?;
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
             file_name.to_string_lossy(),
@@ -102,23 +115,26 @@ impl AtomicFile {
         let file = std::fs::File::create(&tmp)?;
         unfinished().push(tmp.clone());
         Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
+            path: path.clone(),
+            tmp: Some(tmp),
             file: Some(io::BufWriter::new(file)),
         })
     }
 
-    /// Flushes, syncs and renames the file into place.
-    /// On an error the temporary file is removed and `path` is untouched.
+    /// Flushes, syncs and renames the file into place (or, writing a
+    /// device or pipe directly, flushes). On an error the temporary file
+    /// is removed and `path` is untouched.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("present until commit");
+        let file = file.into_inner().map_err(|e| e.into_error());
+        let Some(tmp) = self.tmp.clone() else {
+            return file.map(drop);
+        };
         let done = file
-            .into_inner()
-            .map_err(|e| e.into_error())
             .and_then(|file| file.sync_all())
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
         if done.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(&tmp);
         }
         self.forget();
         done
@@ -126,7 +142,128 @@ impl AtomicFile {
 
     /// Takes the temporary file off the list of unfinished ones.
     fn forget(&self) {
-        unfinished().retain(|t| t != &self.tmp);
+        if let Some(tmp) = &self.tmp {
+            unfinished().retain(|t| t != tmp);
+        }
+    }
+}
+
+/// What an output path names.
+enum Target<'a> {
+    /// A file, or nothing yet: written through a temporary file.
+    File,
+    /// A device or pipe, or a file reached through `/dev/stdout`,
+    /// `/dev/fd/N` or `/proc`: written directly (renaming over it would
+    /// replace the device, or the file but not the descriptor the caller
+    /// holds).
+    Direct(&'a Path),
+}
+
+impl<'a> Target<'a> {
+    fn of(path: &'a Path) -> io::Result<Target<'a>> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a folder; give the path of a file",
+            )),
+            Ok(meta)
+                if !meta.is_file() || ["/dev/", "/proc/"].iter().any(|p| path.starts_with(p)) =>
+            {
+                Ok(Target::Direct(path))
+            }
+            _ => Ok(Target::File),
+        }
+    }
+    fn direct(&self) -> Option<&'a Path> {
+        match self {
+            Target::Direct(p) => Some(p),
+            Target::File => None,
+        }
+    }
+}
+
+/// `path` with every symbolic link in its last component followed (the
+/// link's target may not exist yet).
+fn follow_links(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
+}
+
+/// Creates folder `dir` (and its parents) unless it exists; an error that
+/// says so when `dir`, or a parent, is a file.
+pub fn create_folder(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists || e.kind() == io::ErrorKind::NotADirectory {
+            io::Error::new(e.kind(), "is a file (or lies under one), not a folder")
+        } else {
+            e
+        }
+    })
+}
+
+/// Whether files could be written in folder `dir`, which may not exist
+/// yet: its nearest existing ancestor must be a folder that takes a new
+/// file. Creates nothing (a probe file is made and removed). For a run to
+/// check where its outputs will go before it works rather than fail after.
+pub fn check_folder(dir: &Path) -> io::Result<()> {
+    let mut at = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is a file, not a folder", at.display()),
+                ));
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                match at.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+                    _ if at != Path::new(".") => at = Path::new("."),
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let probe = at.join(format!(".gpuclaim-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create files in {}: {e}", at.display()),
+            )
+        })
+}
+
+/// Whether `path` could be written as an output (see [`AtomicFile`]):
+/// not a folder, and its folder takes a new file. Creates nothing.
+pub fn check_file(path: &Path) -> io::Result<()> {
+    match Target::of(path)? {
+        // Written directly (a pipe is not opened: it would wait for its
+        // reader); writing will tell.
+        Target::Direct(_) => Ok(()),
+        Target::File => check_folder(follow_links(path)?.parent().unwrap_or(Path::new("."))),
     }
 }
 
@@ -141,8 +278,10 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if self.file.take().is_some()
+            && let Some(tmp) = &self.tmp
+        {
+            let _ = std::fs::remove_file(tmp);
             self.forget();
         }
     }

@@ -237,6 +237,39 @@ fn bad_flags_are_refused_clearly() {
         (&["replay", "--seed", "1", "--run", "2"], "--gpus"),
         (&["replay", "--seed", "1"], "--run"),
         (&["replay", "no-such-file.toml"], "no-such-file.toml"),
+        (&["replay"], "<FILE|--seed <S>>"),
+        (
+            &[
+                "replay",
+                "scenarios/doc-2gpu-stop-then-start.toml",
+                "--gpus",
+                "1",
+            ],
+            "'[FILE]' cannot be used with '--gpus <G>'",
+        ),
+        (
+            &[
+                "replay",
+                "scenarios/doc-2gpu-stop-then-start.toml",
+                "--policy",
+                "snapshot",
+            ],
+            "--policy snapshot: scenarios/doc-2gpu-stop-then-start.toml lists only fixed, legacy",
+        ),
+        (
+            &[
+                "explore",
+                "--gpus",
+                "1",
+                "--vms",
+                "1",
+                "--policy",
+                "fixed",
+                "--steps",
+                "100000001",
+            ],
+            "--steps",
+        ),
         (
             &[
                 "check",
@@ -319,4 +352,73 @@ fn an_interrupted_explore_leaves_no_file_behind() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(listing(), Vec::<String>::new());
+}
+
+/// Where the outputs go is checked before any work: a folder given as
+/// `--out`, or a `--counterexamples` folder under a file, stops the run at
+/// once with exit status 2, and no output is written.
+#[test]
+fn output_locations_are_checked_before_the_run() {
+    let dir = tmp("locations");
+    std::fs::create_dir(dir.join("adir")).unwrap();
+    std::fs::write(dir.join("afile"), b"").unwrap();
+    let explore = |out: &Path, cx: &Path| {
+        gpuclaim(&[
+            "explore",
+            "--gpus",
+            "2",
+            "--vms",
+            "3",
+            "--policy",
+            "legacy",
+            "--runs",
+            "200",
+            "--steps",
+            "40",
+            "--out",
+            s(out),
+            "--counterexamples",
+            s(cx),
+        ])
+    };
+    let o = explore(&dir.join("adir"), &dir.join("cx"));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "gpuclaim: error: --out {}: is a folder; give the path of a file\n",
+            dir.join("adir").display()
+        )
+    );
+    let o = explore(&dir.join("e.csv"), &dir.join("afile").join("cx"));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "gpuclaim: error: --counterexamples {}: {} is a file, not a folder\n",
+            dir.join("afile").join("cx").display(),
+            dir.join("afile").display()
+        )
+    );
+    let o = gpuclaim(&[
+        "check",
+        "--gpus",
+        "1",
+        "--vms",
+        "1",
+        "--policy",
+        "legacy",
+        "--counterexamples",
+        s(&dir.join("afile")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "no search ran");
+    // Nothing was written, not even the folders.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["adir", "afile"]);
+    assert_eq!(std::fs::read_dir(dir.join("adir")).unwrap().count(), 0);
 }

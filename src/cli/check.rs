@@ -21,6 +21,10 @@ use super::explore::{DeviceArgs, write_counterexample};
 /// a shortest counterexample (breadth-first) and writes it as a scenario
 /// file under --counterexamples. The counts do not depend on --threads.
 ///
+/// States are kept as 64-bit keys of 2 + 3G + V(4 + G) bits, so the
+/// checker takes at most 11 VM slots with 1 GPU, 9 with 2, 7 with 3, 6
+/// with 4 and 3 with 8 (explore and replay take up to 24).
+///
 /// Exit status: 0 when no invariant is violated, 1 when one is, 2 on an
 /// error (for example a device too large for 64-bit state keys).
 #[derive(clap::Args)]
@@ -43,6 +47,9 @@ pub struct Args {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
     let policy = args.device.policy();
+    // A counterexample must have somewhere to go: checked before the search.
+    gpuclaim::report::check_folder(&args.counterexamples)
+        .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
     let report = Checker::new(&policy, device)
         .threads(args.threads)
         .symmetry(args.symmetry)

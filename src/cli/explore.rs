@@ -74,8 +74,8 @@ pub struct Args {
     /// Number of walks.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub runs: u64,
-    /// Most actions per walk (begin steps, end steps and internal events
-    /// count one each).
+    /// Most actions per walk, 0 to 100000000 (begin steps, end steps and
+    /// internal events count one each).
     #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub steps: u64,
     /// Master seed; run I uses seed::run_seed(S, I).
@@ -100,7 +100,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", default_value = "reports/explore.csv")]
     pub out: PathBuf,
     /// Folder for the shrunk counterexample scenario files and
-    /// explore-summary.csv.
+    /// explore-summary.csv. Files an earlier run left there stay (a file
+    /// of the same name is replaced); the summary lists this run's.
     #[arg(long, value_name = "DIR", default_value = "reports/counterexamples")]
     pub counterexamples: PathBuf,
 }
@@ -109,6 +110,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
     let policy = args.device.policy();
     let steps = usize::try_from(args.steps).context("--steps")?;
+    // Where the outputs go is checked before the campaign, not after.
+    gpuclaim::report::check_file(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    gpuclaim::report::check_folder(&args.counterexamples)
+        .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(args.runs)
     } else {

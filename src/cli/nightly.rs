@@ -34,7 +34,8 @@ use crate::cli::run::{FileResult, run_files};
 #[derive(clap::Args)]
 pub struct Args {
     /// Seconds for the random campaigns (the fixed parts, scenarios, checks
-    /// and corpus replay, take what they take). The default suits a laptop.
+    /// and corpus replay, take what they take); 0 to 86400. The default
+    /// suits a laptop.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub budget: f64,
     /// Folder for junit.xml, summary.csv and index.html.
@@ -85,13 +86,19 @@ impl Runner {
     }
 }
 
+/// The largest `--budget`, in seconds.
+const MAX_BUDGET: f64 = 86_400.0;
+
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    if !(args.budget.is_finite() && args.budget >= 0.0) {
+    if !(args.budget.is_finite() && (0.0..=MAX_BUDGET).contains(&args.budget)) {
         anyhow::bail!(
-            "--budget must be a number of seconds, 0 or more; got {}",
+            "--budget must be a number of seconds from 0 to {MAX_BUDGET} (a day); got {}",
             args.budget
         );
     }
+    // The reports must have somewhere to go: checked before the jobs run.
+    gpuclaim::report::check_folder(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();

@@ -23,38 +23,35 @@ use super::explore::DeviceArgs;
 /// time. Exit status: 0, or 1 when a file's expectations do not hold, 2 on
 /// an error.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").args(["file", "seed"]).required(true)))]
 pub struct Args {
     /// A scenario or counterexample file.
-    #[arg(
-        value_name = "FILE",
-        required_unless_present = "seed",
-        conflicts_with = "seed"
-    )]
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// The campaign's master seed (with --run).
-    #[arg(long, value_name = "S", requires = "run")]
+    /// The campaign's master seed (with --run, --gpus, --vms and --policy).
+    #[arg(long, value_name = "S", requires_all = ["run", "gpus", "vms", "policy"])]
     pub seed: Option<u64>,
     /// The run index within the campaign (with --seed).
     #[arg(long, value_name = "I", requires = "seed")]
     pub run: Option<u64>,
     /// GPUs of the device (1 to 8), as given to explore.
-    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u8).range(1..=8), required_unless_present = "file")]
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u8).range(1..=8), conflicts_with = "file")]
     pub gpus: Option<u8>,
     /// VM slots (0 to 24), as given to explore.
-    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u8).range(0..=24), required_unless_present = "file")]
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u8).range(0..=24), conflicts_with = "file")]
     pub vms: Option<u8>,
     /// GPUs each VM needs, as given to explore.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8), conflicts_with = "file")]
     pub size: u8,
     /// The policy: with --seed, the campaign's (required); with FILE, run
     /// only this one of the file's policies.
-    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"], required_unless_present = "file")]
+    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"])]
     pub policy: Option<String>,
-    /// Most actions per walk, as given to explore.
-    #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    /// Most actions per walk (0 to 100000000), as given to explore.
+    #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000), conflicts_with = "file")]
     pub steps: u64,
     /// The campaign used --swarm.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     pub swarm: bool,
 }
 
@@ -86,6 +83,11 @@ pub fn replay_file(file: &Path, only: Option<&str>) -> anyhow::Result<(String, E
     let registry = Registry::builtin();
     let s = scenario::load(file, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policies: Vec<String> = match only {
+        Some(p) if !s.policy_names().iter().any(|q| q == p) => anyhow::bail!(
+            "--policy {p}: {} lists only {}",
+            file.display(),
+            s.policy_names().join(", ")
+        ),
         Some(p) => vec![p.to_string()],
         None => s.policy_names(),
     };
