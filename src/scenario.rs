@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -130,11 +130,22 @@ impl Reader<'_> {
         })
     }
 
-    fn integer(&self, key: &str, v: &Val<'_>, max: u8, what: &str) -> Result<u8, ScenarioError> {
+    /// An integer in `range`; anything else is refused at the value, with
+    /// `what` saying what was expected.
+    fn integer(
+        &self,
+        key: &str,
+        v: &Val<'_>,
+        range: RangeInclusive<u8>,
+        what: &str,
+    ) -> Result<u8, ScenarioError> {
         let bad = || self.error(Some(v.span()), format!("`{key}` must be {what}"));
         let i = v.get_ref().as_integer().ok_or_else(bad)?;
         let n = i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).map_err(|_| bad())?;
-        u8::try_from(n).ok().filter(|n| *n <= max).ok_or_else(bad)
+        u8::try_from(n)
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(bad)
     }
 
     fn array<'v, 'i>(&self, key: &str, v: &'v Val<'i>) -> Result<Vec<&'v Val<'i>>, ScenarioError> {
@@ -215,7 +226,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 gpus = Some(r.integer(
                     k,
                     value,
-                    MAX_GPUS,
+                    1..=MAX_GPUS,
                     &format!("an integer from 1 to {MAX_GPUS}"),
                 )?)
             }
@@ -238,18 +249,8 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             "missing key `name` (one line, shown in reports)",
         )
     })?;
-    let gpus = gpus.ok_or_else(|| {
-        r.error(
-            whole.clone(),
-            format!("missing key `gpus` (1 to {MAX_GPUS})"),
-        )
-    })?;
-    if gpus == 0 {
-        return Err(r.error(
-            whole,
-            format!("`gpus` must be an integer from 1 to {MAX_GPUS}"),
-        ));
-    }
+    let gpus =
+        gpus.ok_or_else(|| r.error(whole, format!("missing key `gpus` (1 to {MAX_GPUS})")))?;
     let (steps_raw, steps_span) = steps_raw
         .ok_or_else(|| r.error(Some(0..0), "missing key `steps` (a list of step strings)"))?;
 
@@ -296,7 +297,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             let size = r.integer(
                 &format!("vms.{vm}"),
                 value,
-                gpus,
+                0..=gpus,
                 &format!("a size from 0 to {gpus} (the device's GPUs)"),
             )?;
             vms.insert(vm.to_string(), size);
@@ -388,7 +389,7 @@ fn read_expect_key(
             e.kube_gpus = Some(r.integer(
                 key,
                 value,
-                MAX_GPUS,
+                0..=MAX_GPUS,
                 &format!("an integer from 0 to {MAX_GPUS}"),
             )?)
         }

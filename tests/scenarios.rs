@@ -147,7 +147,7 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 0\nsteps = []\n",
-            "`gpus` must be an integer from 1 to 8",
+            "2:8: `gpus` must be an integer from 1 to 8",
         ),
         ("gpus = 1\nsteps = []\n", "missing key `name`"),
         (
