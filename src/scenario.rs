@@ -207,7 +207,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
     let mut name = None;
     let mut source = None;
     let mut gpus = None;
-    let mut policies: Option<Vec<Spanned<String>>> = None;
+    let mut policies: Option<(Vec<Spanned<String>>, Range<usize>)> = None;
     let mut steps_raw = None;
     let mut vms_raw = None;
     let mut expect_raw = None;
@@ -230,7 +230,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                     &format!("an integer from 1 to {MAX_GPUS}"),
                 )?)
             }
-            "policies" => policies = Some(r.string_list(k, value)?),
+            "policies" => policies = Some((r.string_list(k, value)?, value.span())),
             "steps" => steps_raw = Some((r.string_list(k, value)?, value.span())),
             "vms" => vms_raw = Some(r.table(k, value)?),
             "expect" => expect_raw = Some(r.table(k, value)?),
@@ -254,8 +254,31 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
     let (steps_raw, steps_span) = steps_raw
         .ok_or_else(|| r.error(Some(0..0), "missing key `steps` (a list of step strings)"))?;
 
-    if let Some(list) = &policies {
-        for p in list {
+    if let Some((list, span)) = &policies {
+        // An empty list would run nothing and report success; leaving the
+        // key out is how a file asks for the defaults.
+        if list.is_empty() {
+            return Err(r.error(
+                Some(span.clone()),
+                format!(
+                    "`policies` is empty; list at least one policy ({}), or leave the key out to run under {}",
+                    registry.names().join(", "),
+                    DEFAULT_POLICIES.join(" and ")
+                ),
+            ));
+        }
+        for (i, p) in list.iter().enumerate() {
+            if let Some(first) = list[..i].iter().position(|q| q.get_ref() == p.get_ref()) {
+                return Err(r.error(
+                    Some(p.span()),
+                    format!(
+                        "policy `{}` is listed twice in `policies` (items {} and {}); a scenario runs once under each policy",
+                        p.get_ref(),
+                        first + 1,
+                        i + 1
+                    ),
+                ));
+            }
             if !registry.contains(p.get_ref()) {
                 return Err(r.error(
                     Some(p.span()),
@@ -339,7 +362,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
         name,
         source,
         gpus,
-        policies: policies.map(|l| l.into_iter().map(Spanned::into_inner).collect()),
+        policies: policies.map(|(l, _)| l.into_iter().map(Spanned::into_inner).collect()),
         steps,
         vms,
         expect,

@@ -131,6 +131,26 @@ fn wrong_number_of_outcomes_is_refused() {
 }
 
 #[test]
+fn an_empty_policy_list_is_refused_at_the_list() {
+    let msg = refused("name = \"x\"\ngpus = 1\npolicies = []\nsteps = [\"create-vm a\"]\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:12: `policies` is empty; list at least one policy (fixed, legacy, snapshot), or leave the key out to run under fixed and legacy"
+    );
+}
+
+#[test]
+fn a_policy_listed_twice_is_refused_at_the_second() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"fixed\", \"legacy\", \"fixed\"]\nsteps = [\"create-vm a\"]\n",
+    );
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:32: policy `fixed` is listed twice in `policies` (items 1 and 3); a scenario runs once under each policy"
+    );
+}
+
+#[test]
 fn other_refusals() {
     let cases: &[(&str, &str)] = &[
         (
