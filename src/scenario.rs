@@ -327,6 +327,10 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
         }
     }
 
+    let runs_under: Vec<&str> = match &policies {
+        Some((list, _)) => list.iter().map(|p| p.get_ref().as_str()).collect(),
+        None => DEFAULT_POLICIES.to_vec(),
+    };
     let mut expect = None;
     let mut expect_for = BTreeMap::new();
     if let Some(table) = expect_raw {
@@ -340,6 +344,17 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 return Err(r.error(
                     Some(key.span()),
                     format!("unknown key `{k}` in [expect]; expected one of {EXPECT_KEYS}"),
+                ));
+            }
+            // Overrides for a policy the file does not run would never be
+            // compared: most likely a policy left out of `policies` by mistake.
+            if !runs_under.contains(&k) {
+                return Err(r.error(
+                    Some(key.span()),
+                    format!(
+                        "[expect.{k}] overrides the expectations for policy `{k}`, which this scenario does not run (its policies are {}); add `{k}` to `policies` or remove the section",
+                        runs_under.join(", ")
+                    ),
                 ));
             }
             let over_table = r.table(&format!("expect.{k}"), value)?;

@@ -151,6 +151,24 @@ fn a_policy_listed_twice_is_refused_at_the_second() {
 }
 
 #[test]
+fn expectations_for_a_policy_the_scenario_does_not_run_are_refused() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n\n[expect.snapshot]\nvm.a = \"failed\"\n",
+    );
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:7:9: [expect.snapshot] overrides the expectations for policy `snapshot`, which this scenario does not run (its policies are fixed, legacy); add `snapshot` to `policies` or remove the section"
+    );
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"snapshot\"]\nsteps = [\"create-vm a\"]\n[expect.fixed]\nvm.a = \"running\"\n",
+    );
+    assert!(
+        msg.starts_with("scenarios/bad.toml:5:9: [expect.fixed] overrides the expectations for policy `fixed`, which this scenario does not run (its policies are snapshot);"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn other_refusals() {
     let cases: &[(&str, &str)] = &[
         (
