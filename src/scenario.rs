@@ -301,7 +301,11 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
         {
             return Err(r.error(
                 Some(raw.span()),
-                format!("step {}: gpus={n} but the device has {gpus} GPUs", i + 1),
+                format!(
+                    "step {}: gpus={n} but the device has {}",
+                    i + 1,
+                    counted(usize::from(gpus), "GPU")
+                ),
             ));
         }
         steps.push(spec);
@@ -333,11 +337,13 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
     };
     let mut expect = None;
     let mut expect_for = BTreeMap::new();
+    let mut spans = BTreeMap::new();
     if let Some(table) = expect_raw {
         let mut base = Expect::default();
+        let mut base_spans = ExpectSpans::default();
         for (key, value) in table.iter() {
             let k: &str = key.get_ref();
-            if read_expect_key(&r, &mut base, k, value)? {
+            if read_expect_key(&r, &mut base, &mut base_spans, k, value)? {
                 continue;
             }
             if !registry.contains(k) {
@@ -359,9 +365,10 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             }
             let over_table = r.table(&format!("expect.{k}"), value)?;
             let mut over = Expect::default();
+            let mut over_spans = ExpectSpans::default();
             for (okey, ovalue) in over_table.iter() {
                 let ok: &str = okey.get_ref();
-                if !read_expect_key(&r, &mut over, ok, ovalue)? {
+                if !read_expect_key(&r, &mut over, &mut over_spans, ok, ovalue)? {
                     return Err(r.error(
                         Some(okey.span()),
                         format!("unknown key `{ok}` in [expect.{k}]; expected one of outcomes, kube, kube-gpus, gpus, vm, violations"),
@@ -369,8 +376,10 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 }
             }
             expect_for.insert(k.to_string(), over);
+            spans.insert(format!("expect.{k}"), over_spans);
         }
         expect = Some(base);
+        spans.insert("expect".to_string(), base_spans);
     }
 
     let scenario = Scenario {
@@ -383,26 +392,34 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
         expect,
         expect_for,
     };
-    check_consistency(&r, &scenario, table_spans(doc), steps_span)?;
+    check_consistency(&r, &scenario, &spans, steps_span)?;
     Ok(scenario)
 }
 
-/// Spans of the `expect` table, for consistency errors.
-fn table_spans(doc: &DeTable<'_>) -> Option<Range<usize>> {
-    doc.iter()
-        .find(|(k, _)| k.get_ref() == "expect")
-        .map(|(k, _)| k.span())
+/// Where the values of one expectation table are in the file, for the
+/// checks that need the whole file before they can refuse a value.
+/// [`Expect`] itself carries no spans: it is compared and written back.
+#[derive(Default)]
+struct ExpectSpans {
+    outcomes: Option<Range<usize>>,
+    kube_gpus: Option<Range<usize>>,
+    gpus: Option<Range<usize>>,
+    /// One span for each owner of `gpus`.
+    owners: Vec<Range<usize>>,
 }
 
-/// Reads one expectation key into `e`; false when `key` is not one.
+/// Reads one expectation key into `e`, and where its value is into `spans`;
+/// false when `key` is not one.
 fn read_expect_key(
     r: &Reader<'_>,
     e: &mut Expect,
+    spans: &mut ExpectSpans,
     key: &str,
     value: &Val<'_>,
 ) -> Result<bool, ScenarioError> {
     match key {
         "outcomes" => {
+            spans.outcomes = Some(value.span());
             let mut out = Vec::new();
             for item in r.string_list(key, value)? {
                 out.push(Outcome::from_name(item.get_ref()).ok_or_else(|| {
@@ -424,6 +441,7 @@ fn read_expect_key(
             })?);
         }
         "kube-gpus" => {
+            spans.kube_gpus = Some(value.span());
             e.kube_gpus = Some(r.integer(
                 key,
                 value,
@@ -432,12 +450,10 @@ fn read_expect_key(
             )?)
         }
         "gpus" => {
-            e.gpus = Some(
-                r.string_list(key, value)?
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
-            )
+            let owners = r.string_list(key, value)?;
+            spans.gpus = Some(value.span());
+            spans.owners = owners.iter().map(Spanned::span).collect();
+            e.gpus = Some(owners.into_iter().map(Spanned::into_inner).collect());
         }
         "vm" => {
             for (vkey, vvalue) in r.table(key, value)?.iter() {
@@ -487,11 +503,11 @@ fn vm_state_from_name(name: &str) -> Option<VmState> {
 }
 
 /// Checks what needs the whole file: outcome counts, VM counts, GPU owner
-/// lists.
+/// lists. An expectation is refused at its value (`spans`, by table name).
 fn check_consistency(
     r: &Reader<'_>,
     s: &Scenario,
-    expect_span: Option<Range<usize>>,
+    spans: &BTreeMap<String, ExpectSpans>,
     steps_span: Range<usize>,
 ) -> Result<(), ScenarioError> {
     let names = s.vm_names();
@@ -506,28 +522,38 @@ fn check_consistency(
             .iter()
             .map(|(p, e)| (format!("expect.{p}"), Some(e))),
     );
+    let device_gpus = counted(usize::from(s.gpus), "GPU");
     for (table, e) in all {
         let Some(e) = e else { continue };
+        let at = spans.get(&table);
         if let Some(o) = &e.outcomes
             && o.len() != s.steps.len()
         {
             return Err(r.error(
-                expect_span.clone(),
-                format!("[{table}] lists {} outcomes but there are {} steps; expected one outcome per step", o.len(), s.steps.len()),
+                at.and_then(|a| a.outcomes.clone()),
+                format!(
+                    "[{table}] lists {} but there {} {}; expected one outcome per step",
+                    counted(o.len(), "outcome"),
+                    if s.steps.len() == 1 { "is" } else { "are" },
+                    counted(s.steps.len(), "step")
+                ),
             ));
         }
         if let Some(g) = &e.gpus {
             if g.len() != usize::from(s.gpus) {
                 return Err(r.error(
-                    expect_span.clone(),
-                    format!("[{table}] gpus lists {} owners but the device has {} GPUs; expected one owner per GPU", g.len(), s.gpus),
+                    at.and_then(|a| a.gpus.clone()),
+                    format!(
+                        "[{table}] gpus lists {} but the device has {device_gpus}; expected one owner per GPU",
+                        counted(g.len(), "owner")
+                    ),
                 ));
             }
-            for owner in g {
+            for (i, owner) in g.iter().enumerate() {
                 for part in owner.split('+') {
                     if !matches!(part, "free" | "kube" | "none") && names.slot(part).is_none() {
                         return Err(r.error(
-                            expect_span.clone(),
+                            at.and_then(|a| a.owners.get(i).cloned()),
                             format!("[{table}] gpus: unknown owner `{part}`; expected free, kube, none or a VM of this scenario, joined by `+` when several"),
                         ));
                     }
@@ -538,15 +564,21 @@ fn check_consistency(
             && k > s.gpus
         {
             return Err(r.error(
-                expect_span.clone(),
-                format!(
-                    "[{table}] kube-gpus = {k} but the device has {} GPUs",
-                    s.gpus
-                ),
+                at.and_then(|a| a.kube_gpus.clone()),
+                format!("[{table}] kube-gpus = {k} but the device has {device_gpus}"),
             ));
         }
     }
     Ok(())
+}
+
+/// `n` and `word`, with an `s` unless `n` is 1: "1 GPU", "2 GPUs".
+fn counted(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 impl Scenario {

@@ -126,7 +126,7 @@ fn wrong_number_of_outcomes_is_refused() {
     );
     assert_eq!(
         msg,
-        "scenarios/bad.toml:4:2: [expect] lists 1 outcomes but there are 2 steps; expected one outcome per step"
+        "scenarios/bad.toml:5:12: [expect] lists 1 outcome but there are 2 steps; expected one outcome per step"
     );
 }
 
@@ -169,6 +169,38 @@ fn expectations_for_a_policy_the_scenario_does_not_run_are_refused() {
 }
 
 #[test]
+fn expectations_that_disagree_with_the_device_are_refused_at_their_value() {
+    let head = "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "gpus = [\"a\", \"free\", \"free\"]\n",
+            "6:8: [expect] gpus lists 3 owners but the device has 1 GPU; expected one owner per GPU",
+        ),
+        (
+            "kube-gpus = 5\n",
+            "6:13: [expect] kube-gpus = 5 but the device has 1 GPU",
+        ),
+        (
+            "gpus = [\"a+zed\"]\n",
+            "6:9: [expect] gpus: unknown owner `zed`; expected free, kube, none or a VM of this scenario, joined by `+` when several",
+        ),
+        (
+            "outcomes = [\"ok\", \"ok\"]\n",
+            "6:12: [expect] lists 2 outcomes but there is 1 step; expected one outcome per step",
+        ),
+        // In an override table, at the override's value.
+        (
+            "\n[expect.legacy]\nkube = \"configured\"\nkube-gpus = 2\n",
+            "9:13: [expect.legacy] kube-gpus = 2 but the device has 1 GPU",
+        ),
+    ];
+    for (tail, want) in cases {
+        let msg = refused(&format!("{head}{tail}"));
+        assert_eq!(msg, format!("scenarios/bad.toml:{want}"));
+    }
+}
+
+#[test]
 fn other_refusals() {
     let cases: &[(&str, &str)] = &[
         (
@@ -202,7 +234,7 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a gpus=2\"]\n",
-            "gpus=2 but the device has 1 GPUs",
+            "3:10: step 1: gpus=2 but the device has 1 GPU",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = [\"begin kube-takeover\"]\n",
@@ -238,11 +270,11 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 2\nsteps = []\n[expect]\ngpus = [\"a\"]\n",
-            "gpus lists 1 owners but the device has 2 GPUs",
+            "5:8: [expect] gpus lists 1 owner but the device has 2 GPUs; expected one owner per GPU",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\ngpus = [\"zed\"]\n",
-            "unknown owner `zed`",
+            "5:9: [expect] gpus: unknown owner `zed`",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = \"create-vm a\"\n",
