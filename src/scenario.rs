@@ -186,13 +186,43 @@ const EXPECT_KEYS: &str = "outcomes, kube, kube-gpus, gpus, vm, violations, or a
 
 /// Reads a scenario file from disk.
 pub fn load(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let bytes = std::fs::read(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: None,
         column: None,
         message: format!("cannot read the file: {e}"),
     })?;
-    parse(path, &text, registry)
+    parse_bytes(path, &bytes, registry)
+}
+
+/// Reads a scenario file's bytes, as [`load`] does after reading the file:
+/// text that is not UTF-8 is refused at its first invalid byte, then the
+/// text goes to [`parse`]. `file` is only used in error messages.
+pub fn parse_bytes(
+    file: &Path,
+    bytes: &[u8],
+    registry: &Registry,
+) -> Result<Scenario, ScenarioError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(file, text, registry),
+        Err(e) => {
+            // The text before the bad byte is valid, so its line and column
+            // are counted like those of any other error.
+            let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
+            let at = e.valid_up_to();
+            let what = match (e.error_len(), bytes.get(at)) {
+                (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
+                _ => "the file ends inside a character".to_string(),
+            };
+            let r = Reader { file, text: valid };
+            Err(r.error(
+                Some(at..at),
+                format!(
+                    "not valid UTF-8: {what} (byte offset {at}); a scenario file is UTF-8 text"
+                ),
+            ))
+        }
+    }
 }
 
 /// Reads scenario text; `file` is only used in error messages. Nothing is

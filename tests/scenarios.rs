@@ -201,6 +201,54 @@ fn expectations_that_disagree_with_the_device_are_refused_at_their_value() {
 }
 
 #[test]
+fn text_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let reg = Registry::builtin();
+    let bytes = b"name = \"x\"\ngpus = 1\nsteps = [\n  \"create-vm a\",\n  \"st\xffop-vm a\",\n]\n";
+    let msg = scenario::parse_bytes(Path::new("scenarios/bad.toml"), bytes, &reg)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:5:6: not valid UTF-8: byte 0xFF (byte offset 52); a scenario file is UTF-8 text"
+    );
+    // Columns count characters, as TOML errors do; the file may also end
+    // inside a character.
+    let msg = scenario::parse_bytes(
+        Path::new("f.toml"),
+        &["name = \"é".as_bytes(), b"\xe2\x82"].concat(),
+        &reg,
+    );
+    let msg = msg.unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "f.toml:1:10: not valid UTF-8: the file ends inside a character (byte offset 10); a scenario file is UTF-8 text"
+    );
+}
+
+#[test]
+fn gpuclaim_run_refuses_a_file_that_is_not_utf8_at_its_first_bad_byte() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-not-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.toml");
+    std::fs::write(&file, b"name = \"caf\xe9\"\ngpus = 1\nsteps = []\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}:1:12: not valid UTF-8: byte 0xE9 (byte offset 11)",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn other_refusals() {
     let cases: &[(&str, &str)] = &[
         (
