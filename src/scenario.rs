@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use crate::invariant::{Invariant, InvariantSet, Violation};
 use crate::model::{Device, KubeState, MAX_GPUS, MAX_VMS, Outcome, State, VmNames, VmState};
 use crate::policy::{Policy, Registry};
-use crate::trace::{self, Executed, StepSpec, valid_vm_name};
+use crate::trace::{self, Executed, StepSpec, printable, valid_vm_name};
 
 /// The policies a scenario runs under when it names none.
 pub const DEFAULT_POLICIES: [&str; 2] = ["fixed", "legacy"];
@@ -94,6 +94,9 @@ struct Reader<'s> {
 }
 
 impl Reader<'_> {
+    /// The error at `span`. Messages quote the file's keys and values, which
+    /// TOML escapes may fill with control characters: they are escaped here,
+    /// once for every message.
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
         let (line, column) = match span {
             Some(span) => {
@@ -109,7 +112,7 @@ impl Reader<'_> {
             file: self.file.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: printable(&message.into()).into_owned(),
         }
     }
 }

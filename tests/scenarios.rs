@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gpuclaim::Registry;
 use gpuclaim::scenario::{self, Scenario};
+use gpuclaim::trace::StepSpec;
 
 fn committed() -> Vec<PathBuf> {
     scenario::collect_files(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")]).unwrap()
@@ -246,6 +247,29 @@ fn gpuclaim_run_refuses_a_file_that_is_not_utf8_at_its_first_bad_byte() {
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn control_characters_are_quoted_escaped() {
+    // TOML escapes put a NUL in a step and an ESC in a policy name.
+    let msg = refused("name = \"x\"\ngpus = 1\nsteps = [\"create-vm\\u0000 a\"]\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:10: step 1: unknown operation `create-vm\\u{0}`; expected one of create-vm, start-vm, stop-vm, remove-vm, configure-kube or kube-takeover"
+    );
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"fi\\u001bxed\"]\nsteps = [\"create-vm a\"]\n",
+    );
+    assert!(
+        msg.starts_with("scenarios/bad.toml:3:13: unknown policy `fi\\u{1b}xed`;"),
+        "{msg}"
+    );
+    assert_eq!(
+        StepSpec::parse("stop-vm a\tfast\u{7}")
+            .unwrap_err()
+            .to_string(),
+        "unknown option `fast\\u{7}` for stop-vm; expected `provisioned`"
+    );
 }
 
 #[test]
