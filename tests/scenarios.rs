@@ -435,6 +435,30 @@ fn cli_exit_codes() {
 }
 
 #[test]
+fn folders_with_no_scenario_files_are_named_plainly() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-empty-{}", std::process::id()));
+    let (a, b) = (dir.join("a"), dir.join("b c"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gpuclaim: error: no scenario files (*.toml) under {}, {}\n",
+            a.display(),
+            b.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn scenario_defaults() {
     let reg = Registry::builtin();
     let s: Scenario = scenario::parse(
