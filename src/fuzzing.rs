@@ -351,22 +351,25 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::builtin)
 }
 
-/// Fuzz bytes as text: invalid UTF-8 is replaced, so every input reaches
-/// the parser.
+/// Fuzz bytes as text for [`StepSpec::parse`], which only ever sees text:
+/// invalid UTF-8 is replaced, so every input reaches the parser.
 fn text(data: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
 
-/// `scenario_parse`: the text goes to the scenario parser. It must never
-/// panic; a scenario that parses must come back equal from
-/// [`Scenario::to_toml`], and must run under each of its policies.
+/// `scenario_parse`: the bytes go to [`scenario::parse_bytes`], as a file's
+/// bytes do in `gpuclaim run`, so an input is refused here exactly when the
+/// same file would be (not UTF-8 included). It must never panic; a scenario
+/// that parses must come back equal from [`Scenario::to_toml`], and must run
+/// under each of its policies.
 pub fn check_scenario_parse(data: &[u8]) -> Result<Checked, Failure> {
-    let input = text(data);
     let path = Path::new("fuzz-input.toml");
-    let scenario = match scenario::parse(path, &input, registry()) {
+    let scenario = match scenario::parse_bytes(path, data, registry()) {
         Ok(s) => s,
         Err(e) => return Ok(Checked::Refused(e.to_string())),
     };
+    // The bytes parsed, so they are UTF-8 and nothing is replaced.
+    let input = String::from_utf8_lossy(data);
     let printed = scenario.to_toml();
     let fail = |problem: String| Failure::RoundTrip {
         input: input.to_string(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use crate::invariant::{Invariant, InvariantSet, Violation};
 use crate::model::{Device, KubeState, MAX_GPUS, MAX_VMS, Outcome, State, VmNames, VmState};
 use crate::policy::{Policy, Registry};
-use crate::trace::{self, Executed, StepSpec, valid_vm_name};
+use crate::trace::{self, Executed, StepSpec, printable, valid_vm_name};
 
 /// The policies a scenario runs under when it names none.
 pub const DEFAULT_POLICIES: [&str; 2] = ["fixed", "legacy"];
@@ -94,6 +94,9 @@ struct Reader<'s> {
 }
 
 impl Reader<'_> {
+    /// The error at `span`. Messages quote the file's keys and values, which
+    /// TOML escapes may fill with control characters: they are escaped here,
+    /// once for every message.
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
         let (line, column) = match span {
             Some(span) => {
@@ -109,7 +112,7 @@ impl Reader<'_> {
             file: self.file.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: printable(&message.into()).into_owned(),
         }
     }
 }
@@ -130,11 +133,22 @@ impl Reader<'_> {
         })
     }
 
-    fn integer(&self, key: &str, v: &Val<'_>, max: u8, what: &str) -> Result<u8, ScenarioError> {
+    /// An integer in `range`; anything else is refused at the value, with
+    /// `what` saying what was expected.
+    fn integer(
+        &self,
+        key: &str,
+        v: &Val<'_>,
+        range: RangeInclusive<u8>,
+        what: &str,
+    ) -> Result<u8, ScenarioError> {
         let bad = || self.error(Some(v.span()), format!("`{key}` must be {what}"));
         let i = v.get_ref().as_integer().ok_or_else(bad)?;
         let n = i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).map_err(|_| bad())?;
-        u8::try_from(n).ok().filter(|n| *n <= max).ok_or_else(bad)
+        u8::try_from(n)
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(bad)
     }
 
     fn array<'v, 'i>(&self, key: &str, v: &'v Val<'i>) -> Result<Vec<&'v Val<'i>>, ScenarioError> {
@@ -175,13 +189,43 @@ const EXPECT_KEYS: &str = "outcomes, kube, kube-gpus, gpus, vm, violations, or a
 
 /// Reads a scenario file from disk.
 pub fn load(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let bytes = std::fs::read(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: None,
         column: None,
         message: format!("cannot read the file: {e}"),
     })?;
-    parse(path, &text, registry)
+    parse_bytes(path, &bytes, registry)
+}
+
+/// Reads a scenario file's bytes, as [`load`] does after reading the file:
+/// text that is not UTF-8 is refused at its first invalid byte, then the
+/// text goes to [`parse`]. `file` is only used in error messages.
+pub fn parse_bytes(
+    file: &Path,
+    bytes: &[u8],
+    registry: &Registry,
+) -> Result<Scenario, ScenarioError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(file, text, registry),
+        Err(e) => {
+            // The text before the bad byte is valid, so its line and column
+            // are counted like those of any other error.
+            let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
+            let at = e.valid_up_to();
+            let what = match (e.error_len(), bytes.get(at)) {
+                (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
+                _ => "the file ends inside a character".to_string(),
+            };
+            let r = Reader { file, text: valid };
+            Err(r.error(
+                Some(at..at),
+                format!(
+                    "not valid UTF-8: {what} (byte offset {at}); a scenario file is UTF-8 text"
+                ),
+            ))
+        }
+    }
 }
 
 /// Reads scenario text; `file` is only used in error messages. Nothing is
@@ -196,7 +240,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
     let mut name = None;
     let mut source = None;
     let mut gpus = None;
-    let mut policies: Option<Vec<Spanned<String>>> = None;
+    let mut policies: Option<(Vec<Spanned<String>>, Range<usize>)> = None;
     let mut steps_raw = None;
     let mut vms_raw = None;
     let mut expect_raw = None;
@@ -215,11 +259,11 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 gpus = Some(r.integer(
                     k,
                     value,
-                    MAX_GPUS,
+                    1..=MAX_GPUS,
                     &format!("an integer from 1 to {MAX_GPUS}"),
                 )?)
             }
-            "policies" => policies = Some(r.string_list(k, value)?),
+            "policies" => policies = Some((r.string_list(k, value)?, value.span())),
             "steps" => steps_raw = Some((r.string_list(k, value)?, value.span())),
             "vms" => vms_raw = Some(r.table(k, value)?),
             "expect" => expect_raw = Some(r.table(k, value)?),
@@ -238,23 +282,36 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             "missing key `name` (one line, shown in reports)",
         )
     })?;
-    let gpus = gpus.ok_or_else(|| {
-        r.error(
-            whole.clone(),
-            format!("missing key `gpus` (1 to {MAX_GPUS})"),
-        )
-    })?;
-    if gpus == 0 {
-        return Err(r.error(
-            whole,
-            format!("`gpus` must be an integer from 1 to {MAX_GPUS}"),
-        ));
-    }
+    let gpus =
+        gpus.ok_or_else(|| r.error(whole, format!("missing key `gpus` (1 to {MAX_GPUS})")))?;
     let (steps_raw, steps_span) = steps_raw
         .ok_or_else(|| r.error(Some(0..0), "missing key `steps` (a list of step strings)"))?;
 
-    if let Some(list) = &policies {
-        for p in list {
+    if let Some((list, span)) = &policies {
+        // An empty list would run nothing and report success; leaving the
+        // key out is how a file asks for the defaults.
+        if list.is_empty() {
+            return Err(r.error(
+                Some(span.clone()),
+                format!(
+                    "`policies` is empty; list at least one policy ({}), or leave the key out to run under {}",
+                    registry.names().join(", "),
+                    DEFAULT_POLICIES.join(" and ")
+                ),
+            ));
+        }
+        for (i, p) in list.iter().enumerate() {
+            if let Some(first) = list[..i].iter().position(|q| q.get_ref() == p.get_ref()) {
+                return Err(r.error(
+                    Some(p.span()),
+                    format!(
+                        "policy `{}` is listed twice in `policies` (items {} and {}); a scenario runs once under each policy",
+                        p.get_ref(),
+                        first + 1,
+                        i + 1
+                    ),
+                ));
+            }
             if !registry.contains(p.get_ref()) {
                 return Err(r.error(
                     Some(p.span()),
@@ -277,7 +334,11 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
         {
             return Err(r.error(
                 Some(raw.span()),
-                format!("step {}: gpus={n} but the device has {gpus} GPUs", i + 1),
+                format!(
+                    "step {}: gpus={n} but the device has {}",
+                    i + 1,
+                    counted(usize::from(gpus), "GPU")
+                ),
             ));
         }
         steps.push(spec);
@@ -296,20 +357,26 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             let size = r.integer(
                 &format!("vms.{vm}"),
                 value,
-                gpus,
+                0..=gpus,
                 &format!("a size from 0 to {gpus} (the device's GPUs)"),
             )?;
             vms.insert(vm.to_string(), size);
         }
     }
 
+    let runs_under: Vec<&str> = match &policies {
+        Some((list, _)) => list.iter().map(|p| p.get_ref().as_str()).collect(),
+        None => DEFAULT_POLICIES.to_vec(),
+    };
     let mut expect = None;
     let mut expect_for = BTreeMap::new();
+    let mut spans = BTreeMap::new();
     if let Some(table) = expect_raw {
         let mut base = Expect::default();
+        let mut base_spans = ExpectSpans::default();
         for (key, value) in table.iter() {
             let k: &str = key.get_ref();
-            if read_expect_key(&r, &mut base, k, value)? {
+            if read_expect_key(&r, &mut base, &mut base_spans, k, value)? {
                 continue;
             }
             if !registry.contains(k) {
@@ -318,11 +385,23 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                     format!("unknown key `{k}` in [expect]; expected one of {EXPECT_KEYS}"),
                 ));
             }
+            // Overrides for a policy the file does not run would never be
+            // compared: most likely a policy left out of `policies` by mistake.
+            if !runs_under.contains(&k) {
+                return Err(r.error(
+                    Some(key.span()),
+                    format!(
+                        "[expect.{k}] overrides the expectations for policy `{k}`, which this scenario does not run (its policies are {}); add `{k}` to `policies` or remove the section",
+                        runs_under.join(", ")
+                    ),
+                ));
+            }
             let over_table = r.table(&format!("expect.{k}"), value)?;
             let mut over = Expect::default();
+            let mut over_spans = ExpectSpans::default();
             for (okey, ovalue) in over_table.iter() {
                 let ok: &str = okey.get_ref();
-                if !read_expect_key(&r, &mut over, ok, ovalue)? {
+                if !read_expect_key(&r, &mut over, &mut over_spans, ok, ovalue)? {
                     return Err(r.error(
                         Some(okey.span()),
                         format!("unknown key `{ok}` in [expect.{k}]; expected one of outcomes, kube, kube-gpus, gpus, vm, violations"),
@@ -330,40 +409,50 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 }
             }
             expect_for.insert(k.to_string(), over);
+            spans.insert(format!("expect.{k}"), over_spans);
         }
         expect = Some(base);
+        spans.insert("expect".to_string(), base_spans);
     }
 
     let scenario = Scenario {
         name,
         source,
         gpus,
-        policies: policies.map(|l| l.into_iter().map(Spanned::into_inner).collect()),
+        policies: policies.map(|(l, _)| l.into_iter().map(Spanned::into_inner).collect()),
         steps,
         vms,
         expect,
         expect_for,
     };
-    check_consistency(&r, &scenario, table_spans(doc), steps_span)?;
+    check_consistency(&r, &scenario, &spans, steps_span)?;
     Ok(scenario)
 }
 
-/// Spans of the `expect` table, for consistency errors.
-fn table_spans(doc: &DeTable<'_>) -> Option<Range<usize>> {
-    doc.iter()
-        .find(|(k, _)| k.get_ref() == "expect")
-        .map(|(k, _)| k.span())
+/// Where the values of one expectation table are in the file, for the
+/// checks that need the whole file before they can refuse a value.
+/// [`Expect`] itself carries no spans: it is compared and written back.
+#[derive(Default)]
+struct ExpectSpans {
+    outcomes: Option<Range<usize>>,
+    kube_gpus: Option<Range<usize>>,
+    gpus: Option<Range<usize>>,
+    /// One span for each owner of `gpus`.
+    owners: Vec<Range<usize>>,
 }
 
-/// Reads one expectation key into `e`; false when `key` is not one.
+/// Reads one expectation key into `e`, and where its value is into `spans`;
+/// false when `key` is not one.
 fn read_expect_key(
     r: &Reader<'_>,
     e: &mut Expect,
+    spans: &mut ExpectSpans,
     key: &str,
     value: &Val<'_>,
 ) -> Result<bool, ScenarioError> {
     match key {
         "outcomes" => {
+            spans.outcomes = Some(value.span());
             let mut out = Vec::new();
             for item in r.string_list(key, value)? {
                 out.push(Outcome::from_name(item.get_ref()).ok_or_else(|| {
@@ -385,20 +474,19 @@ fn read_expect_key(
             })?);
         }
         "kube-gpus" => {
+            spans.kube_gpus = Some(value.span());
             e.kube_gpus = Some(r.integer(
                 key,
                 value,
-                MAX_GPUS,
+                0..=MAX_GPUS,
                 &format!("an integer from 0 to {MAX_GPUS}"),
             )?)
         }
         "gpus" => {
-            e.gpus = Some(
-                r.string_list(key, value)?
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
-            )
+            let owners = r.string_list(key, value)?;
+            spans.gpus = Some(value.span());
+            spans.owners = owners.iter().map(Spanned::span).collect();
+            e.gpus = Some(owners.into_iter().map(Spanned::into_inner).collect());
         }
         "vm" => {
             for (vkey, vvalue) in r.table(key, value)?.iter() {
@@ -448,11 +536,11 @@ fn vm_state_from_name(name: &str) -> Option<VmState> {
 }
 
 /// Checks what needs the whole file: outcome counts, VM counts, GPU owner
-/// lists.
+/// lists. An expectation is refused at its value (`spans`, by table name).
 fn check_consistency(
     r: &Reader<'_>,
     s: &Scenario,
-    expect_span: Option<Range<usize>>,
+    spans: &BTreeMap<String, ExpectSpans>,
     steps_span: Range<usize>,
 ) -> Result<(), ScenarioError> {
     let names = s.vm_names();
@@ -467,28 +555,38 @@ fn check_consistency(
             .iter()
             .map(|(p, e)| (format!("expect.{p}"), Some(e))),
     );
+    let device_gpus = counted(usize::from(s.gpus), "GPU");
     for (table, e) in all {
         let Some(e) = e else { continue };
+        let at = spans.get(&table);
         if let Some(o) = &e.outcomes
             && o.len() != s.steps.len()
         {
             return Err(r.error(
-                expect_span.clone(),
-                format!("[{table}] lists {} outcomes but there are {} steps; expected one outcome per step", o.len(), s.steps.len()),
+                at.and_then(|a| a.outcomes.clone()),
+                format!(
+                    "[{table}] lists {} but there {} {}; expected one outcome per step",
+                    counted(o.len(), "outcome"),
+                    if s.steps.len() == 1 { "is" } else { "are" },
+                    counted(s.steps.len(), "step")
+                ),
             ));
         }
         if let Some(g) = &e.gpus {
             if g.len() != usize::from(s.gpus) {
                 return Err(r.error(
-                    expect_span.clone(),
-                    format!("[{table}] gpus lists {} owners but the device has {} GPUs; expected one owner per GPU", g.len(), s.gpus),
+                    at.and_then(|a| a.gpus.clone()),
+                    format!(
+                        "[{table}] gpus lists {} but the device has {device_gpus}; expected one owner per GPU",
+                        counted(g.len(), "owner")
+                    ),
                 ));
             }
-            for owner in g {
+            for (i, owner) in g.iter().enumerate() {
                 for part in owner.split('+') {
                     if !matches!(part, "free" | "kube" | "none") && names.slot(part).is_none() {
                         return Err(r.error(
-                            expect_span.clone(),
+                            at.and_then(|a| a.owners.get(i).cloned()),
                             format!("[{table}] gpus: unknown owner `{part}`; expected free, kube, none or a VM of this scenario, joined by `+` when several"),
                         ));
                     }
@@ -499,15 +597,21 @@ fn check_consistency(
             && k > s.gpus
         {
             return Err(r.error(
-                expect_span.clone(),
-                format!(
-                    "[{table}] kube-gpus = {k} but the device has {} GPUs",
-                    s.gpus
-                ),
+                at.and_then(|a| a.kube_gpus.clone()),
+                format!("[{table}] kube-gpus = {k} but the device has {device_gpus}"),
             ));
         }
     }
     Ok(())
+}
+
+/// `n` and `word`, with an `s` unless `n` is 1: "1 GPU", "2 GPUs".
+fn counted(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 impl Scenario {

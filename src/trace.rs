@@ -2,6 +2,7 @@
 //! traces: running a list of steps through the model and recording, for
 //! each model action, its outcome and the invariants it violated.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::invariant::{InvariantSet, Violation};
@@ -43,9 +44,33 @@ pub fn valid_vm_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// `text` with every control character escaped (`\u{0}`, `\n`, `\t`...),
+/// for error messages that quote input: a raw NUL or escape sequence from a
+/// file or a fuzzer would otherwise reach the terminal or a report as is.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 impl StepSpec {
-    /// Reads one step string.
+    /// Reads one step string. The error quotes the step with its control
+    /// characters escaped (see [`printable`]).
     pub fn parse(text: &str) -> Result<StepSpec, StepError> {
+        Self::parse_raw(text)
+            .map_err(|StepError(message)| StepError(printable(&message).into_owned()))
+    }
+
+    fn parse_raw(text: &str) -> Result<StepSpec, StepError> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let mut rest = &words[..];
         let kind = match rest.first() {

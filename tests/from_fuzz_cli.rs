@@ -153,6 +153,38 @@ fn an_input_with_no_violation_writes_nothing_and_says_so() {
 }
 
 #[test]
+fn from_fuzz_and_run_both_refuse_a_scenario_that_is_not_utf8() {
+    let dir = temp("not-utf8");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.toml");
+    std::fs::write(
+        &file,
+        b"name = \"x\"\nsource = \"caf\xe9\"\ngpus = 1\nsteps = [\"create-vm a\"]\n",
+    )
+    .unwrap();
+    let file_s = file.to_str().unwrap();
+    let o = gpuclaim(&["from-fuzz", "scenario_parse", file_s]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(
+            "the input is refused without a panic (fuzz-input.toml:2:14: not valid UTF-8: byte 0xE9 (byte offset 24);"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let o = gpuclaim(&["run", file_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "{file_s}:2:14: not valid UTF-8: byte 0xE9 (byte offset 24);"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn errors_exit_2() {
     let o = gpuclaim(&["from-fuzz", "interleaving", "Cargo.toml"]);
     assert_eq!(o.status.code(), Some(2));

@@ -294,6 +294,33 @@ fn a_parse_target_input_converts_to_a_report_not_a_scenario() {
 }
 
 #[test]
+fn scenario_parse_refuses_bytes_that_are_not_utf8_as_gpuclaim_run_does() {
+    // Would parse if the bad byte were replaced: only the UTF-8 check
+    // refuses it.
+    let bytes = b"name = \"x\"\nsource = \"caf\xe9\"\ngpus = 1\nsteps = [\"create-vm a\"]\n";
+    assert_eq!(
+        Target::ScenarioParse.check(bytes),
+        Ok(Checked::Refused(
+            "fuzz-input.toml:2:14: not valid UTF-8: byte 0xE9 (byte offset 24); a scenario file is UTF-8 text"
+                .to_string()
+        ))
+    );
+    // On every committed input, the target refuses exactly what the file
+    // reader refuses, with the same message.
+    let registry = Registry::builtin();
+    for kind in ["corpus", "regressions"] {
+        for (path, bytes) in inputs(kind, Target::ScenarioParse) {
+            let read = scenario::parse_bytes(Path::new("fuzz-input.toml"), &bytes, &registry);
+            match (Target::ScenarioParse.check(&bytes), read) {
+                (Ok(Checked::Parsed), Ok(_)) => {}
+                (Ok(Checked::Refused(m)), Err(e)) => assert_eq!(m, e.to_string()),
+                (checked, read) => panic!("{}: {checked:?} but {read:?}", path.display()),
+            }
+        }
+    }
+}
+
+#[test]
 fn target_names_are_the_cargo_fuzz_binaries() {
     let manifest =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml"))

@@ -247,10 +247,12 @@ fn scenario_strategy() -> impl Strategy<Value = Scenario> {
         (
             one_line(),
             proptest::option::of(any::<String>()),
-            proptest::option::of(proptest::collection::vec(
-                proptest::sample::select(POLICIES.to_vec()).prop_map(str::to_string),
-                0..4,
-            )),
+            // A file names each policy at most once, and at least one.
+            proptest::option::of(
+                proptest::sample::subsequence(POLICIES.to_vec(), 1..=POLICIES.len())
+                    .prop_shuffle()
+                    .prop_map(|p| p.into_iter().map(str::to_string).collect::<Vec<_>>()),
+            ),
             proptest::collection::vec(step_spec(gpus), 0..8),
             proptest::collection::btree_map(
                 proptest::sample::select(POOL.to_vec()).prop_map(str::to_string),
@@ -267,10 +269,14 @@ fn scenario_strategy() -> impl Strategy<Value = Scenario> {
                     owners.push(format!("{vm}+kube"));
                 }
                 let n = steps.len();
+                // Overrides only for a policy the scenario runs under.
+                let runs_under = policies
+                    .clone()
+                    .unwrap_or_else(|| scenario::DEFAULT_POLICIES.map(str::to_string).to_vec());
                 (
                     proptest::option::of(expect(n, gpus, owners.clone())),
                     proptest::collection::btree_map(
-                        proptest::sample::select(POLICIES.to_vec()).prop_map(str::to_string),
+                        proptest::sample::select(runs_under),
                         expect(n, gpus, owners),
                         0..3,
                     ),

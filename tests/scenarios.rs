@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gpuclaim::Registry;
 use gpuclaim::scenario::{self, Scenario};
+use gpuclaim::trace::StepSpec;
 
 fn committed() -> Vec<PathBuf> {
     scenario::collect_files(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")]).unwrap()
@@ -126,7 +127,148 @@ fn wrong_number_of_outcomes_is_refused() {
     );
     assert_eq!(
         msg,
-        "scenarios/bad.toml:4:2: [expect] lists 1 outcomes but there are 2 steps; expected one outcome per step"
+        "scenarios/bad.toml:5:12: [expect] lists 1 outcome but there are 2 steps; expected one outcome per step"
+    );
+}
+
+#[test]
+fn an_empty_policy_list_is_refused_at_the_list() {
+    let msg = refused("name = \"x\"\ngpus = 1\npolicies = []\nsteps = [\"create-vm a\"]\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:12: `policies` is empty; list at least one policy (fixed, legacy, snapshot), or leave the key out to run under fixed and legacy"
+    );
+}
+
+#[test]
+fn a_policy_listed_twice_is_refused_at_the_second() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"fixed\", \"legacy\", \"fixed\"]\nsteps = [\"create-vm a\"]\n",
+    );
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:32: policy `fixed` is listed twice in `policies` (items 1 and 3); a scenario runs once under each policy"
+    );
+}
+
+#[test]
+fn expectations_for_a_policy_the_scenario_does_not_run_are_refused() {
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n\n[expect.snapshot]\nvm.a = \"failed\"\n",
+    );
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:7:9: [expect.snapshot] overrides the expectations for policy `snapshot`, which this scenario does not run (its policies are fixed, legacy); add `snapshot` to `policies` or remove the section"
+    );
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"snapshot\"]\nsteps = [\"create-vm a\"]\n[expect.fixed]\nvm.a = \"running\"\n",
+    );
+    assert!(
+        msg.starts_with("scenarios/bad.toml:5:9: [expect.fixed] overrides the expectations for policy `fixed`, which this scenario does not run (its policies are snapshot);"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn expectations_that_disagree_with_the_device_are_refused_at_their_value() {
+    let head = "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a\"]\n[expect]\nvm.a = \"running\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "gpus = [\"a\", \"free\", \"free\"]\n",
+            "6:8: [expect] gpus lists 3 owners but the device has 1 GPU; expected one owner per GPU",
+        ),
+        (
+            "kube-gpus = 5\n",
+            "6:13: [expect] kube-gpus = 5 but the device has 1 GPU",
+        ),
+        (
+            "gpus = [\"a+zed\"]\n",
+            "6:9: [expect] gpus: unknown owner `zed`; expected free, kube, none or a VM of this scenario, joined by `+` when several",
+        ),
+        (
+            "outcomes = [\"ok\", \"ok\"]\n",
+            "6:12: [expect] lists 2 outcomes but there is 1 step; expected one outcome per step",
+        ),
+        // In an override table, at the override's value.
+        (
+            "\n[expect.legacy]\nkube = \"configured\"\nkube-gpus = 2\n",
+            "9:13: [expect.legacy] kube-gpus = 2 but the device has 1 GPU",
+        ),
+    ];
+    for (tail, want) in cases {
+        let msg = refused(&format!("{head}{tail}"));
+        assert_eq!(msg, format!("scenarios/bad.toml:{want}"));
+    }
+}
+
+#[test]
+fn text_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let reg = Registry::builtin();
+    let bytes = b"name = \"x\"\ngpus = 1\nsteps = [\n  \"create-vm a\",\n  \"st\xffop-vm a\",\n]\n";
+    let msg = scenario::parse_bytes(Path::new("scenarios/bad.toml"), bytes, &reg)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:5:6: not valid UTF-8: byte 0xFF (byte offset 52); a scenario file is UTF-8 text"
+    );
+    // Columns count characters, as TOML errors do; the file may also end
+    // inside a character.
+    let msg = scenario::parse_bytes(
+        Path::new("f.toml"),
+        &["name = \"é".as_bytes(), b"\xe2\x82"].concat(),
+        &reg,
+    );
+    let msg = msg.unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "f.toml:1:10: not valid UTF-8: the file ends inside a character (byte offset 10); a scenario file is UTF-8 text"
+    );
+}
+
+#[test]
+fn gpuclaim_run_refuses_a_file_that_is_not_utf8_at_its_first_bad_byte() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-not-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.toml");
+    std::fs::write(&file, b"name = \"caf\xe9\"\ngpus = 1\nsteps = []\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}:1:12: not valid UTF-8: byte 0xE9 (byte offset 11)",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn control_characters_are_quoted_escaped() {
+    // TOML escapes put a NUL in a step and an ESC in a policy name.
+    let msg = refused("name = \"x\"\ngpus = 1\nsteps = [\"create-vm\\u0000 a\"]\n");
+    assert_eq!(
+        msg,
+        "scenarios/bad.toml:3:10: step 1: unknown operation `create-vm\\u{0}`; expected one of create-vm, start-vm, stop-vm, remove-vm, configure-kube or kube-takeover"
+    );
+    let msg = refused(
+        "name = \"x\"\ngpus = 1\npolicies = [\"fi\\u001bxed\"]\nsteps = [\"create-vm a\"]\n",
+    );
+    assert!(
+        msg.starts_with("scenarios/bad.toml:3:13: unknown policy `fi\\u{1b}xed`;"),
+        "{msg}"
+    );
+    assert_eq!(
+        StepSpec::parse("stop-vm a\tfast\u{7}")
+            .unwrap_err()
+            .to_string(),
+        "unknown option `fast\\u{7}` for stop-vm; expected `provisioned`"
     );
 }
 
@@ -147,7 +289,7 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 0\nsteps = []\n",
-            "`gpus` must be an integer from 1 to 8",
+            "2:8: `gpus` must be an integer from 1 to 8",
         ),
         ("gpus = 1\nsteps = []\n", "missing key `name`"),
         (
@@ -164,7 +306,7 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = [\"create-vm a gpus=2\"]\n",
-            "gpus=2 but the device has 1 GPUs",
+            "3:10: step 1: gpus=2 but the device has 1 GPU",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = [\"begin kube-takeover\"]\n",
@@ -200,11 +342,11 @@ fn other_refusals() {
         ),
         (
             "name = \"x\"\ngpus = 2\nsteps = []\n[expect]\ngpus = [\"a\"]\n",
-            "gpus lists 1 owners but the device has 2 GPUs",
+            "5:8: [expect] gpus lists 1 owner but the device has 2 GPUs; expected one owner per GPU",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = []\n[expect]\ngpus = [\"zed\"]\n",
-            "unknown owner `zed`",
+            "5:9: [expect] gpus: unknown owner `zed`",
         ),
         (
             "name = \"x\"\ngpus = 1\nsteps = \"create-vm a\"\n",
@@ -288,6 +430,30 @@ fn cli_exit_codes() {
     assert!(
         text.contains("0  begin create-vm a"),
         "the trace is shown: {text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn folders_with_no_scenario_files_are_named_plainly() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-empty-{}", std::process::id()));
+    let (a, b) = (dir.join("a"), dir.join("b c"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gpuclaim: error: no scenario files (*.toml) under {}, {}\n",
+            a.display(),
+            b.display()
+        )
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -78,7 +78,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let files = scenario::collect_files(&args.paths).context("looking for scenario files")?;
     if files.is_empty() {
-        anyhow::bail!("no scenario files (*.toml) under {:?}", args.paths);
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("no scenario files (*.toml) under {}", paths.join(", "));
     }
     let results = run_files(&files, &registry);
     let mut csv = CsvDoc::new(CSV_HEADER);
