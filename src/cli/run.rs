@@ -76,6 +76,9 @@ pub const CSV_HEADER: [&str; 9] = [
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
+    if let Some(path) = &args.csv {
+        gpuclaim::report::check_file(path).with_context(|| format!("--csv {}", path.display()))?;
+    }
     let files = scenario::collect_files(&args.paths).context("looking for scenario files")?;
     if files.is_empty() {
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
