@@ -135,3 +135,48 @@ fn bad_input_is_refused_with_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A sweep of one run that takes milliseconds.
+const TINY: &str =
+    "name = \"tiny\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\npolicies = [\"fixed\"]\n";
+
+#[test]
+fn sweep_threads_are_bounded_and_zero_means_one_per_core() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("threads");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    for threads in ["0", "1024"] {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .args(["--threads", threads, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "--threads {threads}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("1 runs written to "), "{text}");
+    }
+    // The same bound and wording as explore and check: thousands of threads
+    // for a sweep of one run is a typo, not a wish.
+    let out = Command::new(bin)
+        .arg("sweep")
+        .arg(&cfg)
+        .args(["--threads", "100000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "invalid value '100000' for '--threads <T>': 100000 threads is more than 1024"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

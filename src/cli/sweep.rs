@@ -33,9 +33,10 @@ use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
 pub struct Args {
     /// The sweep configuration (TOML).
     pub config: PathBuf,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "T")]
-    pub threads: Option<usize>,
+    /// Worker threads (0: one per core; at most 1024). The output does not
+    /// depend on it.
+    #[arg(long, value_name = "T", default_value_t = 0, value_parser = super::explore::parse_threads)]
+    pub threads: usize,
     /// Base output folder; results go to OUT/NAME/.
     #[arg(long, value_name = "OUT", default_value = "reports")]
     pub out: PathBuf,
@@ -66,9 +67,6 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    if args.threads == Some(0) {
-        anyhow::bail!("--threads must be 1 or more");
-    }
     let registry = Registry::builtin();
     let plan = Plan::load(&args.config, &registry)?;
     let total = plan.runs();
@@ -108,7 +106,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     });
     let options = SweepOptions {
         out: args.out.clone(),
-        threads: args.threads,
+        // rayon reads 0 as one thread per core, as explore and check do.
+        threads: Some(args.threads),
         shard: args.shard,
     };
     let progress = |done: u64| {

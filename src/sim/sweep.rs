@@ -878,7 +878,7 @@ pub fn metric_values(c: &Counters, selection: Option<&Selection>) -> Vec<String>
 pub struct SweepOptions {
     /// Base folder; outputs go to `out/NAME/`.
     pub out: PathBuf,
-    /// Worker threads (`None`: rayon's default, one per core).
+    /// Worker threads (`None` or `Some(0)`: rayon's default, one per core).
     pub threads: Option<usize>,
     /// `(I, N)`: run only runs `r % N == I`.
     pub shard: Option<(u64, u64)>,
