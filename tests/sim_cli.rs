@@ -180,3 +180,88 @@ fn sweep_threads_are_bounded_and_zero_means_one_per_core() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole of stderr of a command that must fail with status 2.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn io_and_csv_errors_are_printed_once_with_file_and_line() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("once");
+    let missing = dir.join("missing.toml");
+    // The OS's own wording, whatever the platform says.
+    let reason = std::fs::read(&missing).unwrap_err().to_string();
+    let err = refused(Command::new(bin).arg("sweep").arg(&missing));
+    assert_eq!(
+        err,
+        format!("gpuclaim: error: {}: {reason}\n", missing.display())
+    );
+    let missing_csv = dir.join("missing.csv");
+    let err = refused(
+        Command::new(bin)
+            .args(["simulate", "--preset", "openb", "--trace"])
+            .arg(&missing_csv),
+    );
+    assert_eq!(
+        err,
+        format!("gpuclaim: error: {}: {reason}\n", missing_csv.display())
+    );
+    let not_utf8 = dir.join("latin1.toml");
+    std::fs::write(&not_utf8, b"name = \"caf\xe9\"\n").unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: stream did not contain valid UTF-8\n",
+            not_utf8.display()
+        )
+    );
+
+    // A shard whose third line lost its last field.
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 3")).unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .args(["--shard", shard, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let shard0 = dir.join("tiny/shard-0-of-2");
+    let runs = shard0.join("runs.csv");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let columns = lines[0].split(',').count();
+    let cut = lines[2].rfind(',').unwrap();
+    lines[2].truncate(cut);
+    std::fs::write(&runs, lines.join("\n") + "\n").unwrap();
+    let err = refused(
+        Command::new(bin)
+            .arg("merge")
+            .arg(&shard0)
+            .arg(dir.join("tiny/shard-1-of-2"))
+            .arg("--out")
+            .arg(dir.join("merged")),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:3: {} fields, but the rows before it have {columns}\n",
+            runs.display(),
+            columns - 1
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,7 +38,7 @@ use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
 use crate::sim::stats::Summarizer;
-use crate::sim::tracefile::{Columns, Selection, TraceFile};
+use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
 
 /// Assumed defaults, named in `--help` and the example configurations.
 pub mod assumed {
@@ -71,19 +71,24 @@ pub enum SweepError {
     },
     #[error(transparent)]
     Trace(#[from] crate::sim::tracefile::TraceError),
-    #[error("{path}: {source}")]
-    Io {
+    /// The reason is part of the message and deliberately not the error's
+    /// `source()`: the binary prints the whole chain, which would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Csv {
         path: String,
-        source: std::io::Error,
+        line: Option<u64>,
+        message: String,
     },
     #[error("{0}")]
     Merge(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
-    move |source| SweepError::Io {
+    move |error| SweepError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -982,10 +987,16 @@ pub fn run_sweep(
     Ok(written)
 }
 
+/// A CSV error as `path:line: reason`, like every other message; csv's own
+/// text spells the position its own way (`record 2 (line: 3, byte: 1031)`).
 fn csv_err(path: &Path) -> impl Fn(csv::Error) -> SweepError + '_ {
-    move |e| SweepError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
+    move |e| {
+        let (line, message) = csv_reason(&e);
+        SweepError::Csv {
+            path: path.display().to_string(),
+            line,
+            message,
+        }
     }
 }
 

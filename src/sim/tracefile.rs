@@ -111,11 +111,10 @@ pub struct TraceFile {
 /// Why a trace could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The reason is part of the message and deliberately not the error's
+    /// `source()`: the binary prints the whole chain, which would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}:1: no column `{column}` ({what}); the header has: {header}")]
     MissingColumn {
         path: String,
@@ -129,6 +128,27 @@ pub enum TraceError {
         line: u64,
         message: String,
     },
+}
+
+/// The line (when csv knows it) and the reason of a CSV error, without csv's
+/// own way of spelling the position, so that messages read `path:line:
+/// reason` like every other.
+pub(crate) fn csv_reason(e: &csv::Error) -> (Option<u64>, String) {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => (
+            pos.as_ref().map(csv::Position::line),
+            format!("{len} fields, but the rows before it have {expected_len}"),
+        ),
+        csv::ErrorKind::Utf8 { pos, err } => (
+            pos.as_ref().map(csv::Position::line),
+            format!("field {} is not valid UTF-8", err.field() + 1),
+        ),
+        _ => (None, e.to_string()),
+    }
 }
 
 /// FNV-1a, 64 bits: a fixed hash of a request's id.
@@ -146,9 +166,9 @@ impl TraceFile {
     /// file and line, or with `skip_bad` counted (the first five messages
     /// kept).
     pub fn load(path: &Path, columns: &Columns, skip_bad: bool) -> Result<TraceFile, TraceError> {
-        let text = std::fs::read(path).map_err(|source| TraceError::Io {
+        let text = std::fs::read(path).map_err(|error| TraceError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(path, &text, columns, skip_bad)
     }
@@ -167,7 +187,7 @@ impl TraceFile {
             .map_err(|e| TraceError::Row {
                 path: shown.clone(),
                 line: 1,
-                message: format!("unreadable header: {e}"),
+                message: format!("unreadable header: {}", csv_reason(&e).1),
             })?
             .clone();
         let find = |name: &str, what: &'static str| {
@@ -198,7 +218,7 @@ impl TraceFile {
             let read = match reader.read_record(&mut record) {
                 Ok(true) => Ok(()),
                 Ok(false) => break,
-                Err(e) => Err(format!("unreadable row: {e}")),
+                Err(e) => Err(format!("unreadable row: {}", csv_reason(&e).1)),
             };
             let line = record.position().map_or(line, |p| p.line());
             let row = read.and_then(|()| {
