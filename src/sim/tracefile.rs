@@ -115,6 +115,12 @@ pub enum TraceError {
     /// `source()`: the binary prints the whole chain, which would repeat it.
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
+    #[error(
+        "{path}: the file is empty; expected a header naming the columns ({columns}), then one row per request"
+    )]
+    Empty { path: String, columns: String },
+    #[error("{path}: no requests to replay: {why}")]
+    NoRows { path: String, why: String },
     #[error("{path}:1: no column `{column}` ({what}); the header has: {header}")]
     MissingColumn {
         path: String,
@@ -190,6 +196,16 @@ impl TraceFile {
                 message: format!("unreadable header: {}", csv_reason(&e).1),
             })?
             .clone();
+        // csv reads an empty file (or blank lines) as a header of no names;
+        // "no column `name`" would send the user looking for a typo.
+        if header.iter().all(|h| h.trim().is_empty()) {
+            return Err(TraceError::Empty {
+                path: shown,
+                columns: [&columns.id, &columns.gpus, &columns.start, &columns.end]
+                    .map(String::as_str)
+                    .join(","),
+            });
+        }
         let find = |name: &str, what: &'static str| {
             header
                 .iter()
@@ -246,6 +262,15 @@ impl TraceFile {
                     });
                 }
             }
+        }
+        // Nothing to replay would run an empty device up to a horizon of 0.
+        if out.rows.is_empty() {
+            let why = match (out.bad_rows, out.bad_examples.first()) {
+                (1, Some(first)) => format!("its one row is bad ({first})"),
+                (n, Some(first)) => format!("all {n} rows are bad (the first: {first})"),
+                (_, None) => "the file has a header but no rows".to_string(),
+            };
+            return Err(TraceError::NoRows { path: shown, why });
         }
         Ok(out)
     }
