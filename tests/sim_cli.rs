@@ -129,8 +129,16 @@ fn bad_input_is_refused_with_file_and_line() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    // Two data rows: one bad, one used; "1 rows read" counted only the used.
     assert!(
-        text.contains("kept 1 requests; skipped 1:") && text.contains("1 bad rows"),
+        text.starts_with(&format!(
+            "trace {}: 2 rows read, 1 skipped as bad, 1 used\n",
+            trace.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("kept 1 request; skipped 1:") && text.contains(", 1 bad row\n"),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -160,7 +168,7 @@ fn sweep_threads_are_bounded_and_zero_means_one_per_core() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.starts_with("1 runs written to "), "{text}");
+        assert!(text.starts_with("1 run written to "), "{text}");
     }
     // The same bound and wording as explore and check: thousands of threads
     // for a sweep of one run is a typo, not a wish.

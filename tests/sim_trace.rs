@@ -94,6 +94,20 @@ fn malformed_rows_name_the_line_or_are_counted() {
         f.bad_examples
     );
     assert_eq!(f.select(2, 1.0, 1.0, 0).bad_rows, 3);
+    // The rows read include the bad ones.
+    assert_eq!(f.read_summary(), "5 rows read, 3 skipped as bad, 2 used");
+    let clean = parse(
+        "name,num_gpu,creation_time,deletion_time\na,1,0,10\n",
+        &Columns::openb(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(clean.read_summary(), "1 row read");
+    let s = clean.select(2, 1.0, 1.0, 0);
+    assert_eq!(
+        s.to_string(),
+        "kept 1 request; skipped 0: 0 not sampled, 0 zero-gpu (CPU only), 0 too-many-gpus (more than the device has), 0 bad rows"
+    );
 }
 
 #[test]

@@ -246,11 +246,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let run_seed = seed::run_seed(args.seed, 0);
     let (counters, selection) = plan.run_point(&point, run_seed, &registry, &mut Simulator::new());
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
-        println!(
-            "trace {}: {} rows read",
-            t.file.path.display(),
-            t.file.rows.len()
-        );
+        println!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         println!("  {s}");
         for e in &t.file.bad_examples {
             println!("  bad row: {e}");

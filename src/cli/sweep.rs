@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
+use gpuclaim::sim::tracefile::count;
 
 /// Run a sweep described by a TOML file (see sweeps/ for examples).
 ///
@@ -75,21 +76,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         None => total,
     };
     eprintln!(
-        "sweep `{}`: {} grid points x {} seeds = {total} runs{}",
+        "sweep `{}`: {} x {} = {}{}",
         plan.name,
-        plan.points.len(),
-        plan.seeds,
+        count(plan.points.len() as u64, "grid point", "grid points"),
+        count(u64::from(plan.seeds), "seed", "seeds"),
+        count(total, "run", "runs"),
         args.shard
-            .map(|(i, n)| format!(" (shard {i}/{n}: {mine} runs)"))
+            .map(|(i, n)| format!(" (shard {i}/{n}: {})", count(mine, "run", "runs")))
             .unwrap_or_default()
     );
     if let Some(t) = &plan.trace {
-        eprintln!(
-            "trace {}: {} rows read, {} bad rows skipped",
-            t.file.path.display(),
-            t.file.rows.len(),
-            t.file.bad_rows
-        );
+        eprintln!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         for e in &t.file.bad_examples {
             eprintln!("  {e}");
         }
@@ -125,7 +122,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 pub fn print_written(w: &Written) {
-    println!("{} runs written to {}", w.runs, w.dir.display());
+    println!(
+        "{} written to {}",
+        count(w.runs, "run", "runs"),
+        w.dir.display()
+    );
     for f in &w.files {
         println!("  {}", f.display());
     }

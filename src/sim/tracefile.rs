@@ -157,6 +157,11 @@ pub(crate) fn csv_reason(e: &csv::Error) -> (Option<u64>, String) {
     }
 }
 
+/// `1 row`, `2 rows`: a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// FNV-1a, 64 bits: a fixed hash of a request's id.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -273,6 +278,18 @@ impl TraceFile {
             return Err(TraceError::NoRows { path: shown, why });
         }
         Ok(out)
+    }
+
+    /// What was read, for people: `2 rows read, 1 skipped as bad, 1 used`,
+    /// or `2 rows read` when no row was bad.
+    pub fn read_summary(&self) -> String {
+        let used = self.rows.len() as u64;
+        let read = count(used + self.bad_rows, "row", "rows");
+        if self.bad_rows == 0 {
+            format!("{read} read")
+        } else {
+            format!("{read} read, {} skipped as bad, {used} used", self.bad_rows)
+        }
     }
 
     /// The last end time of any row, in minutes before scaling.
@@ -399,13 +416,13 @@ impl fmt::Display for Selection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "kept {} requests; skipped {}: {} not sampled, {} zero-gpu (CPU only), {} too-many-gpus (more than the device has), {} bad rows",
-            self.kept(),
+            "kept {}; skipped {}: {} not sampled, {} zero-gpu (CPU only), {} too-many-gpus (more than the device has), {}",
+            count(self.kept(), "request", "requests"),
             self.skipped(),
             self.not_sampled,
             self.zero_gpu,
             self.too_many_gpus,
-            self.bad_rows
+            count(self.bad_rows, "bad row", "bad rows")
         )
     }
 }
