@@ -442,13 +442,18 @@ impl Plan {
         }
 
         let g = &raw.grid;
+        // An empty axis would make an empty grid: no runs, and no error
+        // telling why. Every list says so in the same words.
+        let empty = |span: Range<usize>, key: &str| {
+            r.err(
+                Some(span),
+                format!("grid.{key} is empty; give at least one value"),
+            )
+        };
         let list =
             |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
                 None => Ok(vec![default]),
-                Some(s) if s.get_ref().is_empty() => Err(r.err(
-                    Some(s.span()),
-                    format!("grid.{key} is empty; give at least one value"),
-                )),
+                Some(s) if s.get_ref().is_empty() => Err(empty(s.span(), key)),
                 Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
                     Some(bad) => {
                         Err(r.err(Some(s.span()), format!("grid.{key}: {bad} is not {what}")))
@@ -461,9 +466,9 @@ impl Plan {
         let probability = |v: f64| (0.0..=1.0).contains(&v);
         let gpus = match &g.gpus {
             None => vec![2],
+            Some(s) if s.get_ref().is_empty() => return Err(empty(s.span(), "gpus")),
             Some(s) => {
-                if s.get_ref().is_empty() || s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n))
-                {
+                if s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n)) {
                     return Err(r.err(
                         Some(s.span()),
                         format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
@@ -482,7 +487,7 @@ impl Plan {
             None => vec!["fixed".to_string(), "legacy".to_string()],
             Some(s) => {
                 if s.get_ref().is_empty() {
-                    return Err(r.err(Some(s.span()), "grid.policies is empty"));
+                    return Err(empty(s.span(), "policies"));
                 }
                 for p in s.get_ref() {
                     if !registry.contains(p.get_ref()) {
@@ -503,7 +508,7 @@ impl Plan {
             None => vec![Some(assumed::KUBE_AT_HOURS)],
             Some(s) => {
                 if s.get_ref().is_empty() {
-                    return Err(r.err(Some(s.span()), "grid.kube_at_hours is empty"));
+                    return Err(empty(s.span(), "kube_at_hours"));
                 }
                 if s.get_ref()
                     .iter()
