@@ -273,3 +273,93 @@ fn io_and_csv_errors_are_printed_once_with_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_flags_need_a_trace_and_poisson_flags_refuse_one() {
+    let Some(bin) = bin() else { return };
+    // Each of these used to be accepted without --trace and ignored.
+    for flags in [
+        &["--fraction", "0.5"][..],
+        &["--preset", "openb"],
+        &["--columns", "id,gpus,start,end"],
+        &["--unit", "minutes"],
+        &["--time-scale", "2"],
+        &["--skip-bad"],
+    ] {
+        let err = refused(Command::new(bin).arg("simulate").args(flags));
+        assert!(
+            err.starts_with(
+                "error: the following required arguments were not provided:\n  --trace <FILE>\n"
+            ),
+            "{flags:?}: {err}"
+        );
+    }
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    for flags in [
+        &["--size", "1"][..],
+        &["--arrival-per-hour", "3"],
+        &["--lifetime-hours", "1"],
+        &["--on-hours", "1"],
+        &["--off-hours", "1"],
+        &["--provisioned-probability", "0.5"],
+    ] {
+        let err = refused(
+            Command::new(bin)
+                .args(["simulate", "--preset", "openb", "--trace"])
+                .arg(&trace)
+                .args(flags),
+        );
+        assert!(
+            err.starts_with("error: the argument '--trace <FILE>' cannot be used with '"),
+            "{flags:?}: {err}"
+        );
+    }
+    // The openb preset fixes the unit; --unit is for --columns.
+    let err = refused(
+        Command::new(bin)
+            .args([
+                "simulate", "--preset", "openb", "--unit", "hours", "--trace",
+            ])
+            .arg(&trace),
+    );
+    assert!(
+        err.starts_with(
+            "error: the argument '--preset <NAME>' cannot be used with '--unit <UNIT>'"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn duration_help_documents_never_and_never_is_accepted() {
+    let Some(bin) = bin() else { return };
+    let out = Command::new(bin)
+        .args(["simulate", "--help"])
+        .output()
+        .unwrap();
+    // clap wraps the help; compare the words.
+    let help = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("create-vm duration, minutes: N, uniform:LOW:HIGH, exp:MEAN, or never (the operation never ends; its end step is not processed)"),
+        "{help}"
+    );
+    let out = Command::new(bin)
+        .args([
+            "simulate",
+            "--start-minutes",
+            "never",
+            "--horizon-hours",
+            "48",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
