@@ -363,3 +363,24 @@ fn duration_help_documents_never_and_never_is_accepted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn zero_vm_slots_are_refused_by_simulate_as_by_sweep() {
+    let Some(bin) = bin() else { return };
+    for slots in ["0", "25"] {
+        let err = refused(Command::new(bin).args(["simulate", "--slots", slots]));
+        assert_eq!(err, "gpuclaim: error: --slots must be 1 to 24\n");
+    }
+    let dir = scratch("slots");
+    let cfg = dir.join("slots.toml");
+    std::fs::write(&cfg, TINY.replace("[grid]", "vm_slots = 0\n[grid]")).unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:4:12: `vm_slots` must be 1 to 24\n",
+            cfg.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gpuclaim::Registry;
+use gpuclaim::model::MAX_VMS;
 use gpuclaim::seed;
 use gpuclaim::sim::engine::Durations;
 use gpuclaim::sim::sweep::{self, Plan, Point, PointWorkload, TraceSpec, assumed};
@@ -32,7 +33,7 @@ pub struct Args {
     /// Simulated hours [ASSUMED: 720, 30 days; for a trace: its last end].
     #[arg(long, value_name = "H")]
     pub horizon_hours: Option<f64>,
-    /// VM slots (a device runs at most 24 VMs).
+    /// VM slots, 1 to 24 (a device runs at most 24 VMs).
     #[arg(long, default_value_t = assumed::VM_SLOTS)]
     pub slots: usize,
     /// GPUs per poisson VM (documented sizes use 1).
@@ -190,6 +191,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .is_some_and(|h| !(h > 0.0 && h.is_finite()))
     {
         anyhow::bail!("--horizon-hours must be a positive number");
+    }
+    // The model allows a device of no VM slots, but both workloads would
+    // only count every arrival as no-slot: refused, as a sweep's vm_slots.
+    if !(1..=MAX_VMS).contains(&args.slots) {
+        anyhow::bail!("--slots must be 1 to {MAX_VMS}");
     }
     gpuclaim::Device::uniform(args.gpus, args.slots, args.size)
         .context("--gpus, --slots and --size")?;
