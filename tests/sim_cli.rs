@@ -129,9 +129,258 @@ fn bad_input_is_refused_with_file_and_line() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    // Two data rows: one bad, one used; "1 rows read" counted only the used.
     assert!(
-        text.contains("kept 1 requests; skipped 1:") && text.contains("1 bad rows"),
+        text.starts_with(&format!(
+            "trace {}: 2 rows read, 1 skipped as bad, 1 used\n",
+            trace.display()
+        )),
         "{text}"
+    );
+    assert!(
+        text.contains("kept 1 request; skipped 1:") && text.contains(", 1 bad row\n"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sweep of one run that takes milliseconds.
+const TINY: &str =
+    "name = \"tiny\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\npolicies = [\"fixed\"]\n";
+
+#[test]
+fn sweep_threads_are_bounded_and_zero_means_one_per_core() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("threads");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    for threads in ["0", "1024"] {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .args(["--threads", threads, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "--threads {threads}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("1 run written to "), "{text}");
+    }
+    // The same bound and wording as explore and check: thousands of threads
+    // for a sweep of one run is a typo, not a wish.
+    let out = Command::new(bin)
+        .arg("sweep")
+        .arg(&cfg)
+        .args(["--threads", "100000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "invalid value '100000' for '--threads <T>': 100000 threads is more than 1024"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The whole of stderr of a command that must fail with status 2.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn io_and_csv_errors_are_printed_once_with_file_and_line() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("once");
+    let missing = dir.join("missing.toml");
+    // The OS's own wording, whatever the platform says.
+    let reason = std::fs::read(&missing).unwrap_err().to_string();
+    let err = refused(Command::new(bin).arg("sweep").arg(&missing));
+    assert_eq!(
+        err,
+        format!("gpuclaim: error: {}: {reason}\n", missing.display())
+    );
+    let missing_csv = dir.join("missing.csv");
+    let err = refused(
+        Command::new(bin)
+            .args(["simulate", "--preset", "openb", "--trace"])
+            .arg(&missing_csv),
+    );
+    assert_eq!(
+        err,
+        format!("gpuclaim: error: {}: {reason}\n", missing_csv.display())
+    );
+    let not_utf8 = dir.join("latin1.toml");
+    std::fs::write(&not_utf8, b"name = \"caf\xe9\"\n").unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: stream did not contain valid UTF-8\n",
+            not_utf8.display()
+        )
+    );
+
+    // A shard whose third line lost its last field.
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 3")).unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .args(["--shard", shard, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let shard0 = dir.join("tiny/shard-0-of-2");
+    let runs = shard0.join("runs.csv");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let columns = lines[0].split(',').count();
+    let cut = lines[2].rfind(',').unwrap();
+    lines[2].truncate(cut);
+    std::fs::write(&runs, lines.join("\n") + "\n").unwrap();
+    let err = refused(
+        Command::new(bin)
+            .arg("merge")
+            .arg(&shard0)
+            .arg(dir.join("tiny/shard-1-of-2"))
+            .arg("--out")
+            .arg(dir.join("merged")),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:3: {} fields, but the rows before it have {columns}\n",
+            runs.display(),
+            columns - 1
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trace_flags_need_a_trace_and_poisson_flags_refuse_one() {
+    let Some(bin) = bin() else { return };
+    // Each of these used to be accepted without --trace and ignored.
+    for flags in [
+        &["--fraction", "0.5"][..],
+        &["--preset", "openb"],
+        &["--columns", "id,gpus,start,end"],
+        &["--unit", "minutes"],
+        &["--time-scale", "2"],
+        &["--skip-bad"],
+    ] {
+        let err = refused(Command::new(bin).arg("simulate").args(flags));
+        assert!(
+            err.starts_with(
+                "error: the following required arguments were not provided:\n  --trace <FILE>\n"
+            ),
+            "{flags:?}: {err}"
+        );
+    }
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    for flags in [
+        &["--size", "1"][..],
+        &["--arrival-per-hour", "3"],
+        &["--lifetime-hours", "1"],
+        &["--on-hours", "1"],
+        &["--off-hours", "1"],
+        &["--provisioned-probability", "0.5"],
+    ] {
+        let err = refused(
+            Command::new(bin)
+                .args(["simulate", "--preset", "openb", "--trace"])
+                .arg(&trace)
+                .args(flags),
+        );
+        assert!(
+            err.starts_with("error: the argument '--trace <FILE>' cannot be used with '"),
+            "{flags:?}: {err}"
+        );
+    }
+    // The openb preset fixes the unit; --unit is for --columns.
+    let err = refused(
+        Command::new(bin)
+            .args([
+                "simulate", "--preset", "openb", "--unit", "hours", "--trace",
+            ])
+            .arg(&trace),
+    );
+    assert!(
+        err.starts_with(
+            "error: the argument '--preset <NAME>' cannot be used with '--unit <UNIT>'"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn duration_help_documents_never_and_never_is_accepted() {
+    let Some(bin) = bin() else { return };
+    let out = Command::new(bin)
+        .args(["simulate", "--help"])
+        .output()
+        .unwrap();
+    // clap wraps the help; compare the words.
+    let help = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("create-vm duration, minutes: N, uniform:LOW:HIGH, exp:MEAN, or never (the operation never ends; its end step is not processed)"),
+        "{help}"
+    );
+    let out = Command::new(bin)
+        .args([
+            "simulate",
+            "--start-minutes",
+            "never",
+            "--horizon-hours",
+            "48",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn zero_vm_slots_are_refused_by_simulate_as_by_sweep() {
+    let Some(bin) = bin() else { return };
+    for slots in ["0", "25"] {
+        let err = refused(Command::new(bin).args(["simulate", "--slots", slots]));
+        assert_eq!(err, "gpuclaim: error: --slots must be 1 to 24\n");
+    }
+    let dir = scratch("slots");
+    let cfg = dir.join("slots.toml");
+    std::fs::write(&cfg, TINY.replace("[grid]", "vm_slots = 0\n[grid]")).unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:4:12: `vm_slots` must be 1 to 24\n",
+            cfg.display()
+        )
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -174,6 +174,30 @@ fn configuration_errors_name_file_line_and_what_was_expected() {
 }
 
 #[test]
+fn every_empty_grid_list_is_refused_as_empty() {
+    for key in [
+        "gpus",
+        "policies",
+        "arrival_per_hour",
+        "lifetime_hours",
+        "on_hours",
+        "off_hours",
+        "provisioned_probability",
+        "kube_at_hours",
+        "takeover_mean_minutes",
+    ] {
+        let e = config_error(&format!("name = \"x\"\nseeds = 1\n[grid]\n{key} = []\n"));
+        assert_eq!(
+            e,
+            format!(
+                "cfg.toml:4:{}: grid.{key} is empty; give at least one value",
+                key.len() + 4
+            )
+        );
+    }
+}
+
+#[test]
 fn confidence_interval_is_students_t() {
     // 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3) = 1.29099…, t(0.975, 3) =
     // 3.18245 (tables), half-width 3.18245 * 1.29099 / 2 = 2.05426.

@@ -94,6 +94,20 @@ fn malformed_rows_name_the_line_or_are_counted() {
         f.bad_examples
     );
     assert_eq!(f.select(2, 1.0, 1.0, 0).bad_rows, 3);
+    // The rows read include the bad ones.
+    assert_eq!(f.read_summary(), "5 rows read, 3 skipped as bad, 2 used");
+    let clean = parse(
+        "name,num_gpu,creation_time,deletion_time\na,1,0,10\n",
+        &Columns::openb(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(clean.read_summary(), "1 row read");
+    let s = clean.select(2, 1.0, 1.0, 0);
+    assert_eq!(
+        s.to_string(),
+        "kept 1 request; skipped 0: 0 not sampled, 0 zero-gpu (CPU only), 0 too-many-gpus (more than the device has), 0 bad rows"
+    );
 }
 
 #[test]
@@ -157,4 +171,33 @@ fn openb_preset_on_the_real_trace() {
     assert_eq!(c.requests_of(Op::CreateVm) + c.no_slot, c.arrivals);
     assert_eq!(c.violations, [0; 4]);
     assert_eq!(c.request(Op::RemoveVm, Outcome::Rejected), 0);
+}
+
+#[test]
+fn empty_files_and_files_without_requests_are_refused() {
+    let openb = Columns::openb();
+    for text in ["", "\n\n"] {
+        let e = parse(text, &openb, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fixture.csv: the file is empty; expected a header naming the columns (name,num_gpu,creation_time,deletion_time), then one row per request",
+            "{text:?}"
+        );
+    }
+    let header = "name,num_gpu,creation_time,deletion_time\n";
+    let e = parse(header, &openb, true).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fixture.csv: no requests to replay: the file has a header but no rows"
+    );
+    let e = parse(&format!("{header}a,x,0,1\n"), &openb, true).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fixture.csv: no requests to replay: its one row is bad (fixture.csv:2: `num_gpu` is `x`; expected a number of GPUs (0, 1, 2, … or a fraction))"
+    );
+    let e = parse(&format!("{header}a,x,0,1\nb,1,5,2\n"), &openb, true).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "fixture.csv: no requests to replay: all 2 rows are bad (the first: fixture.csv:2: `num_gpu` is `x`; expected a number of GPUs (0, 1, 2, … or a fraction))"
+    );
 }

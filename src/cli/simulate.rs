@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gpuclaim::Registry;
+use gpuclaim::model::MAX_VMS;
 use gpuclaim::seed;
 use gpuclaim::sim::engine::Durations;
 use gpuclaim::sim::sweep::{self, Plan, Point, PointWorkload, TraceSpec, assumed};
@@ -32,26 +33,26 @@ pub struct Args {
     /// Simulated hours [ASSUMED: 720, 30 days; for a trace: its last end].
     #[arg(long, value_name = "H")]
     pub horizon_hours: Option<f64>,
-    /// VM slots (a device runs at most 24 VMs).
+    /// VM slots, 1 to 24 (a device runs at most 24 VMs).
     #[arg(long, default_value_t = assumed::VM_SLOTS)]
     pub slots: usize,
     /// GPUs per poisson VM (documented sizes use 1).
-    #[arg(long, default_value_t = assumed::VM_SIZE)]
+    #[arg(long, default_value_t = assumed::VM_SIZE, conflicts_with = "trace")]
     pub size: u8,
     /// Poisson VM arrivals per hour [ASSUMED].
-    #[arg(long, default_value_t = assumed::ARRIVAL_PER_HOUR)]
+    #[arg(long, default_value_t = assumed::ARRIVAL_PER_HOUR, conflicts_with = "trace")]
     pub arrival_per_hour: f64,
     /// Mean VM lifetime, hours, exponential, from the create's end [ASSUMED].
-    #[arg(long, default_value_t = assumed::LIFETIME_HOURS)]
+    #[arg(long, default_value_t = assumed::LIFETIME_HOURS, conflicts_with = "trace")]
     pub lifetime_hours: f64,
     /// Mean on period, hours, exponential; `inf` never stops [ASSUMED].
-    #[arg(long, default_value_t = assumed::ON_HOURS)]
+    #[arg(long, default_value_t = assumed::ON_HOURS, conflicts_with = "trace")]
     pub on_hours: f64,
     /// Mean off period, hours, exponential [ASSUMED].
-    #[arg(long, default_value_t = assumed::OFF_HOURS)]
+    #[arg(long, default_value_t = assumed::OFF_HOURS, conflicts_with = "trace")]
     pub off_hours: f64,
     /// Probability that a stop is `provisioned` (keeps the GPUs) [ASSUMED].
-    #[arg(long, default_value_t = assumed::PROVISIONED_PROBABILITY)]
+    #[arg(long, default_value_t = assumed::PROVISIONED_PROBABILITY, conflicts_with = "trace")]
     pub provisioned_probability: f64,
     /// When configure-kube is requested, hours, or `never` [ASSUMED: 24].
     #[arg(long, default_value = "24")]
@@ -60,43 +61,59 @@ pub struct Args {
     /// [ASSUMED: 60, MODEL.md's default].
     #[arg(long, default_value_t = assumed::TAKEOVER_MEAN_MINUTES)]
     pub takeover_mean_minutes: f64,
-    /// create-vm duration, minutes: N, uniform:LOW:HIGH or exp:MEAN
+    /// create-vm duration, minutes: N, uniform:LOW:HIGH, exp:MEAN, or never
+    /// (the operation never ends; its end step is not processed)
     /// [ASSUMED: uniform:5:20].
     #[arg(long, default_value = "uniform:5:20", value_parser = parse_dist)]
     pub create_minutes: Dist,
-    /// start-vm duration, minutes [ASSUMED: 3].
+    /// start-vm duration, minutes, in the same forms [ASSUMED: 3].
     #[arg(long, default_value = "3", value_parser = parse_dist)]
     pub start_minutes: Dist,
-    /// stop-vm duration, minutes [ASSUMED: 2].
+    /// stop-vm duration, minutes, in the same forms [ASSUMED: 2].
     #[arg(long, default_value = "2", value_parser = parse_dist)]
     pub stop_minutes: Dist,
-    /// remove-vm duration, minutes [ASSUMED: 2].
+    /// remove-vm duration, minutes, in the same forms [ASSUMED: 2].
     #[arg(long, default_value = "2", value_parser = parse_dist)]
     pub remove_minutes: Dist,
-    /// configure-kube duration, minutes [ASSUMED: 30].
+    /// configure-kube duration, minutes, in the same forms [ASSUMED: 30].
     #[arg(long, default_value = "30", value_parser = parse_dist)]
     pub configure_minutes: Dist,
-    /// Replay this trace CSV instead of the poisson workload.
+    /// Replay this trace CSV instead of the poisson workload (the poisson
+    /// flags --size, --arrival-per-hour, --lifetime-hours, --on-hours,
+    /// --off-hours and --provisioned-probability do not apply to it).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Column preset of --trace: openb (name, num_gpu, creation_time,
-    /// deletion_time, seconds).
-    #[arg(long, value_name = "NAME", conflicts_with = "columns")]
+    /// deletion_time, seconds). Needs --trace.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "columns",
+        requires = "trace"
+    )]
     pub preset: Option<String>,
-    /// Columns of --trace: ID,GPUS,START,END (header names).
-    #[arg(long, value_name = "ID,GPUS,START,END")]
+    /// Columns of --trace: ID,GPUS,START,END (header names). Needs --trace.
+    #[arg(long, value_name = "ID,GPUS,START,END", requires = "trace")]
     pub columns: Option<String>,
-    /// Unit of the time columns of --trace: seconds, minutes or hours.
-    #[arg(long, default_value = "seconds")]
+    /// Unit of the time columns of --columns: seconds, minutes or hours
+    /// (the openb preset is in seconds). Needs --trace.
+    #[arg(
+        long,
+        default_value = "seconds",
+        requires = "trace",
+        conflicts_with = "preset"
+    )]
     pub unit: String,
-    /// Share of the trace's requests to keep, chosen by id and seed.
-    #[arg(long, default_value_t = 1.0)]
+    /// Share of the trace's requests to keep, chosen by id and seed. Needs
+    /// --trace.
+    #[arg(long, default_value_t = 1.0, requires = "trace")]
     pub fraction: f64,
-    /// Multiply the trace's times by this.
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiply the trace's times by this. Needs --trace.
+    #[arg(long, default_value_t = 1.0, requires = "trace")]
     pub time_scale: f64,
     /// Count and skip malformed trace rows instead of refusing the file.
-    #[arg(long)]
+    /// Needs --trace.
+    #[arg(long, requires = "trace")]
     pub skip_bad: bool,
 }
 
@@ -175,6 +192,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--horizon-hours must be a positive number");
     }
+    // The model allows a device of no VM slots, but both workloads would
+    // only count every arrival as no-slot: refused, as a sweep's vm_slots.
+    if !(1..=MAX_VMS).contains(&args.slots) {
+        anyhow::bail!("--slots must be 1 to {MAX_VMS}");
+    }
     gpuclaim::Device::uniform(args.gpus, args.slots, args.size)
         .context("--gpus, --slots and --size")?;
     let (trace, workload) = match &args.trace {
@@ -246,11 +268,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let run_seed = seed::run_seed(args.seed, 0);
     let (counters, selection) = plan.run_point(&point, run_seed, &registry, &mut Simulator::new());
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
-        println!(
-            "trace {}: {} rows read",
-            t.file.path.display(),
-            t.file.rows.len()
-        );
+        println!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         println!("  {s}");
         for e in &t.file.bad_examples {
             println!("  bad row: {e}");

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
+use gpuclaim::sim::tracefile::count;
 
 /// Run a sweep described by a TOML file (see sweeps/ for examples).
 ///
@@ -33,9 +34,10 @@ use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
 pub struct Args {
     /// The sweep configuration (TOML).
     pub config: PathBuf,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "T")]
-    pub threads: Option<usize>,
+    /// Worker threads (0: one per core; at most 1024). The output does not
+    /// depend on it.
+    #[arg(long, value_name = "T", default_value_t = 0, value_parser = super::explore::parse_threads)]
+    pub threads: usize,
     /// Base output folder; results go to OUT/NAME/.
     #[arg(long, value_name = "OUT", default_value = "reports")]
     pub out: PathBuf,
@@ -66,9 +68,6 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    if args.threads == Some(0) {
-        anyhow::bail!("--threads must be 1 or more");
-    }
     let registry = Registry::builtin();
     let plan = Plan::load(&args.config, &registry)?;
     let total = plan.runs();
@@ -77,21 +76,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         None => total,
     };
     eprintln!(
-        "sweep `{}`: {} grid points x {} seeds = {total} runs{}",
+        "sweep `{}`: {} x {} = {}{}",
         plan.name,
-        plan.points.len(),
-        plan.seeds,
+        count(plan.points.len() as u64, "grid point", "grid points"),
+        count(u64::from(plan.seeds), "seed", "seeds"),
+        count(total, "run", "runs"),
         args.shard
-            .map(|(i, n)| format!(" (shard {i}/{n}: {mine} runs)"))
+            .map(|(i, n)| format!(" (shard {i}/{n}: {})", count(mine, "run", "runs")))
             .unwrap_or_default()
     );
     if let Some(t) = &plan.trace {
-        eprintln!(
-            "trace {}: {} rows read, {} bad rows skipped",
-            t.file.path.display(),
-            t.file.rows.len(),
-            t.file.bad_rows
-        );
+        eprintln!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         for e in &t.file.bad_examples {
             eprintln!("  {e}");
         }
@@ -108,7 +103,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     });
     let options = SweepOptions {
         out: args.out.clone(),
-        threads: args.threads,
+        // rayon reads 0 as one thread per core, as explore and check do.
+        threads: Some(args.threads),
         shard: args.shard,
     };
     let progress = |done: u64| {
@@ -126,7 +122,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 pub fn print_written(w: &Written) {
-    println!("{} runs written to {}", w.runs, w.dir.display());
+    println!(
+        "{} written to {}",
+        count(w.runs, "run", "runs"),
+        w.dir.display()
+    );
     for f in &w.files {
         println!("  {}", f.display());
     }

@@ -233,9 +233,9 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         root.present().map_err(plot_err)?;
     }
     let path = dir.join("failures.svg");
-    write_atomic(&path, svg.as_bytes()).map_err(|source| SweepError::Io {
+    write_atomic(&path, svg.as_bytes()).map_err(|error| SweepError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     files.push(path);
 
@@ -263,9 +263,9 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         root.present().map_err(plot_err)?;
     }
     let path = dir.join("gpu_hours.svg");
-    write_atomic(&path, svg.as_bytes()).map_err(|source| SweepError::Io {
+    write_atomic(&path, svg.as_bytes()).map_err(|error| SweepError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     files.push(path);
     Ok(files)

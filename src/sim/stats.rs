@@ -198,9 +198,9 @@ impl Summarizer {
     pub fn finish(mut self, dir: &Path) -> Result<Vec<PathBuf>, SweepError> {
         self.flush();
         let path = dir.join("summary.csv");
-        let io = |source| SweepError::Io {
+        let io = |error| SweepError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let mut file = AtomicFile::create(&path).map_err(io)?;
         {

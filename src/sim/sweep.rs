@@ -38,7 +38,7 @@ use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
 use crate::sim::stats::Summarizer;
-use crate::sim::tracefile::{Columns, Selection, TraceFile};
+use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
 
 /// Assumed defaults, named in `--help` and the example configurations.
 pub mod assumed {
@@ -71,19 +71,24 @@ pub enum SweepError {
     },
     #[error(transparent)]
     Trace(#[from] crate::sim::tracefile::TraceError),
-    #[error("{path}: {source}")]
-    Io {
+    /// The reason is part of the message and deliberately not the error's
+    /// `source()`: the binary prints the whole chain, which would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Csv {
         path: String,
-        source: std::io::Error,
+        line: Option<u64>,
+        message: String,
     },
     #[error("{0}")]
     Merge(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
-    move |source| SweepError::Io {
+    move |error| SweepError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -437,13 +442,18 @@ impl Plan {
         }
 
         let g = &raw.grid;
+        // An empty axis would make an empty grid: no runs, and no error
+        // telling why. Every list says so in the same words.
+        let empty = |span: Range<usize>, key: &str| {
+            r.err(
+                Some(span),
+                format!("grid.{key} is empty; give at least one value"),
+            )
+        };
         let list =
             |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
                 None => Ok(vec![default]),
-                Some(s) if s.get_ref().is_empty() => Err(r.err(
-                    Some(s.span()),
-                    format!("grid.{key} is empty; give at least one value"),
-                )),
+                Some(s) if s.get_ref().is_empty() => Err(empty(s.span(), key)),
                 Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
                     Some(bad) => {
                         Err(r.err(Some(s.span()), format!("grid.{key}: {bad} is not {what}")))
@@ -456,9 +466,9 @@ impl Plan {
         let probability = |v: f64| (0.0..=1.0).contains(&v);
         let gpus = match &g.gpus {
             None => vec![2],
+            Some(s) if s.get_ref().is_empty() => return Err(empty(s.span(), "gpus")),
             Some(s) => {
-                if s.get_ref().is_empty() || s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n))
-                {
+                if s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n)) {
                     return Err(r.err(
                         Some(s.span()),
                         format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
@@ -477,7 +487,7 @@ impl Plan {
             None => vec!["fixed".to_string(), "legacy".to_string()],
             Some(s) => {
                 if s.get_ref().is_empty() {
-                    return Err(r.err(Some(s.span()), "grid.policies is empty"));
+                    return Err(empty(s.span(), "policies"));
                 }
                 for p in s.get_ref() {
                     if !registry.contains(p.get_ref()) {
@@ -498,7 +508,7 @@ impl Plan {
             None => vec![Some(assumed::KUBE_AT_HOURS)],
             Some(s) => {
                 if s.get_ref().is_empty() {
-                    return Err(r.err(Some(s.span()), "grid.kube_at_hours is empty"));
+                    return Err(empty(s.span(), "kube_at_hours"));
                 }
                 if s.get_ref()
                     .iter()
@@ -878,7 +888,7 @@ pub fn metric_values(c: &Counters, selection: Option<&Selection>) -> Vec<String>
 pub struct SweepOptions {
     /// Base folder; outputs go to `out/NAME/`.
     pub out: PathBuf,
-    /// Worker threads (`None`: rayon's default, one per core).
+    /// Worker threads (`None` or `Some(0)`: rayon's default, one per core).
     pub threads: Option<usize>,
     /// `(I, N)`: run only runs `r % N == I`.
     pub shard: Option<(u64, u64)>,
@@ -982,10 +992,16 @@ pub fn run_sweep(
     Ok(written)
 }
 
+/// A CSV error as `path:line: reason`, like every other message; csv's own
+/// text spells the position its own way (`record 2 (line: 3, byte: 1031)`).
 fn csv_err(path: &Path) -> impl Fn(csv::Error) -> SweepError + '_ {
-    move |e| SweepError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
+    move |e| {
+        let (line, message) = csv_reason(&e);
+        SweepError::Csv {
+            path: path.display().to_string(),
+            line,
+            message,
+        }
     }
 }
 

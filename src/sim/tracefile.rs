@@ -111,11 +111,16 @@ pub struct TraceFile {
 /// Why a trace could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The reason is part of the message and deliberately not the error's
+    /// `source()`: the binary prints the whole chain, which would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error(
+        "{path}: the file is empty; expected a header naming the columns ({columns}), then one row per request"
+    )]
+    Empty { path: String, columns: String },
+    #[error("{path}: no requests to replay: {why}")]
+    NoRows { path: String, why: String },
     #[error("{path}:1: no column `{column}` ({what}); the header has: {header}")]
     MissingColumn {
         path: String,
@@ -129,6 +134,32 @@ pub enum TraceError {
         line: u64,
         message: String,
     },
+}
+
+/// The line (when csv knows it) and the reason of a CSV error, without csv's
+/// own way of spelling the position, so that messages read `path:line:
+/// reason` like every other.
+pub(crate) fn csv_reason(e: &csv::Error) -> (Option<u64>, String) {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => (
+            pos.as_ref().map(csv::Position::line),
+            format!("{len} fields, but the rows before it have {expected_len}"),
+        ),
+        csv::ErrorKind::Utf8 { pos, err } => (
+            pos.as_ref().map(csv::Position::line),
+            format!("field {} is not valid UTF-8", err.field() + 1),
+        ),
+        _ => (None, e.to_string()),
+    }
+}
+
+/// `1 row`, `2 rows`: a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// FNV-1a, 64 bits: a fixed hash of a request's id.
@@ -146,9 +177,9 @@ impl TraceFile {
     /// file and line, or with `skip_bad` counted (the first five messages
     /// kept).
     pub fn load(path: &Path, columns: &Columns, skip_bad: bool) -> Result<TraceFile, TraceError> {
-        let text = std::fs::read(path).map_err(|source| TraceError::Io {
+        let text = std::fs::read(path).map_err(|error| TraceError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(path, &text, columns, skip_bad)
     }
@@ -167,9 +198,19 @@ impl TraceFile {
             .map_err(|e| TraceError::Row {
                 path: shown.clone(),
                 line: 1,
-                message: format!("unreadable header: {e}"),
+                message: format!("unreadable header: {}", csv_reason(&e).1),
             })?
             .clone();
+        // csv reads an empty file (or blank lines) as a header of no names;
+        // "no column `name`" would send the user looking for a typo.
+        if header.iter().all(|h| h.trim().is_empty()) {
+            return Err(TraceError::Empty {
+                path: shown,
+                columns: [&columns.id, &columns.gpus, &columns.start, &columns.end]
+                    .map(String::as_str)
+                    .join(","),
+            });
+        }
         let find = |name: &str, what: &'static str| {
             header
                 .iter()
@@ -198,7 +239,7 @@ impl TraceFile {
             let read = match reader.read_record(&mut record) {
                 Ok(true) => Ok(()),
                 Ok(false) => break,
-                Err(e) => Err(format!("unreadable row: {e}")),
+                Err(e) => Err(format!("unreadable row: {}", csv_reason(&e).1)),
             };
             let line = record.position().map_or(line, |p| p.line());
             let row = read.and_then(|()| {
@@ -227,7 +268,28 @@ impl TraceFile {
                 }
             }
         }
+        // Nothing to replay would run an empty device up to a horizon of 0.
+        if out.rows.is_empty() {
+            let why = match (out.bad_rows, out.bad_examples.first()) {
+                (1, Some(first)) => format!("its one row is bad ({first})"),
+                (n, Some(first)) => format!("all {n} rows are bad (the first: {first})"),
+                (_, None) => "the file has a header but no rows".to_string(),
+            };
+            return Err(TraceError::NoRows { path: shown, why });
+        }
         Ok(out)
+    }
+
+    /// What was read, for people: `2 rows read, 1 skipped as bad, 1 used`,
+    /// or `2 rows read` when no row was bad.
+    pub fn read_summary(&self) -> String {
+        let used = self.rows.len() as u64;
+        let read = count(used + self.bad_rows, "row", "rows");
+        if self.bad_rows == 0 {
+            format!("{read} read")
+        } else {
+            format!("{read} read, {} skipped as bad, {used} used", self.bad_rows)
+        }
     }
 
     /// The last end time of any row, in minutes before scaling.
@@ -354,13 +416,13 @@ impl fmt::Display for Selection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "kept {} requests; skipped {}: {} not sampled, {} zero-gpu (CPU only), {} too-many-gpus (more than the device has), {} bad rows",
-            self.kept(),
+            "kept {}; skipped {}: {} not sampled, {} zero-gpu (CPU only), {} too-many-gpus (more than the device has), {}",
+            count(self.kept(), "request", "requests"),
             self.skipped(),
             self.not_sampled,
             self.zero_gpu,
             self.too_many_gpus,
-            self.bad_rows
+            count(self.bad_rows, "bad row", "bad rows")
         )
     }
 }
