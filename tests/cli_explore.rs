@@ -422,3 +422,36 @@ fn output_locations_are_checked_before_the_run() {
     assert_eq!(names, ["adir", "afile"]);
     assert_eq!(std::fs::read_dir(dir.join("adir")).unwrap().count(), 0);
 }
+
+/// `sweep`, `nightly` and `run` check their outputs first too.
+#[test]
+fn sweep_nightly_and_run_check_their_outputs_first() {
+    let dir = tmp("others");
+    std::fs::write(dir.join("afile"), b"").unwrap();
+    let under_file = dir.join("afile").join("out");
+    let cases: [&[&str]; 3] = [
+        &[
+            "sweep",
+            "sweeps/legacy-vs-fixed-2gpu.toml",
+            "--out",
+            s(&under_file),
+        ],
+        &["nightly", "--budget", "0", "--out", s(&under_file)],
+        &["run", "scenarios", "--csv", s(&dir)],
+    ];
+    for args in cases {
+        let o = gpuclaim(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.ends_with(&format!(
+                "{} is a file, not a folder\n",
+                dir.join("afile").display()
+            )) || err.ends_with("is a folder; give the path of a file\n"),
+            "{args:?}: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "only afile");
+}

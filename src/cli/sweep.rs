@@ -70,6 +70,9 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let plan = Plan::load(&args.config, &registry)?;
+    // The outputs must have somewhere to go: checked before the runs.
+    gpuclaim::report::check_folder(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?;
     let total = plan.runs();
     let mine = match args.shard {
         Some((i, n)) => total / n + u64::from(total % n > i),
