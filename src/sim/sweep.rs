@@ -37,6 +37,7 @@ use crate::sim::dist::Dist;
 use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
+use crate::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
 use crate::sim::stats::Summarizer;
 use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
 
@@ -242,6 +243,31 @@ fn one() -> f64 {
     1.0
 }
 
+/// The message for a poisson rate whose expected arrivals over the horizon
+/// pass [`MAX_EXPECTED_ARRIVALS`]; `what` names the setting.
+pub fn too_many_arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> String {
+    format!(
+        "{what} {per_hour} over a horizon of {horizon_hours} hours is {:e} expected arrivals per run, more than {MAX_EXPECTED_ARRIVALS:e}",
+        per_hour * horizon_hours
+    )
+}
+
+/// Without a horizon, a trace runs to its last end times `time_scale`:
+/// that must stay within [`MAX_HORIZON_HOURS`] too (the rows already are).
+pub fn trace_horizon_within_limit(
+    file: &TraceFile,
+    time_scale: f64,
+    horizon_hours: Option<f64>,
+) -> Result<(), String> {
+    let hours = file.last_end() * time_scale / MINUTES_PER_HOUR;
+    if horizon_hours.is_none() && hours > MAX_HORIZON_HOURS {
+        return Err(format!(
+            "the trace's last end times {time_scale} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale"
+        ));
+    }
+    Ok(())
+}
+
 /// The trace of a trace sweep, read once.
 #[derive(Clone, Debug)]
 pub struct TraceSpec {
@@ -401,8 +427,13 @@ impl Plan {
             return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
         }
         let horizon_hours = match &raw.horizon_hours {
-            Some(h) if !(h.get_ref().is_finite() && *h.get_ref() > 0.0) => {
-                return Err(r.err(Some(h.span()), "`horizon_hours` must be a positive number"));
+            Some(h) if !(*h.get_ref() > 0.0 && *h.get_ref() <= MAX_HORIZON_HOURS) => {
+                return Err(r.err(
+                    Some(h.span()),
+                    format!(
+                        "`horizon_hours` must be a positive number of at most {MAX_HORIZON_HOURS:e} (114 years)"
+                    ),
+                ));
             }
             Some(h) => Some(*h.get_ref()),
             None => None,
@@ -571,6 +602,10 @@ impl Plan {
                 let base = path.parent().unwrap_or(Path::new("."));
                 let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
                     .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
+                if let Err(message) = trace_horizon_within_limit(&file, t.time_scale, horizon_hours)
+                {
+                    return Err(r.err(Some(t.path.span()), format!("trace.time_scale: {message}")));
+                }
                 let fractions = list(
                     &g.trace_fraction,
                     "trace_fraction",
@@ -601,9 +636,17 @@ impl Plan {
                     &g.arrival_per_hour,
                     "arrival_per_hour",
                     assumed::ARRIVAL_PER_HOUR,
-                    non_negative,
-                    "a rate of 0 or more",
+                    |v| (0.0..=MAX_ARRIVAL_PER_HOUR).contains(&v),
+                    &format!("a rate of 0 to {MAX_ARRIVAL_PER_HOUR:e} per hour"),
                 )?;
+                let horizon = horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
+                let most = arrivals.iter().copied().fold(0.0, f64::max);
+                if most * horizon > MAX_EXPECTED_ARRIVALS {
+                    return Err(r.err(
+                        g.arrival_per_hour.as_ref().map(|l| l.span()),
+                        too_many_arrivals("grid.arrival_per_hour", most, horizon),
+                    ));
+                }
                 let lifetimes = list(
                     &g.lifetime_hours,
                     "lifetime_hours",
