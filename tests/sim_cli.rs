@@ -384,3 +384,117 @@ fn zero_vm_slots_are_refused_by_simulate_as_by_sweep() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn absurd_sizes_are_refused_before_running() {
+    let Some(bin) = bin() else { return };
+    // The trace first: before the limits it was accepted at once (the
+    // others ran without end).
+    let dir = scratch("absurd");
+    let trace = dir.join("far.csv");
+    std::fs::write(
+        &trace,
+        "name,num_gpu,creation_time,deletion_time\na,1,0,10\nb,1,5,1e300\n",
+    )
+    .unwrap();
+    let err = refused(
+        Command::new(bin)
+            .args(["simulate", "--preset", "openb", "--trace"])
+            .arg(&trace),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:3: `deletion_time` is `1e300`; expected a time of 0 to 3600000000 (1e6 hours in the trace's unit)\n",
+            trace.display()
+        )
+    );
+    // At the limit a trace is read; scaled past it, it needs a horizon.
+    std::fs::write(
+        &trace,
+        "name,num_gpu,creation_time,deletion_time\na,1,0,3600000000\n",
+    )
+    .unwrap();
+    let err = refused(
+        Command::new(bin)
+            .args([
+                "simulate",
+                "--preset",
+                "openb",
+                "--time-scale",
+                "2",
+                "--trace",
+            ])
+            .arg(&trace),
+    );
+    assert_eq!(
+        err,
+        "gpuclaim: error: --time-scale: the trace's last end times 2 is 2e6 hours, more than 1e6; set a horizon or a smaller scale\n"
+    );
+    let out = Command::new(bin)
+        .args([
+            "simulate",
+            "--preset",
+            "openb",
+            "--time-scale",
+            "2",
+            "--horizon-hours",
+            "1",
+            "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for (flags, message) in [
+        (
+            &["--horizon-hours", "1e300"][..],
+            "--horizon-hours must be a positive number of at most 1e6 (114 years)",
+        ),
+        (
+            &["--arrival-per-hour", "1e12"],
+            "--arrival-per-hour must be a rate of 0 to 1e6 per hour",
+        ),
+        (
+            &["--arrival-per-hour", "1e6"],
+            "--arrival-per-hour 1000000 over a horizon of 720 hours is 7.2e8 expected arrivals per run, more than 1e8",
+        ),
+    ] {
+        let err = refused(Command::new(bin).arg("simulate").args(flags));
+        assert_eq!(err, format!("gpuclaim: error: {message}\n"), "{flags:?}");
+    }
+    let cfg = dir.join("far.toml");
+    std::fs::write(
+        &cfg,
+        TINY.replace("horizon_hours = 1", "horizon_hours = 1e300"),
+    )
+    .unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:3:17: `horizon_hours` must be a positive number of at most 1e6 (114 years)\n",
+            cfg.display()
+        )
+    );
+    std::fs::write(
+        &cfg,
+        TINY.replace("horizon_hours = 1", "horizon_hours = 1e6")
+            + "arrival_per_hour = [0.1, 1000]\n",
+    )
+    .unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:7:20: grid.arrival_per_hour 1000 over a horizon of 1000000 hours is 1e9 expected arrivals per run, more than 1e8\n",
+            cfg.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

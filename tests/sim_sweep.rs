@@ -119,6 +119,72 @@ fn shards_merge_into_the_unsharded_bytes() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Rewrites field `column` of line `line` (1 = the header) of a CSV file.
+fn edit_field(path: &Path, line: usize, column: usize, value: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut fields: Vec<&str> = lines[line - 1].split(',').collect();
+    let old = fields[column].to_string();
+    fields[column] = value;
+    lines[line - 1] = fields.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    old
+}
+
+#[test]
+fn merge_refuses_rows_whose_parameters_or_seeds_disagree_with_their_point() {
+    let p = plan(SMALL);
+    let base = scratch("tampered");
+    let fresh = |name: &str| {
+        let dir = base.join(name);
+        for i in 0..3 {
+            run(&p, &dir, 1, Some((i, 3)));
+        }
+        let shard = move |i: u64| dir.join(format!("small/shard-{i}-of-3"));
+        [shard(0), shard(1), shard(2)]
+    };
+    // 7 seeds a point: shard 1's line 3 is run 4, point 0, whose first run
+    // (run 0) is shard 0's line 2.
+    let shards = fresh("params");
+    let column = 4 + 3; // run, point, seed_index, seed; gpus, policy, workload
+    assert_eq!(
+        edit_field(&shards[1].join("runs.csv"), 3, column, "0.2"),
+        "0.1"
+    );
+    let e = sweep::merge(&shards, &base.join("out")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3: run 4 has arrival_per_hour = `0.2`, but run 0 of point 0 ({}:2) has `0.1`; the runs of a grid point share its parameters",
+            shards[1].join("runs.csv").display(),
+            shards[0].join("runs.csv").display()
+        )
+    );
+    // Run 9 (shard 0, line 5) is seed index 2 of point 1.
+    let shards = fresh("seed");
+    let good = edit_field(&shards[0].join("runs.csv"), 5, 3, "12345");
+    let e = sweep::merge(&shards, &base.join("out")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:5: run 9 has seed `12345` for seed index 2, but point 0 has `{good}`; a seed index has the same seed at every point",
+            shards[0].join("runs.csv").display()
+        )
+    );
+    // Moving run 9 to point 2 leaves point 1 short.
+    edit_field(&shards[0].join("runs.csv"), 5, 3, &good);
+    edit_field(&shards[0].join("runs.csv"), 5, 1, "2");
+    let e = sweep::merge(&shards, &base.join("out")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:5: run 9 starts point 2 after 2 runs of point 1, but point 0 has 7 runs",
+            shards[0].join("runs.csv").display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 fn config_error(text: &str) -> String {
     match Plan::parse(Path::new("cfg.toml"), text, &Registry::builtin()) {
         Err(e @ SweepError::Config { .. }) => e.to_string(),

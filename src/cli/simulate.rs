@@ -10,6 +10,7 @@ use gpuclaim::Registry;
 use gpuclaim::model::MAX_VMS;
 use gpuclaim::seed;
 use gpuclaim::sim::engine::Durations;
+use gpuclaim::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
 use gpuclaim::sim::sweep::{self, Plan, Point, PointWorkload, TraceSpec, assumed};
 use gpuclaim::sim::tracefile::{Columns, TimeUnit, TraceFile};
 use gpuclaim::sim::{Dist, Simulator};
@@ -30,7 +31,8 @@ pub struct Args {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Simulated hours [ASSUMED: 720, 30 days; for a trace: its last end].
+    /// Simulated hours, at most 1e6 (114 years) [ASSUMED: 720, 30 days; for
+    /// a trace: its last end].
     #[arg(long, value_name = "H")]
     pub horizon_hours: Option<f64>,
     /// VM slots, 1 to 24 (a device runs at most 24 VMs).
@@ -39,7 +41,8 @@ pub struct Args {
     /// GPUs per poisson VM (documented sizes use 1).
     #[arg(long, default_value_t = assumed::VM_SIZE, conflicts_with = "trace")]
     pub size: u8,
-    /// Poisson VM arrivals per hour [ASSUMED].
+    /// Poisson VM arrivals per hour, at most 1e6, and at most 1e8 expected
+    /// over the horizon [ASSUMED].
     #[arg(long, default_value_t = assumed::ARRIVAL_PER_HOUR, conflicts_with = "trace")]
     pub arrival_per_hour: f64,
     /// Mean VM lifetime, hours, exponential, from the create's end [ASSUMED].
@@ -78,9 +81,10 @@ pub struct Args {
     /// configure-kube duration, minutes, in the same forms [ASSUMED: 30].
     #[arg(long, default_value = "30", value_parser = parse_dist)]
     pub configure_minutes: Dist,
-    /// Replay this trace CSV instead of the poisson workload (the poisson
-    /// flags --size, --arrival-per-hour, --lifetime-hours, --on-hours,
-    /// --off-hours and --provisioned-probability do not apply to it).
+    /// Replay this trace CSV (times at most 1e6 hours) instead of the
+    /// poisson workload (the poisson flags --size, --arrival-per-hour,
+    /// --lifetime-hours, --on-hours, --off-hours and
+    /// --provisioned-probability do not apply to it).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Column preset of --trace: openb (name, num_gpu, creation_time,
@@ -108,7 +112,8 @@ pub struct Args {
     /// --trace.
     #[arg(long, default_value_t = 1.0, requires = "trace")]
     pub fraction: f64,
-    /// Multiply the trace's times by this. Needs --trace.
+    /// Multiply the trace's times by this; without --horizon-hours the
+    /// scaled last end must be at most 1e6 hours. Needs --trace.
     #[arg(long, default_value_t = 1.0, requires = "trace")]
     pub time_scale: f64,
     /// Count and skip malformed trace rows instead of refusing the file.
@@ -165,8 +170,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.takeover_mean_minutes.is_finite() && args.takeover_mean_minutes > 0.0) {
         anyhow::bail!("--takeover-mean-minutes must be positive");
     }
-    if !(args.arrival_per_hour.is_finite() && args.arrival_per_hour >= 0.0) {
-        anyhow::bail!("--arrival-per-hour must be a rate of 0 or more");
+    if !(0.0..=MAX_ARRIVAL_PER_HOUR).contains(&args.arrival_per_hour) {
+        anyhow::bail!(
+            "--arrival-per-hour must be a rate of 0 to {MAX_ARRIVAL_PER_HOUR:e} per hour"
+        );
     }
     for (flag, v) in [
         ("--lifetime-hours", args.lifetime_hours),
@@ -188,9 +195,20 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args
         .horizon_hours
-        .is_some_and(|h| !(h > 0.0 && h.is_finite()))
+        .is_some_and(|h| !(h > 0.0 && h <= MAX_HORIZON_HOURS))
     {
-        anyhow::bail!("--horizon-hours must be a positive number");
+        anyhow::bail!(
+            "--horizon-hours must be a positive number of at most {MAX_HORIZON_HOURS:e} (114 years)"
+        );
+    }
+    if args.trace.is_none() {
+        let horizon = args.horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
+        if args.arrival_per_hour * horizon > MAX_EXPECTED_ARRIVALS {
+            anyhow::bail!(
+                "{}",
+                sweep::too_many_arrivals("--arrival-per-hour", args.arrival_per_hour, horizon)
+            );
+        }
     }
     // The model allows a device of no VM slots, but both workloads would
     // only count every arrival as no-slot: refused, as a sweep's vm_slots.
@@ -220,6 +238,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                 _ => anyhow::bail!("--trace needs --preset openb or --columns ID,GPUS,START,END"),
             };
             let file = TraceFile::load(path, &columns, args.skip_bad)?;
+            sweep::trace_horizon_within_limit(&file, args.time_scale, args.horizon_hours)
+                .map_err(|m| anyhow::anyhow!("--time-scale: {m}"))?;
             (
                 Some(TraceSpec {
                     file: Arc::new(file),

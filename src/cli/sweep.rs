@@ -29,6 +29,11 @@ use gpuclaim::sim::tracefile::count;
 /// takeover mean 60 min; 24 VM slots of 1 GPU; durations create-vm
 /// uniform 5-20 min, start 3, stop 2, remove 2, configure-kube 30.
 ///
+/// Limits, against slips such as 1e300: horizon_hours at most 1e6 (114
+/// years); arrival_per_hour at most 1e6, and at most 1e8 expected arrivals
+/// per run (rate times horizon); trace times and a trace's scaled last end
+/// at most 1e6 hours.
+///
 /// Prints, per policy and invariant, how many steps violated it.
 #[derive(clap::Args)]
 pub struct Args {

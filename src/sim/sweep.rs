@@ -37,6 +37,7 @@ use crate::sim::dist::Dist;
 use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
+use crate::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
 use crate::sim::stats::Summarizer;
 use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
 
@@ -242,6 +243,31 @@ fn one() -> f64 {
     1.0
 }
 
+/// The message for a poisson rate whose expected arrivals over the horizon
+/// pass [`MAX_EXPECTED_ARRIVALS`]; `what` names the setting.
+pub fn too_many_arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> String {
+    format!(
+        "{what} {per_hour} over a horizon of {horizon_hours} hours is {:e} expected arrivals per run, more than {MAX_EXPECTED_ARRIVALS:e}",
+        per_hour * horizon_hours
+    )
+}
+
+/// Without a horizon, a trace runs to its last end times `time_scale`:
+/// that must stay within [`MAX_HORIZON_HOURS`] too (the rows already are).
+pub fn trace_horizon_within_limit(
+    file: &TraceFile,
+    time_scale: f64,
+    horizon_hours: Option<f64>,
+) -> Result<(), String> {
+    let hours = file.last_end() * time_scale / MINUTES_PER_HOUR;
+    if horizon_hours.is_none() && hours > MAX_HORIZON_HOURS {
+        return Err(format!(
+            "the trace's last end times {time_scale} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale"
+        ));
+    }
+    Ok(())
+}
+
 /// The trace of a trace sweep, read once.
 #[derive(Clone, Debug)]
 pub struct TraceSpec {
@@ -401,8 +427,13 @@ impl Plan {
             return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
         }
         let horizon_hours = match &raw.horizon_hours {
-            Some(h) if !(h.get_ref().is_finite() && *h.get_ref() > 0.0) => {
-                return Err(r.err(Some(h.span()), "`horizon_hours` must be a positive number"));
+            Some(h) if !(*h.get_ref() > 0.0 && *h.get_ref() <= MAX_HORIZON_HOURS) => {
+                return Err(r.err(
+                    Some(h.span()),
+                    format!(
+                        "`horizon_hours` must be a positive number of at most {MAX_HORIZON_HOURS:e} (114 years)"
+                    ),
+                ));
             }
             Some(h) => Some(*h.get_ref()),
             None => None,
@@ -571,6 +602,10 @@ impl Plan {
                 let base = path.parent().unwrap_or(Path::new("."));
                 let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
                     .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
+                if let Err(message) = trace_horizon_within_limit(&file, t.time_scale, horizon_hours)
+                {
+                    return Err(r.err(Some(t.path.span()), format!("trace.time_scale: {message}")));
+                }
                 let fractions = list(
                     &g.trace_fraction,
                     "trace_fraction",
@@ -601,9 +636,17 @@ impl Plan {
                     &g.arrival_per_hour,
                     "arrival_per_hour",
                     assumed::ARRIVAL_PER_HOUR,
-                    non_negative,
-                    "a rate of 0 or more",
+                    |v| (0.0..=MAX_ARRIVAL_PER_HOUR).contains(&v),
+                    &format!("a rate of 0 to {MAX_ARRIVAL_PER_HOUR:e} per hour"),
                 )?;
+                let horizon = horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
+                let most = arrivals.iter().copied().fold(0.0, f64::max);
+                if most * horizon > MAX_EXPECTED_ARRIVALS {
+                    return Err(r.err(
+                        g.arrival_per_hour.as_ref().map(|l| l.span()),
+                        too_many_arrivals("grid.arrival_per_hour", most, horizon),
+                    ));
+                }
                 let lifetimes = list(
                     &g.lifetime_hours,
                     "lifetime_hours",
@@ -1019,6 +1062,109 @@ fn count_violations(header: &[String], row: &[String], into: &mut BTreeMap<Strin
     }
 }
 
+/// What [`merge`] can check of the rows without the configuration: the
+/// runs of a grid point are contiguous, numbered from point 0 up, and share
+/// its parameter columns; every point has as many runs (seeds) as point 0;
+/// a seed index has the same seed at every point (common random numbers).
+/// A row edited by hand or a shard of another sweep of the same name fails
+/// one of these, unless every run of a point was edited alike.
+#[derive(Default)]
+struct RowCheck {
+    /// The point being read: its index, its parameters, its first run and
+    /// where that was read, and how many runs it has had.
+    current: Option<(u64, Vec<String>, u64, String, u64)>,
+    /// Runs per point, known once point 0 has ended.
+    seeds: Option<u64>,
+    /// The seed of each seed index, from point 0.
+    seed_of: Vec<String>,
+}
+
+impl RowCheck {
+    fn row(&mut self, run: u64, row: &[String], at: &str) -> Result<(), SweepError> {
+        let fail = |m: String| Err(SweepError::Merge(format!("{at}: {m}")));
+        let whole = |i: usize| {
+            row.get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    SweepError::Merge(format!(
+                        "{at}: `{}` is `{}`; expected a whole number",
+                        RUN_COLUMNS[i],
+                        row.get(i).map_or("", String::as_str)
+                    ))
+                })
+        };
+        let (point, seed_index) = (whole(1)?, whole(2)?);
+        let params_end = RUN_COLUMNS.len() + PARAM_COLUMNS.len();
+        let (Some(seed), Some(params)) = (row.get(3), row.get(RUN_COLUMNS.len()..params_end))
+        else {
+            return fail(format!(
+                "{} fields, fewer than the run and parameter columns",
+                row.len()
+            ));
+        };
+        match &mut self.current {
+            Some((index, first_params, first_run, first_at, runs)) if *index == point => {
+                if let Some(j) = (0..params.len()).find(|&j| params[j] != first_params[j]) {
+                    return fail(format!(
+                        "run {run} has {} = `{}`, but run {first_run} of point {point} ({first_at}) has `{}`; the runs of a grid point share its parameters",
+                        PARAM_COLUMNS[j], params[j], first_params[j]
+                    ));
+                }
+                if seed_index != *runs {
+                    return fail(format!(
+                        "run {run} has seed index {seed_index}, expected {runs} (the next of point {point})"
+                    ));
+                }
+                *runs += 1;
+            }
+            current => {
+                let expected = current.as_ref().map_or(0, |c| c.0 + 1);
+                if point != expected {
+                    return fail(format!(
+                        "run {run} is of point {point}, expected point {expected}"
+                    ));
+                }
+                if let Some((index, _, _, _, runs)) = current {
+                    let seeds = *self.seeds.get_or_insert(*runs);
+                    if *runs != seeds {
+                        return fail(format!(
+                            "run {run} starts point {point} after {runs} runs of point {index}, but point 0 has {seeds} runs"
+                        ));
+                    }
+                }
+                if seed_index != 0 {
+                    return fail(format!(
+                        "run {run} starts point {point} with seed index {seed_index}, expected 0"
+                    ));
+                }
+                *current = Some((point, params.to_vec(), run, at.to_string(), 1));
+            }
+        }
+        match self.seed_of.get(seed_index as usize) {
+            Some(s) if s != seed => fail(format!(
+                "run {run} has seed `{seed}` for seed index {seed_index}, but point 0 has `{s}`; a seed index has the same seed at every point"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.seed_of.push(seed.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// After the last row: the last point has its full number of runs.
+    fn finish(&self, at: &str) -> Result<(), SweepError> {
+        match (&self.current, self.seeds) {
+            (Some((index, _, _, _, runs)), Some(seeds)) if *runs != seeds => {
+                Err(SweepError::Merge(format!(
+                    "{at}: the last point, {index}, has {runs} runs, but point 0 has {seeds}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
@@ -1102,6 +1248,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
         .iter()
         .map(str::to_string)
         .collect();
+    let expected = RUN_COLUMNS.iter().chain(PARAM_COLUMNS.iter());
+    if header.len() < RUN_COLUMNS.len() + PARAM_COLUMNS.len()
+        || !header.iter().zip(expected).all(|(h, e)| h == e)
+    {
+        return Err(SweepError::Merge(format!(
+            "{}:1: not the runs.csv of a sweep: its header does not start with {},{}",
+            shard_dirs[0].join("runs.csv").display(),
+            RUN_COLUMNS.join(","),
+            PARAM_COLUMNS.join(",")
+        )));
+    }
+    let mut check = RowCheck::default();
+    let mut last_at = String::new();
     let dir = out.join(&name);
     let runs_path = dir.join("runs.csv");
     let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
@@ -1121,14 +1280,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             .ok_or_else(|| SweepError::Merge(format!("{}: ends before run {run}", p.display())))?
             .map_err(csv_err(p))?;
         let row: Vec<String> = record.iter().map(str::to_string).collect();
+        let at = format!(
+            "{}:{}",
+            p.display(),
+            record.position().map_or(0, |q| q.line())
+        );
         if row.first().map(String::as_str) != Some(run.to_string().as_str()) {
             return Err(SweepError::Merge(format!(
-                "{}:{}: expected run {run}, found `{}`",
-                p.display(),
-                record.position().map_or(0, |q| q.line()),
+                "{at}: expected run {run}, found `{}`",
                 row.first().cloned().unwrap_or_default()
             )));
         }
+        check.row(run, &row, &at)?;
+        last_at = at;
         runs_csv.write_record(&row).map_err(csv_err(&runs_path))?;
         count_violations(&header, &row, &mut written.violations);
         summarizer.push(&row).map_err(SweepError::Merge)?;
@@ -1141,6 +1305,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
     }
+    check.finish(&last_at)?;
     written.runs = total;
     runs_csv.flush().map_err(io_err(&runs_path))?;
     drop(runs_csv);

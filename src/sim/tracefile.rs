@@ -27,7 +27,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::seed::splitmix64;
-use crate::sim::engine::TraceRequest;
+use crate::sim::engine::{MINUTES_PER_HOUR, TraceRequest};
+use crate::sim::limits::MAX_HORIZON_HOURS;
 
 /// The unit of the time columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -365,11 +366,13 @@ fn parse_row(
         let v: f64 = text.parse().map_err(|_| {
             format!("`{name}` is `{text}`; expected a time (a number, in the trace's unit)")
         })?;
-        if v.is_finite() && v >= 0.0 {
+        // Bounded so that the default horizon (the last end) is too.
+        let max = MAX_HORIZON_HOURS * MINUTES_PER_HOUR / unit;
+        if v.is_finite() && (0.0..=max).contains(&v) {
             Ok(v * unit)
         } else {
             Err(format!(
-                "`{name}` is `{text}`; expected a time of 0 or more"
+                "`{name}` is `{text}`; expected a time of 0 to {max} ({MAX_HORIZON_HOURS:e} hours in the trace's unit)"
             ))
         }
     };
