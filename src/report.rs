@@ -90,20 +90,17 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `path` (creating its folder when needed).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
-        if let Some(direct) = Target::of(path)?.direct() {
-            let file = std::fs::OpenOptions::new().write(true).open(direct)?;
+        if writes_directly(path)? {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
             return Ok(AtomicFile {
-                path: direct.to_path_buf(),
+                path: path.to_path_buf(),
                 tmp: None,
                 file: Some(io::BufWriter::new(file)),
             });
         }
         let path = &follow_links(path)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        create_folder(&dir)?;
+        let dir = folder_of(path);
+        create_folder(dir)?;
         let file_name = path
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not the path of a file"))?;
@@ -148,37 +145,27 @@ impl AtomicFile {
     }
 }
 
-/// What an output path names.
-enum Target<'a> {
-    /// A file, or nothing yet: written through a temporary file.
-    File,
-    /// A device or pipe, or a file reached through `/dev/stdout`,
-    /// `/dev/fd/N` or `/proc`: written directly (renaming over it would
-    /// replace the device, or the file but not the descriptor the caller
-    /// holds).
-    Direct(&'a Path),
+/// Whether output `path` is written directly rather than through a
+/// temporary file and a rename: a device or pipe, or a file reached
+/// through `/dev/stdout`, `/dev/fd/N` or `/proc` (renaming over it would
+/// replace the device, or the file but not the descriptor the caller
+/// holds). A folder is refused.
+fn writes_directly(path: &Path) -> io::Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a folder; give the path of a file",
+        )),
+        Ok(meta) => Ok(!meta.is_file() || ["/dev/", "/proc/"].iter().any(|p| path.starts_with(p))),
+        Err(_) => Ok(false),
+    }
 }
 
-impl<'a> Target<'a> {
-    fn of(path: &'a Path) -> io::Result<Target<'a>> {
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a folder; give the path of a file",
-            )),
-            Ok(meta)
-                if !meta.is_file() || ["/dev/", "/proc/"].iter().any(|p| path.starts_with(p)) =>
-            {
-                Ok(Target::Direct(path))
-            }
-            _ => Ok(Target::File),
-        }
-    }
-    fn direct(&self) -> Option<&'a Path> {
-        match self {
-            Target::Direct(p) => Some(p),
-            Target::File => None,
-        }
+/// The folder a file `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 
@@ -203,7 +190,7 @@ fn follow_links(path: &Path) -> io::Result<PathBuf> {
 
 /// Creates folder `dir` (and its parents) unless it exists; an error that
 /// says so when `dir`, or a parent, is a file.
-pub fn create_folder(dir: &Path) -> io::Result<()> {
+fn create_folder(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists || e.kind() == io::ErrorKind::NotADirectory {
             io::Error::new(e.kind(), "is a file (or lies under one), not a folder")
@@ -259,12 +246,11 @@ pub fn check_folder(dir: &Path) -> io::Result<()> {
 /// Whether `path` could be written as an output (see [`AtomicFile`]):
 /// not a folder, and its folder takes a new file. Creates nothing.
 pub fn check_file(path: &Path) -> io::Result<()> {
-    match Target::of(path)? {
-        // Written directly (a pipe is not opened: it would wait for its
-        // reader); writing will tell.
-        Target::Direct(_) => Ok(()),
-        Target::File => check_folder(follow_links(path)?.parent().unwrap_or(Path::new("."))),
+    if writes_directly(path)? {
+        // Not opened (a pipe would wait for its reader): writing will tell.
+        return Ok(());
     }
+    check_folder(folder_of(&follow_links(path)?))
 }
 
 impl Write for AtomicFile {
