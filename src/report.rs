@@ -27,6 +27,12 @@ pub fn remove_unfinished() -> usize {
         .count()
 }
 
+/// `1 row`, `2 rows`: a count with its noun in the right number, for
+/// messages and summaries.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename. Creates
 /// the parent folder when needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

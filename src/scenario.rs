@@ -13,6 +13,7 @@ use toml::de::{DeTable, DeValue};
 use crate::invariant::{Invariant, InvariantSet, Violation};
 use crate::model::{Device, KubeState, MAX_GPUS, MAX_VMS, Outcome, State, VmNames, VmState};
 use crate::policy::{Policy, Registry};
+use crate::report::count;
 use crate::trace::{self, Executed, StepSpec, printable, valid_vm_name};
 
 /// The policies a scenario runs under when it names none.
@@ -337,7 +338,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 format!(
                     "step {}: gpus={n} but the device has {}",
                     i + 1,
-                    counted(usize::from(gpus), "GPU")
+                    count(u64::from(gpus), "GPU", "GPUs")
                 ),
             ));
         }
@@ -555,7 +556,7 @@ fn check_consistency(
             .iter()
             .map(|(p, e)| (format!("expect.{p}"), Some(e))),
     );
-    let device_gpus = counted(usize::from(s.gpus), "GPU");
+    let device_gpus = count(u64::from(s.gpus), "GPU", "GPUs");
     for (table, e) in all {
         let Some(e) = e else { continue };
         let at = spans.get(&table);
@@ -566,9 +567,9 @@ fn check_consistency(
                 at.and_then(|a| a.outcomes.clone()),
                 format!(
                     "[{table}] lists {} but there {} {}; expected one outcome per step",
-                    counted(o.len(), "outcome"),
+                    count(o.len() as u64, "outcome", "outcomes"),
                     if s.steps.len() == 1 { "is" } else { "are" },
-                    counted(s.steps.len(), "step")
+                    count(s.steps.len() as u64, "step", "steps")
                 ),
             ));
         }
@@ -578,7 +579,7 @@ fn check_consistency(
                     at.and_then(|a| a.gpus.clone()),
                     format!(
                         "[{table}] gpus lists {} but the device has {device_gpus}; expected one owner per GPU",
-                        counted(g.len(), "owner")
+                        count(g.len() as u64, "owner", "owners")
                     ),
                 ));
             }
@@ -603,15 +604,6 @@ fn check_consistency(
         }
     }
     Ok(())
-}
-
-/// `n` and `word`, with an `s` unless `n` is 1: "1 GPU", "2 GPUs".
-fn counted(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 impl Scenario {

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use gpuclaim::Registry;
+use gpuclaim::report::count;
 use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
-use gpuclaim::sim::tracefile::count;
 
 /// Run a sweep described by a TOML file (see sweeps/ for examples).
 ///

@@ -26,6 +26,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::report::count;
 use crate::seed::splitmix64;
 use crate::sim::engine::{MINUTES_PER_HOUR, TraceRequest};
 use crate::sim::limits::MAX_HORIZON_HOURS;
@@ -156,11 +157,6 @@ pub(crate) fn csv_reason(e: &csv::Error) -> (Option<u64>, String) {
         ),
         _ => (None, e.to_string()),
     }
-}
-
-/// `1 row`, `2 rows`: a count with its noun in the right number.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// FNV-1a, 64 bits: a fixed hash of a request's id.
