@@ -33,6 +33,17 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// A number for a message: as written (`0.5`, `720`) unless very small or
+/// very large, then in scientific notation (`1e-300`), so that a value given
+/// as `1e-300` is not printed with three hundred digits.
+pub fn number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || (1e-4..1e15).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename. Creates
 /// the parent folder when needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

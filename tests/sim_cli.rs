@@ -464,6 +464,31 @@ fn absurd_sizes_are_refused_before_running() {
             &["--arrival-per-hour", "1e6"],
             "--arrival-per-hour 1000000 over a horizon of 720 hours is 7.2e8 expected arrivals per run, more than 1e8",
         ),
+        // Periods this short kept the clock at one instant: it never ended.
+        (
+            &[
+                "--start-minutes",
+                "0",
+                "--stop-minutes",
+                "0",
+                "--on-hours",
+                "1e-300",
+                "--off-hours",
+                "1e-300",
+            ],
+            "--on-hours 1e-300 and --off-hours 1e-300 with 24 VM slots over a horizon of 720 hours make 8.64e303 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon",
+        ),
+        (
+            &[
+                "--slots",
+                "2",
+                "--on-hours",
+                "0.000001",
+                "--off-hours",
+                "0.000001",
+            ],
+            "--on-hours 1e-6 and --off-hours 1e-6 with 2 VM slots over a horizon of 720 hours make 7.20e8 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon",
+        ),
     ] {
         let err = refused(Command::new(bin).arg("simulate").args(flags));
         assert_eq!(err, format!("gpuclaim: error: {message}\n"), "{flags:?}");
@@ -493,6 +518,20 @@ fn absurd_sizes_are_refused_before_running() {
         err,
         format!(
             "gpuclaim: error: {}:7:20: grid.arrival_per_hour 1000 over a horizon of 1000000 hours is 1e9 expected arrivals per run, more than 1e8\n",
+            cfg.display()
+        )
+    );
+    // Every pair of the grid runs: the shortest on and off periods decide.
+    std::fs::write(
+        &cfg,
+        TINY.to_string() + "on_hours = [8, 1e-9]\noff_hours = [1e-9, 4]\n",
+    )
+    .unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:7:12: the shortest grid.on_hours 1e-9 and grid.off_hours 1e-9 with 24 VM slots over a horizon of 1 hours make 1.20e10 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon\n",
             cfg.display()
         )
     );

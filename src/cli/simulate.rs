@@ -48,7 +48,9 @@ pub struct Args {
     /// Mean VM lifetime, hours, exponential, from the create's end [ASSUMED].
     #[arg(long, default_value_t = assumed::LIFETIME_HOURS, conflicts_with = "trace")]
     pub lifetime_hours: f64,
-    /// Mean on period, hours, exponential; `inf` never stops [ASSUMED].
+    /// Mean on period, hours, exponential; `inf` never stops. With the
+    /// off period: at most 1e8 expected on/off cycles a run (slots times
+    /// horizon over on plus off) [ASSUMED].
     #[arg(long, default_value_t = assumed::ON_HOURS, conflicts_with = "trace")]
     pub on_hours: f64,
     /// Mean off period, hours, exponential [ASSUMED].
@@ -214,6 +216,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     // only count every arrival as no-slot: refused, as a sweep's vm_slots.
     if !(1..=MAX_VMS).contains(&args.slots) {
         anyhow::bail!("--slots must be 1 to {MAX_VMS}");
+    }
+    if args.trace.is_none() {
+        let horizon = args.horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
+        if let Some(message) = sweep::too_many_cycles(
+            ("--on-hours", args.on_hours),
+            ("--off-hours", args.off_hours),
+            args.slots,
+            horizon,
+        ) {
+            anyhow::bail!("{message}");
+        }
     }
     gpuclaim::Device::uniform(args.gpus, args.slots, args.size)
         .context("--gpus, --slots and --size")?;

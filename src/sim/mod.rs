@@ -28,4 +28,9 @@ pub mod limits {
     /// Expected poisson arrivals of one run (arrivals per hour times the
     /// horizon): each is at least one event of the engine.
     pub const MAX_EXPECTED_ARRIVALS: f64 = 1e8;
+    /// Expected on/off cycles of one run (VM slots times the horizon over
+    /// the mean on period plus the mean off period): each is at least two
+    /// events, and nothing else bounds them, so short periods would keep
+    /// the clock near one instant.
+    pub const MAX_EXPECTED_CYCLES: f64 = 1e8;
 }

@@ -31,13 +31,15 @@ use toml::Spanned;
 use crate::invariant::Invariant;
 use crate::model::{MAX_GPUS, MAX_VMS, Outcome};
 use crate::policy::{Builtin, Policy, Registry};
-use crate::report::{AtomicFile, write_atomic};
+use crate::report::{AtomicFile, count, number, write_atomic};
 use crate::seed;
 use crate::sim::dist::Dist;
 use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
-use crate::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
+use crate::sim::limits::{
+    MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_EXPECTED_CYCLES, MAX_HORIZON_HOURS,
+};
 use crate::sim::stats::Summarizer;
 use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
 
@@ -247,9 +249,32 @@ fn one() -> f64 {
 /// pass [`MAX_EXPECTED_ARRIVALS`]; `what` names the setting.
 pub fn too_many_arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> String {
     format!(
-        "{what} {per_hour} over a horizon of {horizon_hours} hours is {:e} expected arrivals per run, more than {MAX_EXPECTED_ARRIVALS:e}",
+        "{what} {} over a horizon of {} hours is {:e} expected arrivals per run, more than {MAX_EXPECTED_ARRIVALS:e}",
+        number(per_hour),
+        number(horizon_hours),
         per_hour * horizon_hours
     )
+}
+
+/// The message for on and off periods so short that a run would take more
+/// than [`MAX_EXPECTED_CYCLES`] on/off cycles, if they would; `on` and `off`
+/// name the settings.
+pub fn too_many_cycles(
+    (on, on_hours): (&str, f64),
+    (off, off_hours): (&str, f64),
+    slots: usize,
+    horizon_hours: f64,
+) -> Option<String> {
+    let cycles = slots as f64 * horizon_hours / (on_hours + off_hours);
+    (cycles > MAX_EXPECTED_CYCLES).then(|| {
+        format!(
+            "{on} {} and {off} {} with {} over a horizon of {} hours make {cycles:.2e} expected on/off cycles per run, more than {MAX_EXPECTED_CYCLES:e}; use longer periods or a shorter horizon",
+            number(on_hours),
+            number(off_hours),
+            count(slots as u64, "VM slot", "VM slots"),
+            number(horizon_hours)
+        )
+    })
 }
 
 /// Without a horizon, a trace runs to its last end times `time_scale`:
@@ -668,6 +693,15 @@ impl Plan {
                     positive,
                     "a positive number of hours (inf for never)",
                 )?;
+                let shortest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+                if let Some(message) = too_many_cycles(
+                    ("the shortest grid.on_hours", shortest(&ons)),
+                    ("grid.off_hours", shortest(&offs)),
+                    vm_slots,
+                    horizon,
+                ) {
+                    return Err(r.err(g.on_hours.as_ref().map(|l| l.span()), message));
+                }
                 let provs = list(
                     &g.provisioned_probability,
                     "provisioned_probability",
