@@ -471,3 +471,46 @@ fn scenario_defaults() {
     assert_eq!(s.vm_names().as_slice(), &["a", "b", "c"]);
     assert_eq!(s.device().sizes(), &[1, 1, 2]);
 }
+
+/// A name may hold control characters (TOML escapes); `run` and `replay`
+/// print them escaped, so a name cannot ring the bell or recolour the
+/// terminal. The CSV keeps the name as written.
+#[test]
+fn names_with_control_characters_print_escaped() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ctl.toml");
+    std::fs::write(
+        &file,
+        "name = \"bell\\u0007 \\u001b[31mred\"\ngpus = 1\npolicies = [\"fixed\"]\nsteps = [\"create-vm a\"]\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_gpuclaim");
+    let out = std::process::Command::new(bin)
+        .arg("run")
+        .arg(&file)
+        .arg("--csv")
+        .arg(dir.join("out.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "PASS    {} [fixed] bell\\u{{7}} \\u{{1b}}[31mred\n1 passed, 0 failed, 0 refused\n",
+            file.display()
+        )
+    );
+    let csv = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert!(csv.contains(",bell\u{7} \u{1b}[31mred,fixed,pass,"), "{csv}");
+    let out = std::process::Command::new(bin)
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("{}: bell\\u{{7}} \\u{{1b}}[31mred", file.display()).as_str())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

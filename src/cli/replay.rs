@@ -9,6 +9,7 @@ use anyhow::Context;
 use gpuclaim::explore::{self, WalkConfig};
 use gpuclaim::model::VmNames;
 use gpuclaim::scenario::{self, render_trace};
+use gpuclaim::trace::printable;
 use gpuclaim::{Builtin, Registry};
 
 use super::explore::DeviceArgs;
@@ -93,7 +94,7 @@ pub fn replay_file(file: &Path, only: Option<&str>) -> anyhow::Result<(String, E
     };
     let mut out = String::new();
     let mut failed = false;
-    writeln!(out, "{}: {}", file.display(), s.name)?;
+    writeln!(out, "{}: {}", file.display(), printable(&s.name))?;
     for p in &policies {
         let policy = registry
             .get(p)

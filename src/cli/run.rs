@@ -7,6 +7,7 @@ use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::report::CsvDoc;
 use gpuclaim::scenario::{self, PolicyRun, Scenario};
+use gpuclaim::trace::printable;
 
 /// Run scenario files and compare what they expect.
 ///
@@ -118,7 +119,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                         "{} {f} [{}] {}",
                         if ok { "PASS   " } else { "FAIL   " },
                         run.policy,
-                        scenario.name
+                        printable(&scenario.name)
                     );
                     for m in &run.mismatches {
                         println!("        {m}");
