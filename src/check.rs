@@ -38,6 +38,15 @@
 //! ([`Packer::pack_step`]); and its bucket in the table is prefetched a
 //! batch of 32 transitions before it is looked up.
 //!
+//! For a slot-local policy ([`Policy::slot_local`]: every built-in one),
+//! without symmetry, the search does not step at all: a state's successor
+//! by a VM's action depends only on that slot's part of the key and the
+//! head, so a table made before the search (`LocalTable`, by stepping
+//! each action once per such combination) gives each successor's key and
+//! the step invariants' verdict on it. States are still judged by the
+//! state invariants on their own (unpacked) state when first inserted.
+//! `counts_like_the_plainest_checker` runs both ways.
+//!
 //! A violation does not stop the search (engines never stop at a violation
 //! of their own accord), so the counts are those of the whole reachable
 //! space. For each violated invariant a shortest counterexample is then
@@ -52,6 +61,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::invariant::{self, Invariant, InvariantSet};
+use crate::local::{LocalTable, SLACK};
 use crate::model::{self, Action, Device, MAX_VMS, State};
 use crate::pack::{KeySet, Packer, SharedKeySet};
 use crate::policy::Policy;
@@ -169,6 +179,10 @@ struct Scratch {
     /// << 8 | slot.
     kinds: Vec<u32>,
     stride: usize,
+    /// With a [`LocalTable`]: successor keys and their buckets, in the
+    /// order found.
+    keys: Vec<u64>,
+    homes: Vec<usize>,
 }
 
 impl Scratch {
@@ -192,6 +206,8 @@ thread_local! {
             codes: Vec::new(),
             kinds: Vec::new(),
             stride: 0,
+            keys: Vec::new(),
+            homes: Vec::new(),
         })
     };
 }
@@ -291,12 +307,17 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// device lacks into a set, or changes a slot's size, makes states its
     /// keys do not keep) on every transition, as `model::step` does.
     fn search_any(&self, packer: &Packer) -> Searched {
-        if packer.bits() + TAG_BITS <= 64
-            && let Some(found) = self.search(packer, Judge::OncePerState)
-        {
-            return found;
+        if packer.bits() + TAG_BITS <= 64 {
+            let table = if self.symmetry {
+                None
+            } else {
+                LocalTable::new(self.policy, &self.device, packer)
+            };
+            if let Some(found) = self.search(packer, Judge::OncePerState, table.as_ref()) {
+                return found;
+            }
         }
-        self.search(packer, Judge::EveryTransition)
+        self.search(packer, Judge::EveryTransition, None)
             .expect("judging every transition needs no exact keys")
     }
 
@@ -312,7 +333,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// The breadth-first search, level by level; each level in rounds of
     /// [`ROUND`] chunks (see the module documentation). `None` when judging
     /// once per state and a successor is not exactly its key's state.
-    fn search(&self, packer: &Packer, judge: Judge) -> Option<Searched> {
+    ///
+    /// With `table` (judging once per state, no symmetry), successors are
+    /// looked up in it instead of stepped ([`Checker::expand_local`]).
+    fn search(
+        &self,
+        packer: &Packer,
+        judge: Judge,
+        table: Option<&LocalTable>,
+    ) -> Option<Searched> {
         let tag_bits = if judge == Judge::OncePerState {
             TAG_BITS
         } else {
@@ -371,6 +400,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                             .par_chunks(CHUNK)
                             .map(|chunk| {
                                 SCRATCH.with_borrow_mut(|scratch| {
+                                    if let Some(table) = table {
+                                        return self
+                                            .expand_local(packer, table, &set, chunk, scratch);
+                                    }
                                     scratch.fit(vms);
                                     let every = judge == Judge::EveryTransition;
                                     match (every, self.symmetry) {
@@ -440,6 +473,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             codes,
             kinds,
             stride,
+            ..
         } = scratch;
         let stride = *stride;
         states.clear();
@@ -533,6 +567,94 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], &mut out);
         }
         out
+    }
+
+    /// [`Checker::expand`] for a slot-local policy: the successors of
+    /// each state are looked up in `table` ([`LocalTable::successors`]),
+    /// eight states at a time; their buckets are prefetched as they are
+    /// found, and they are inserted while the next eight states'
+    /// successors are found.
+    fn expand_local(
+        &self,
+        packer: &Packer,
+        table: &LocalTable,
+        set: &SharedKeySet,
+        chunk: &[u64],
+        scratch: &mut Scratch,
+    ) -> ChunkOut {
+        let mut out = ChunkOut {
+            fresh: Vec::with_capacity(chunk.len() * 2),
+            fresh_actions: Vec::with_capacity(chunk.len() * 2),
+            transitions: 0,
+            violated: [0; 4],
+            inexact: false,
+        };
+        // Groups of states: the successors of one are found (their buckets
+        // prefetched) while those of the one before are inserted.
+        const GROUP: usize = 8;
+        let most = table.most_successors();
+        let Scratch { keys, homes, .. } = scratch;
+        let need = chunk.len() * most + SLACK;
+        if keys.len() < need {
+            keys.resize(need, 0);
+            homes.resize(need, 0);
+        }
+        let mut n = 0;
+        let mut done = 0;
+        for group in chunk.chunks(GROUP) {
+            let start = n;
+            for &key in group {
+                n += table.successors(key, &mut keys[n..], &mut out.violated);
+            }
+            for (&k, home) in keys[start..n].iter().zip(&mut homes[start..n]) {
+                *home = set.home(k);
+                set.prefetch(*home);
+            }
+            for (&k, &home) in keys[done..start].iter().zip(&homes[done..start]) {
+                self.insert_key(packer, set, k, home, &mut out);
+            }
+            done = start;
+        }
+        for (&k, &home) in keys[done..n].iter().zip(&homes[done..n]) {
+            self.insert_key(packer, set, k, home, &mut out);
+        }
+        out.transitions = n as u64;
+        out
+    }
+
+    /// [`Checker::insert`] for a successor known by its key alone: its
+    /// state is unpacked only when it is new.
+    #[inline(always)]
+    fn insert_key(
+        &self,
+        packer: &Packer,
+        set: &SharedKeySet,
+        key: u64,
+        home: usize,
+        out: &mut ChunkOut,
+    ) {
+        if set.found_untagged(key, home) {
+            return;
+        }
+        let mut judged = InvariantSet::EMPTY;
+        let mut actions = 0u8;
+        let tag = set.insert_with(key, home, || {
+            let state = packer.unpack(key);
+            judged = invariant::check_state(&self.device, &state);
+            actions = model::enabled_count(self.policy, &self.device, &state) as u8;
+            u64::from(judged.bits())
+        });
+        let verdict = match tag {
+            None => {
+                out.fresh.push(key);
+                out.fresh_actions.push(actions);
+                judged
+            }
+            Some(tag) => InvariantSet::from_bits(tag as u8),
+        };
+        if !verdict.is_empty() {
+            count(&mut out.violated, verdict);
+        }
     }
 
     /// How many actions the state packed in `key` enables (at most
@@ -658,7 +780,7 @@ mod tests {
     use super::*;
     use crate::model::State;
     use crate::policy::Builtin;
-    use crate::policy::faulty::Meddler;
+    use crate::policy::faulty::{Grabby, Meddler};
 
     /// Forgets to clear `held[vm]` on release: violates state invariants
     /// on many transitions, every successor round-trips.
@@ -730,17 +852,20 @@ mod tests {
 
     /// The checker counts exactly what the plainest checker counts, for
     /// correct and faulty policies (one whose states do not all round-trip
-    /// through their keys, one that changes slots other than the step's),
-    /// with and without symmetry, on one and two threads.
+    /// through their keys, one that changes slots other than the step's,
+    /// one that says it is slot-local but is not), by stepping and, for
+    /// slot-local policies, by looking successors up, with and without
+    /// symmetry, on one and two threads.
     #[test]
     fn counts_like_the_plainest_checker() {
-        let policies: [&dyn Policy; 6] = [
+        let policies: [&dyn Policy; 7] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,
             &Forgetful,
             &Phantom,
             &Meddler,
+            &Grabby,
         ];
         for (g, v) in [(1, 1), (1, 3), (2, 2), (2, 3)] {
             let d = Device::uniform(g, v, 1).unwrap();
@@ -759,14 +884,29 @@ mod tests {
                             pool.install(|| c.search_any(&packer));
                         assert_eq!((levels, transitions, violated), want, "{what}");
                         // Both ways of judging, where each applies.
-                        let every = pool.install(|| c.search(&packer, Judge::EveryTransition));
+                        let every =
+                            pool.install(|| c.search(&packer, Judge::EveryTransition, None));
                         let (levels, transitions, violated, _, _) = every.unwrap();
                         assert_eq!((levels, transitions, violated), want, "{what} every");
-                        match pool.install(|| c.search(&packer, Judge::OncePerState)) {
+                        match pool.install(|| c.search(&packer, Judge::OncePerState, None)) {
                             Some((levels, transitions, violated, _, _)) => {
                                 assert_eq!((levels, transitions, violated), want, "{what} once")
                             }
                             None => assert_eq!(p.name(), "phantom", "{what}"),
+                        }
+                        // Successors looked up in a table, for the policies
+                        // that are slot-local; not for Grabby, which says so
+                        // wrongly, unless the slot it changes is not the
+                        // device's (one slot), where that is harmless.
+                        let table = LocalTable::new(p, &d, &packer);
+                        let slot_local = Builtin::from_name(p.name()).is_some()
+                            || (p.name() == "grabby" && v == 1);
+                        assert_eq!(table.is_some(), slot_local, "{what}");
+                        if let Some(table) = table.filter(|_| !symmetry) {
+                            let found = pool
+                                .install(|| c.search(&packer, Judge::OncePerState, Some(&table)));
+                            let (levels, transitions, violated, _, _) = found.unwrap();
+                            assert_eq!((levels, transitions, violated), want, "{what} table");
                         }
                     }
                 }

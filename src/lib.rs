@@ -45,6 +45,7 @@ pub mod counterexample;
 pub mod explore;
 pub mod fuzzing;
 pub mod invariant;
+mod local;
 pub mod model;
 pub mod nightly;
 pub mod pack;

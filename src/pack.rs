@@ -93,6 +93,23 @@ impl Packer {
         self.bits <= 64
     }
 
+    /// Bits of one VM slot's part of the key: its state's index (4 bits),
+    /// then what it holds (one bit per GPU).
+    pub fn slot_bits(&self) -> u32 {
+        self.slot_bits
+    }
+
+    /// Where slot `vm`'s part of the key starts (slot 0 is the highest).
+    pub fn slot_shift(&self, vm: usize) -> u32 {
+        self.slot_shift[vm]
+    }
+
+    /// Bits of every slot's part: the head (`free`, `held[kube]`,
+    /// `snapshot`, Kubernetes' state) starts here.
+    pub fn body_bits(&self) -> u32 {
+        self.body_bits
+    }
+
     /// One VM's part of the key: its state's index, then what it holds.
     #[inline]
     fn vm_code(&self, state: &State, vm: usize) -> u64 {

@@ -63,6 +63,20 @@ pub trait Policy: Send + Sync {
 
     /// The internal event `kube-takeover`; called only when enabled.
     fn takeover(&self, _state: &mut State) {}
+
+    /// Whether the policy is slot-local: `claim` and `release` for slot
+    /// `vm` read and change only `free`, Kubernetes' parts (its state,
+    /// `held[kube]`, `snapshot`) and slot `vm`, and the Kubernetes hooks
+    /// (`begin_configure`, `end_configure`, `takeover_enabled`,
+    /// `takeover`) only `free` and Kubernetes' parts. Every built-in policy
+    /// is. The exhaustive checker then takes each step once per
+    /// combination of those parts and reuses its result for every state
+    /// that has them, instead of stepping every state; a policy that says
+    /// so but is not is checked as if it were. Default: false (the checker
+    /// steps every state).
+    fn slot_local(&self) -> bool {
+        false
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for &P {
@@ -86,6 +100,9 @@ impl<P: Policy + ?Sized> Policy for &P {
     }
     fn takeover(&self, state: &mut State) {
         (**self).takeover(state)
+    }
+    fn slot_local(&self) -> bool {
+        (**self).slot_local()
     }
 }
 
@@ -111,6 +128,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     fn takeover(&self, state: &mut State) {
         (**self).takeover(state)
     }
+    fn slot_local(&self) -> bool {
+        (**self).slot_local()
+    }
 }
 
 /// `fixed`: exactly MODEL.md's operations table; today's documented behaviour.
@@ -120,6 +140,9 @@ pub struct Fixed;
 impl Policy for Fixed {
     fn name(&self) -> &str {
         "fixed"
+    }
+    fn slot_local(&self) -> bool {
+        true
     }
 }
 
@@ -132,6 +155,9 @@ pub struct Legacy;
 impl Policy for Legacy {
     fn name(&self) -> &str {
         "legacy"
+    }
+    fn slot_local(&self) -> bool {
+        true
     }
     fn takeover_enabled(&self, state: &State) -> bool {
         state.kube == crate::model::KubeState::Configured && state.free != 0
@@ -150,6 +176,9 @@ pub struct Snapshot;
 impl Policy for Snapshot {
     fn name(&self) -> &str {
         "snapshot"
+    }
+    fn slot_local(&self) -> bool {
+        true
     }
     fn begin_configure(&self, state: &mut State) {
         state.snapshot = state.free;
@@ -238,6 +267,13 @@ impl Policy for Builtin {
             Builtin::Snapshot => Snapshot.takeover(state),
         }
     }
+    fn slot_local(&self) -> bool {
+        match self {
+            Builtin::Fixed => Fixed.slot_local(),
+            Builtin::Legacy => Legacy.slot_local(),
+            Builtin::Snapshot => Snapshot.slot_local(),
+        }
+    }
 }
 
 /// Policies by name: the built-in ones and any registered by the user.
@@ -306,6 +342,43 @@ pub(crate) mod faulty {
             if vm > 0 {
                 state.vms[0].held = 0;
             }
+        }
+    }
+
+    /// Says it is slot-local ([`Policy::slot_local`]), but a claim also
+    /// gives GPU 0 to the next slot.
+    pub(crate) struct Grabby;
+    impl Policy for Grabby {
+        fn name(&self) -> &str {
+            "grabby"
+        }
+        fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+            state.vms[(vm + 1) % crate::model::MAX_VMS].held |= 1;
+            state.claim_lowest(vm, size)
+        }
+        fn slot_local(&self) -> bool {
+            true
+        }
+    }
+
+    /// Slot-local, but a release while Kubernetes is configured gives the
+    /// GPUs to Kubernetes: a VM's step that violates
+    /// `no-steal-after-dealloc`.
+    pub(crate) struct StealOnRelease;
+    impl Policy for StealOnRelease {
+        fn name(&self) -> &str {
+            "steal-on-release"
+        }
+        fn release(&self, state: &mut State, vm: usize) {
+            if state.kube == crate::model::KubeState::Configured {
+                state.kube_held |= state.vms[vm].held;
+                state.vms[vm].held = 0;
+            } else {
+                state.release_to_free(vm);
+            }
+        }
+        fn slot_local(&self) -> bool {
+            true
         }
     }
 }

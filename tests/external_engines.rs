@@ -123,3 +123,52 @@ fn symmetry_on_a_policy_that_tells_slots_apart_is_refused_not_wrong() {
         }
     );
 }
+
+/// `legacy` written outside the crate, once saying it is slot-local and
+/// once not (the default).
+struct OutsideLegacy {
+    slot_local: bool,
+}
+
+impl Policy for OutsideLegacy {
+    fn name(&self) -> &str {
+        "legacy"
+    }
+    fn takeover_enabled(&self, state: &State) -> bool {
+        state.kube == gpuclaim::model::KubeState::Configured && state.free != 0
+    }
+    fn takeover(&self, state: &mut State) {
+        state.kube_takes_free();
+    }
+    fn slot_local(&self) -> bool {
+        self.slot_local
+    }
+}
+
+/// An external policy that says it is slot-local has its successors looked
+/// up in a table, like the built-in ones; one that does not is stepped.
+/// Both report exactly what the built-in `legacy` reports.
+#[test]
+fn a_slot_local_external_policy_checks_like_the_built_in() {
+    let d = Device::new(2, &[1, 1, 2]).unwrap();
+    let builtin = Checker::new(&gpuclaim::Legacy, d).threads(1).run().unwrap();
+    assert!(builtin.violated(Invariant::NoStealAfterDealloc).is_some());
+    for slot_local in [true, false] {
+        for threads in [1, 2] {
+            let r = Checker::new(&OutsideLegacy { slot_local }, d)
+                .threads(threads)
+                .run()
+                .unwrap();
+            assert_eq!(
+                (r.unique_states, r.transitions, &r.levels, &r.violations),
+                (
+                    builtin.unique_states,
+                    builtin.transitions,
+                    &builtin.levels,
+                    &builtin.violations
+                ),
+                "slot_local={slot_local} threads={threads}"
+            );
+        }
+    }
+}

@@ -501,7 +501,10 @@ fn names_with_control_characters_print_escaped() {
         )
     );
     let csv = std::fs::read_to_string(dir.join("out.csv")).unwrap();
-    assert!(csv.contains(",bell\u{7} \u{1b}[31mred,fixed,pass,"), "{csv}");
+    assert!(
+        csv.contains(",bell\u{7} \u{1b}[31mred,fixed,pass,"),
+        "{csv}"
+    );
     let out = std::process::Command::new(bin)
         .arg("replay")
         .arg(&file)

@@ -1,0 +1,320 @@
+//! Successor tables for slot-local policies ([`Policy::slot_local`]), used
+//! by the exhaustive checker.
+//!
+//! A slot-local policy's steps read and change only the head of a state
+//! (`free`, Kubernetes' state, `held[kube]`, `snapshot`) and, for a VM's
+//! action, that VM's slot. The lifecycle rules of [`model::apply_in_place`]
+//! and the enabled VM actions of [`model::for_each_enabled_kind`] look no
+//! further either. So the successor of a state by a VM's action is a
+//! function of that slot's part of the key and the head, and by a
+//! Kubernetes action or event a function of the head alone.
+//! [`LocalTable`] tabulates those functions by taking every action once,
+//! through [`model::apply_in_place`] and so the policy's hooks, on a state
+//! made of exactly those parts (every other slot absent), together with the
+//! step invariants' verdict on it. The checker then looks successors up
+//! instead of stepping; every state it inserts is still judged by the state
+//! invariants, on the state its key unpacks to.
+
+use crate::invariant;
+use crate::model::{self, Device, KubeState, MAX_VMS, VmState};
+use crate::pack::Packer;
+use crate::policy::Policy;
+
+/// Most bits of a slot's part and the head together that are tabulated:
+/// 2^18 cells of 16 bytes per slot size, which G = 3 reaches (G = 2 takes
+/// 2^14). Larger devices are checked by stepping.
+const MAX_CELL_BITS: u32 = 18;
+
+/// Where an entry keeps the step invariants' verdict ([`invariant::check_step`]).
+const VERDICT_SHIFT: u32 = 24;
+/// In a cell's count word: some entry has a verdict.
+const HAS_VERDICT: u32 = 1 << 31;
+/// Successors [`LocalTable::successors`] may write past those it returns.
+pub(crate) const SLACK: usize = 3;
+
+/// The successors of every slot part and head, for one policy and device.
+pub(crate) struct LocalTable {
+    vms: usize,
+    slot_bits: u32,
+    body_bits: u32,
+    head_bits: u32,
+    shift: [u32; MAX_VMS],
+    /// Per slot: where the cells of its size start in `cells`.
+    base: [usize; MAX_VMS],
+    /// Per size of slot, then per `(slot part << head_bits) | head`: how
+    /// many actions that slot has, then each as an entry: the verdict
+    /// bits << [`VERDICT_SHIFT`] | the new head << `slot_bits` | the new
+    /// slot part.
+    cells: Vec<[u32; 4]>,
+    /// Per head: how many Kubernetes actions and events, then each as an
+    /// entry (with no slot part).
+    kube: Vec<[u32; 3]>,
+}
+
+impl LocalTable {
+    /// The table, or `None` when the checker must step instead: the policy
+    /// is not slot-local, the device's keys do not fit 64 bits or its parts
+    /// are too wide to tabulate, or a step changed a slot other than its
+    /// own or made a state its key does not keep (a policy that says it is
+    /// slot-local but is not, where it shows).
+    pub(crate) fn new<P: Policy + ?Sized>(
+        policy: &P,
+        device: &Device,
+        packer: &Packer,
+    ) -> Option<LocalTable> {
+        let g = u32::from(device.gpus());
+        let head_bits = 3 * g + 2;
+        let slot_bits = packer.slot_bits();
+        if !policy.slot_local() || !packer.fits_u64() || head_bits + slot_bits > MAX_CELL_BITS {
+            return None;
+        }
+        let vms = device.vms();
+        let body_bits = packer.body_bits();
+        let heads = 1usize << head_bits;
+        let per_size = heads << slot_bits;
+        let mut table = LocalTable {
+            vms,
+            slot_bits,
+            body_bits,
+            head_bits,
+            shift: std::array::from_fn(|v| if v < vms { packer.slot_shift(v) } else { 0 }),
+            base: [0; MAX_VMS],
+            cells: Vec::new(),
+            kube: vec![[0; 3]; heads],
+        };
+        let valid_head = |head: usize| head & 3 < KubeState::ALL.len();
+        // One block of cells per size, tabulated on the first slot of it.
+        let mut sizes: Vec<(u8, usize)> = Vec::new();
+        for v in 0..vms {
+            let size = device.size(v);
+            let block = match sizes.iter().position(|&(s, _)| s == size) {
+                Some(b) => b,
+                None => {
+                    sizes.push((size, v));
+                    sizes.len() - 1
+                }
+            };
+            table.base[v] = block * per_size;
+        }
+        table.cells = vec![[0; 4]; sizes.len() * per_size];
+        for (block, &(_, slot)) in sizes.iter().enumerate() {
+            let shift = table.shift[slot];
+            for part in 0..1usize << slot_bits {
+                if part >> g >= VmState::ALL.len() {
+                    continue;
+                }
+                for head in (0..heads).filter(|&h| valid_head(h)) {
+                    let key = ((head as u64) << body_bits) | ((part as u64) << shift);
+                    let cell = &mut table.cells[block * per_size + ((part << head_bits) | head)];
+                    let state = packer.unpack(key);
+                    let mut ok = true;
+                    model::for_each_enabled_kind(policy, device, &state, |kind, vm| {
+                        if !model::kind_has_vm(kind) || usize::from(vm) != slot || !ok {
+                            return;
+                        }
+                        let mut next = state;
+                        model::apply_in_place(
+                            policy,
+                            device,
+                            &mut next,
+                            model::kind_action(kind, vm),
+                        );
+                        if !packer.unchanged_but(&state, &next, Some(slot)) {
+                            ok = false;
+                            return;
+                        }
+                        let (k, exact) = packer.repack(key, &next, Some(slot));
+                        ok = exact;
+                        let verdict = invariant::check_step(&state, &next).bits();
+                        let new_part = (k >> shift) & ((1 << slot_bits) - 1);
+                        let new_head = k >> body_bits;
+                        let n = (cell[0] & 3) as usize;
+                        cell[1 + n] = (u32::from(verdict) << VERDICT_SHIFT)
+                            | ((new_head as u32) << slot_bits)
+                            | new_part as u32;
+                        cell[0] += 1;
+                        if verdict != 0 {
+                            cell[0] |= HAS_VERDICT;
+                        }
+                    });
+                    if !ok {
+                        return None;
+                    }
+                }
+            }
+        }
+        for head in (0..heads).filter(|&h| valid_head(h)) {
+            let key = (head as u64) << body_bits;
+            let state = packer.unpack(key);
+            let cell = &mut table.kube[head];
+            let mut ok = true;
+            model::for_each_enabled_kind(policy, device, &state, |kind, vm| {
+                if model::kind_has_vm(kind) || !ok {
+                    return;
+                }
+                let mut next = state;
+                model::apply_in_place(policy, device, &mut next, model::kind_action(kind, vm));
+                if !packer.unchanged_but(&state, &next, None) {
+                    ok = false;
+                    return;
+                }
+                let (k, exact) = packer.repack(key, &next, None);
+                ok = exact;
+                let verdict = invariant::check_step(&state, &next).bits();
+                let n = (cell[0] & 3) as usize;
+                cell[1 + n] = (u32::from(verdict) << VERDICT_SHIFT) | ((k >> body_bits) as u32);
+                cell[0] += 1;
+                if verdict != 0 {
+                    cell[0] |= HAS_VERDICT;
+                }
+            });
+            if !ok {
+                return None;
+            }
+        }
+        Some(table)
+    }
+
+    /// Most actions a state can enable: three per slot, two of Kubernetes.
+    pub(crate) fn most_successors(&self) -> usize {
+        3 * self.vms + 2
+    }
+
+    /// Writes the keys of the successors of the state of `key` to the
+    /// front of `out` and returns how many; it may write up to [`SLACK`]
+    /// more after them. Adds the step invariants' verdict on each
+    /// transition to `violated`. Without a branch per action: each slot's
+    /// three entries are written and the count advances by how many it
+    /// has.
+    #[inline(always)]
+    pub(crate) fn successors(&self, key: u64, out: &mut [u64], violated: &mut [u64; 4]) -> usize {
+        let head = (key >> self.body_bits) as usize;
+        let body_mask = (1u64 << self.body_bits) - 1;
+        let slot_mask = (1u64 << self.slot_bits) - 1;
+        let head_mask = u64::from((1u32 << self.head_bits) - 1);
+        let mut n = 0;
+        for v in 0..self.vms {
+            let shift = self.shift[v];
+            let part = ((key >> shift) & slot_mask) as usize;
+            let cell = &self.cells[self.base[v] + ((part << self.head_bits) | head)];
+            let rest = key & body_mask & !(slot_mask << shift);
+            let slots = &mut out[n..n + 3];
+            for (o, &e) in slots.iter_mut().zip(&cell[1..]) {
+                let e = u64::from(e);
+                *o = rest
+                    | ((e & slot_mask) << shift)
+                    | (((e >> self.slot_bits) & head_mask) << self.body_bits);
+            }
+            if cell[0] & HAS_VERDICT != 0 {
+                count_verdicts(&cell[1..], cell[0], violated);
+            }
+            n += (cell[0] & 3) as usize;
+        }
+        let cell = &self.kube[head];
+        let slots = &mut out[n..n + 2];
+        for (o, &e) in slots.iter_mut().zip(&cell[1..]) {
+            *o = (key & body_mask) | ((u64::from(e) & head_mask) << self.body_bits);
+        }
+        if cell[0] & HAS_VERDICT != 0 {
+            count_verdicts(&cell[1..], cell[0], violated);
+        }
+        n + (cell[0] & 3) as usize
+    }
+}
+
+/// Adds the verdicts of a cell's first `count & 3` entries to `violated`.
+#[cold]
+fn count_verdicts(entries: &[u32], count: u32, violated: &mut [u64; 4]) {
+    for &e in &entries[..(count & 3) as usize] {
+        for inv in invariant::InvariantSet::from_bits((e >> VERDICT_SHIFT) as u8).iter() {
+            violated[inv as usize] += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::policy::Builtin;
+    use crate::policy::faulty::{Grabby, Meddler, StealOnRelease};
+
+    /// For every reachable state of small devices, uniform and of mixed
+    /// sizes, under slot-local policies: the table's successors are
+    /// exactly the keys of stepping every enabled action, and its step
+    /// verdicts those of judging each step.
+    #[test]
+    fn successors_are_those_of_stepping() {
+        let devices = [
+            Device::uniform(1, 1, 1).unwrap(),
+            Device::uniform(1, 3, 1).unwrap(),
+            Device::uniform(2, 3, 1).unwrap(),
+            Device::new(2, &[1, 2, 0]).unwrap(),
+            Device::new(3, &[2, 1]).unwrap(),
+        ];
+        let policies: [&dyn Policy; 4] = [
+            &Builtin::Fixed,
+            &Builtin::Legacy,
+            &Builtin::Snapshot,
+            &StealOnRelease,
+        ];
+        for device in devices {
+            for policy in policies {
+                let packer = Packer::new(&device);
+                let table = LocalTable::new(policy, &device, &packer)
+                    .expect("every policy here is slot-local");
+                let init = packer.pack(&device.initial());
+                let mut seen = HashSet::from([init]);
+                let mut todo = vec![init];
+                let mut buf = vec![0; table.most_successors() + SLACK];
+                let (mut states, mut steals) = (0, 0);
+                while let Some(key) = todo.pop() {
+                    states += 1;
+                    let state = packer.unpack(key);
+                    let (mut want, mut want_violated) = (Vec::new(), [0u64; 4]);
+                    model::for_each_enabled(policy, &device, &state, |a| {
+                        let (next, _) = model::apply(policy, &device, &state, a);
+                        for inv in invariant::check_step(&state, &next).iter() {
+                            want_violated[inv as usize] += 1;
+                        }
+                        want.push(packer.pack(&next));
+                    });
+                    let mut violated = [0u64; 4];
+                    let n = table.successors(key, &mut buf, &mut violated);
+                    let mut got = buf[..n].to_vec();
+                    want.sort_unstable();
+                    got.sort_unstable();
+                    let what = format!("{} {device:?} {state:?}", policy.name());
+                    assert_eq!(got, want, "{what}");
+                    assert_eq!(violated, want_violated, "{what}");
+                    steals += violated.iter().sum::<u64>();
+                    for k in want {
+                        if seen.insert(k) {
+                            todo.push(k);
+                        }
+                    }
+                }
+                assert!(states > 10, "{states}");
+                // `legacy` steals by an event of Kubernetes, the other by
+                // a VM's step, on every device here; no other policy does.
+                let steals_here = ["legacy", "steal-on-release"].contains(&policy.name());
+                assert_eq!(steals > 0, steals_here, "{}", policy.name());
+            }
+        }
+    }
+
+    /// No table for a policy that does not say it is slot-local, nor for
+    /// one that says so but whose step changes another slot.
+    #[test]
+    fn no_table_unless_slot_local() {
+        let device = Device::uniform(2, 2, 1).unwrap();
+        let packer = Packer::new(&device);
+        assert!(LocalTable::new(&Meddler, &device, &packer).is_none());
+        assert!(LocalTable::new(&Grabby, &device, &packer).is_none());
+        assert!(LocalTable::new(&Builtin::Fixed, &device, &packer).is_some());
+        // Parts too wide to tabulate: G = 4.
+        let wide = Device::uniform(4, 1, 1).unwrap();
+        assert!(LocalTable::new(&Builtin::Fixed, &wide, &Packer::new(&wide)).is_none());
+    }
+}
