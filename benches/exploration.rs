@@ -120,3 +120,31 @@ fn model_transitions_g2_v4(b: Bencher) {
         divan::black_box(n)
     });
 }
+
+/// The memory floor under the checker on G=2, V=7: a visited set of the
+/// size the check ends with (1,861,276 buckets, 119 MB), empty,
+/// probed once per transition of that check (77,820,567) at keys that
+/// scatter like the checker's, each probe's bucket prefetched 32 probes
+/// ahead as the checker does, and nothing else: no successors, no
+/// insertions, no growth. The counter is probes.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn visited_probe_floor_g2_v7(b: Bencher) {
+    use gpuclaim::pack::SharedKeySet;
+    const PROBES: u64 = 77_820_567;
+    const AHEAD: u64 = 32;
+    let set = SharedKeySet::with_capacity(11_167_650, 3);
+    assert_eq!(set.bytes(), 119_121_664);
+    // Odd multiples of a large odd constant: distinct keys, spread over
+    // every bucket by the set's own hash.
+    let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 14;
+    b.counter(ItemsCount::new(PROBES as usize)).bench_local(|| {
+        let mut found = 0u64;
+        for i in 0..PROBES {
+            set.prefetch(set.home(key(i + AHEAD)));
+            let k = key(i);
+            found += u64::from(set.found_untagged(k, set.home(k)));
+        }
+        assert_eq!(found, 0);
+        divan::black_box(found)
+    });
+}
