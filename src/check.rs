@@ -169,6 +169,20 @@ struct ChunkOut {
     inexact: bool,
 }
 
+impl ChunkOut {
+    /// Nothing yet, with room for the successors a chunk of `len` states
+    /// usually inserts first.
+    fn for_chunk(len: usize) -> ChunkOut {
+        ChunkOut {
+            fresh: Vec::with_capacity(len * 2),
+            fresh_actions: Vec::with_capacity(len * 2),
+            transitions: 0,
+            violated: [0; 4],
+            inexact: false,
+        }
+    }
+}
+
 /// A worker's buffers, kept from chunk to chunk.
 struct Scratch {
     states: Vec<State>,
@@ -461,13 +475,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         chunk: &[u64],
         scratch: &mut Scratch,
     ) -> ChunkOut {
-        let mut out = ChunkOut {
-            fresh: Vec::with_capacity(chunk.len() * 2),
-            fresh_actions: Vec::with_capacity(chunk.len() * 2),
-            transitions: 0,
-            violated: [0; 4],
-            inexact: false,
-        };
+        let mut out = ChunkOut::for_chunk(chunk.len());
         let Scratch {
             states,
             codes,
@@ -582,13 +590,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         chunk: &[u64],
         scratch: &mut Scratch,
     ) -> ChunkOut {
-        let mut out = ChunkOut {
-            fresh: Vec::with_capacity(chunk.len() * 2),
-            fresh_actions: Vec::with_capacity(chunk.len() * 2),
-            transitions: 0,
-            violated: [0; 4],
-            inexact: false,
-        };
+        let mut out = ChunkOut::for_chunk(chunk.len());
         // Groups of states: the successors of one are found (their buckets
         // prefetched) while those of the one before are inserted.
         const GROUP: usize = 8;
