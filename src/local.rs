@@ -42,12 +42,12 @@ pub(crate) struct LocalTable {
     /// Per slot: where the cells of its size start in `cells`.
     base: [usize; MAX_VMS],
     /// Per size of slot, then per `(slot part << head_bits) | head`: how
-    /// many actions that slot has, then each as an entry: the verdict
-    /// bits << [`VERDICT_SHIFT`] | the new head << `slot_bits` | the new
-    /// slot part.
+    /// many actions that slot has (the low two bits, and [`HAS_VERDICT`]),
+    /// then each as an entry: the verdict bits << [`VERDICT_SHIFT`] | the
+    /// new head << `slot_bits` | the new slot part. Unused entries are 0.
     cells: Vec<[u32; 4]>,
-    /// Per head: how many Kubernetes actions and events, then each as an
-    /// entry (with no slot part).
+    /// Per head: how many Kubernetes actions and events, as above, then
+    /// each as an entry (with no slot part).
     kube: Vec<[u32; 3]>,
 }
 
@@ -63,7 +63,7 @@ impl LocalTable {
         packer: &Packer,
     ) -> Option<LocalTable> {
         let g = u32::from(device.gpus());
-        let head_bits = 3 * g + 2;
+        let head_bits = packer.bits() - packer.body_bits();
         let slot_bits = packer.slot_bits();
         if !policy.slot_local() || !packer.fits_u64() || head_bits + slot_bits > MAX_CELL_BITS {
             return None;
