@@ -155,6 +155,19 @@ pub struct Checker<'a, P: Policy + ?Sized> {
     device: Device,
     threads: usize,
     symmetry: bool,
+    on_level: Option<&'a (dyn Fn(Progress) + Sync)>,
+}
+
+/// How far a check has got, after each breadth-first level
+/// ([`Checker::on_level`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The depth of the level just found (the initial state's is 0).
+    pub depth: u32,
+    /// Distinct states found so far, this level included.
+    pub unique_states: u64,
+    /// Transitions taken so far: those of every state above this level.
+    pub transitions: u64,
 }
 
 /// What expanding one chunk of the frontier gave.
@@ -253,6 +266,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             device,
             threads: 0,
             symmetry: false,
+            on_level: None,
         }
     }
     /// Worker threads; 0 means rayon's default (one per core).
@@ -263,6 +277,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// Treat VM slots of the same size as interchangeable.
     pub fn symmetry(mut self, symmetry: bool) -> Self {
         self.symmetry = symmetry;
+        self
+    }
+    /// Calls `f` after each breadth-first level is found, one call at a
+    /// time, for a progress display. When the search starts again judging
+    /// every transition (a policy that makes states its keys do not keep;
+    /// see the module documentation), it reports its levels again from
+    /// depth 1.
+    pub fn on_level(mut self, f: &'a (dyn Fn(Progress) + Sync)) -> Self {
+        self.on_level = Some(f);
         self
     }
 
@@ -451,6 +474,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             }
             peak = peak.max(frontier.len() + next.len());
             levels.push(next.len() as u64);
+            if let Some(f) = self.on_level {
+                f(Progress {
+                    depth: levels.len() as u32 - 1,
+                    unique_states: levels.iter().sum(),
+                    transitions,
+                });
+            }
             frontier = next;
             actions = next_actions;
         }
@@ -849,6 +879,65 @@ mod tests {
             }
             levels.push(next.len() as u64);
             frontier = next;
+        }
+    }
+
+    /// `on_level` is called once per level found, in order, with the
+    /// running totals a plain breadth-first search has at that level, on
+    /// one and two threads, on the table path and on the stepping path.
+    #[test]
+    fn on_level_reports_each_level_with_running_totals() {
+        let d = Device::uniform(2, 3, 1).unwrap();
+        // (depth, states so far, transitions so far) by a plain search.
+        let packer = Packer::new(&d);
+        let mut want = Vec::new();
+        let mut seen = std::collections::HashSet::from([packer.pack(&d.initial())]);
+        let mut frontier = vec![d.initial()];
+        let (mut states, mut transitions) = (1u64, 0u64);
+        for depth in 1.. {
+            let mut next = Vec::new();
+            for s in &frontier {
+                for a in model::enabled(&Builtin::Legacy, &d, s) {
+                    transitions += 1;
+                    let t = model::step(&Builtin::Legacy, &d, s, a).state;
+                    if seen.insert(packer.pack(&t)) {
+                        next.push(t);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            states += next.len() as u64;
+            want.push(Progress {
+                depth,
+                unique_states: states,
+                transitions,
+            });
+            frontier = next;
+        }
+        assert_eq!(want.len(), 16);
+        for policy in [&Builtin::Legacy as &dyn Policy, &Forgetful] {
+            for threads in [1, 2] {
+                let got = std::sync::Mutex::new(Vec::new());
+                let f = |p: Progress| got.lock().unwrap().push(p);
+                Checker::new(policy, d)
+                    .threads(threads)
+                    .on_level(&f)
+                    .run()
+                    .unwrap();
+                let got = got.into_inner().unwrap();
+                if policy.name() == "legacy" {
+                    assert_eq!(got, want, "threads={threads}");
+                } else {
+                    // Forgetful is stepped (it is not slot-local): its own
+                    // levels, one call each, totals rising.
+                    assert!(got.windows(2).all(|w| w[0].depth + 1 == w[1].depth
+                        && w[0].unique_states < w[1].unique_states
+                        && w[0].transitions < w[1].transitions));
+                    assert_eq!(got[0].depth, 1);
+                }
+            }
         }
     }
 

@@ -1,11 +1,12 @@
 //! `gpuclaim check`: the exhaustive breadth-first checker.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use gpuclaim::Policy;
-use gpuclaim::check::Checker;
+use gpuclaim::check::{Checker, Progress};
 use gpuclaim::model::VmNames;
 use gpuclaim::scenario::render_trace;
 
@@ -50,10 +51,30 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     // A counterexample must have somewhere to go: checked before the search.
     gpuclaim::report::check_folder(&args.counterexamples)
         .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
+    // A spinner with the depth and counts so far, when stderr is a terminal.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar.set_message("depth 0: 1 state");
+        bar
+    });
+    let show = |p: Progress| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "depth {}: {} states, {} transitions",
+                p.depth, p.unique_states, p.transitions
+            ));
+        }
+    };
     let report = Checker::new(&policy, device)
         .threads(args.threads)
         .symmetry(args.symmetry)
-        .run()?;
+        .on_level(&show)
+        .run();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
     println!(
         "check {}{}",
         args.device.flags(),
