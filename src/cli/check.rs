@@ -21,6 +21,8 @@ use super::explore::{DeviceArgs, write_counterexample};
 /// second and the visited set's size. For each violated invariant, prints
 /// a shortest counterexample (breadth-first) and writes it as a scenario
 /// file under --counterexamples. The counts do not depend on --threads.
+/// On a terminal, a spinner on stderr shows the depth reached and the
+/// states and transitions so far.
 ///
 /// States are kept as 64-bit keys of 2 + 3G + V(4 + G) bits, so the
 /// checker takes at most 11 VM slots with 1 GPU, 9 with 2, 7 with 3, 6
