@@ -537,3 +537,34 @@ fn absurd_sizes_are_refused_before_running() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A duration flag that is not a distribution of minutes says which form
+/// it expected, or what is wrong with the numbers.
+#[test]
+fn bad_durations_say_what_was_expected() {
+    let Some(bin) = bin() else { return };
+    for (value, message) in [
+        (
+            "uniform:5:1",
+            "`uniform:5:1`: minutes must be finite and 0 or more (uniform: LOW <= HIGH)",
+        ),
+        (
+            "exp:-1",
+            "`exp:-1`: minutes must be finite and 0 or more (uniform: LOW <= HIGH)",
+        ),
+        ("fast", "`fast` is not a number of minutes"),
+        (
+            "normal:5:1",
+            "`normal:5:1`: expected N, uniform:LOW:HIGH, exp:MEAN or never",
+        ),
+    ] {
+        let err = refused(Command::new(bin).args(["simulate", "--create-minutes", value]));
+        assert_eq!(
+            err,
+            format!(
+                "error: invalid value '{value}' for '--create-minutes <CREATE_MINUTES>': {message}\n\nFor more information, try '--help'.\n"
+            ),
+            "{value}"
+        );
+    }
+}

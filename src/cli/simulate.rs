@@ -145,7 +145,9 @@ pub fn parse_dist(s: &str) -> Result<Dist, String> {
     if d.is_valid() {
         Ok(d)
     } else {
-        Err(format!("`{s}`: minutes must be finite and 0 or more"))
+        Err(format!(
+            "`{s}`: minutes must be finite and 0 or more (uniform: LOW <= HIGH)"
+        ))
     }
 }
 
