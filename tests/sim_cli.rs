@@ -271,6 +271,26 @@ fn io_and_csv_errors_are_printed_once_with_file_and_line() {
             columns - 1
         )
     );
+    // A shard argument that is a file, or nothing at all.
+    for (arg, what) in [
+        (runs.clone(), "not a folder"),
+        (dir.join("gone"), "no such folder"),
+    ] {
+        let err = refused(
+            Command::new(bin)
+                .arg("merge")
+                .arg(&arg)
+                .arg("--out")
+                .arg(dir.join("merged")),
+        );
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}: {what}; expected a shard's folder (with runs.csv and manifest.toml), as `sweep --shard I/N` writes\n",
+                arg.display()
+            )
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

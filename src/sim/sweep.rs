@@ -1216,6 +1216,17 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
     }
     let mut manifests = Vec::new();
     for d in dirs {
+        if !d.is_dir() {
+            let what = if d.exists() {
+                "not a folder"
+            } else {
+                "no such folder"
+            };
+            return Err(SweepError::Merge(format!(
+                "{}: {what}; expected a shard's folder (with runs.csv and manifest.toml), as `sweep --shard I/N` writes",
+                d.display()
+            )));
+        }
         let p = d.join("manifest.toml");
         let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
         let m: Manifest = toml::from_str(&text).map_err(|e| SweepError::Config {
