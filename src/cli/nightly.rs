@@ -628,8 +628,9 @@ fn explore_suite(args: &Args, runner: &Runner) -> Suite {
             .and_then(|inv| check::shortest_counterexample(&policy, &device, *inv))
             .map(|t| t.len());
         let facts = format!(
-            "runs={} ({blocks} blocks of {BLOCK}, seeds {}..={}, odd blocks --swarm) failing={failing} found={} shortest={}",
+            "runs={} ({} of {BLOCK}, seeds {}..={}, odd blocks --swarm) failing={failing} found={} shortest={}",
             blocks * BLOCK,
+            gpuclaim::report::count(blocks, "block", "blocks"),
             args.seed,
             args.seed.wrapping_add(blocks - 1),
             names(&invs),
