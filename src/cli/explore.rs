@@ -11,6 +11,7 @@ use anyhow::Context;
 use gpuclaim::counterexample;
 use gpuclaim::explore::{CSV_HEADER, Campaign, CsvRows};
 use gpuclaim::model::{Action, Device};
+use gpuclaim::report::count;
 use gpuclaim::report::{AtomicFile, CsvDoc, write_atomic};
 use gpuclaim::{Builtin, Invariant, Policy};
 
@@ -220,9 +221,9 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         if args.swarm { " --swarm" } else { "" }
     );
     println!(
-        "{} runs, {} steps, {} failing, {:.2} s ({:.0} steps/s)",
-        args.runs,
-        total_steps,
+        "{}, {}, {} failing, {:.2} s ({:.0} steps/s)",
+        count(args.runs, "run", "runs"),
+        count(total_steps, "step", "steps"),
         failing,
         seconds,
         total_steps as f64 / seconds.max(1e-9)
@@ -230,23 +231,27 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     for inv in Invariant::ALL {
         let n = first_by_invariant[inv as usize];
         if n > 0 {
-            println!("  {inv}: first violation of {n} runs");
+            println!("  {inv}: first violation of {}", count(n, "run", "runs"));
         }
     }
     for c in &counterexamples {
         println!(
-            "  counterexample: {} in {} actions, from {} runs (first: run {})",
+            "  counterexample: {} in {}, from {} (first: run {})",
             c.invariant,
-            c.actions.len(),
-            c.runs,
+            count(c.actions.len() as u64, "action", "actions"),
+            count(c.runs, "run", "runs"),
             c.first_run
         );
     }
     println!("wrote {}", args.out.display());
     if !counterexamples.is_empty() {
         println!(
-            "wrote {} counterexample files and {}",
-            counterexamples.len(),
+            "wrote {} and {}",
+            count(
+                counterexamples.len() as u64,
+                "counterexample file",
+                "counterexample files"
+            ),
             summary_path.display()
         );
     }
