@@ -8,6 +8,7 @@ use anyhow::Context;
 use gpuclaim::Policy;
 use gpuclaim::check::{Checker, Progress};
 use gpuclaim::model::VmNames;
+use gpuclaim::report::count;
 use gpuclaim::scenario::render_trace;
 
 use super::explore::{DeviceArgs, write_counterexample};
@@ -111,10 +112,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let names = VmNames::letters(device.vms());
     for found in &report.violations {
         println!(
-            "VIOLATED {} on {} transitions; a shortest counterexample ({} actions):",
+            "VIOLATED {} on {}; a shortest counterexample ({}):",
             found.invariant,
-            found.transitions,
-            found.counterexample.len()
+            count(found.transitions, "transition", "transitions"),
+            count(found.counterexample.len() as u64, "action", "actions")
         );
         let run = gpuclaim::run_actions(&policy, &device, &names, &found.counterexample);
         print!("{}", render_trace(&device, &names, &run.trace, &run.states));
