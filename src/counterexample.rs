@@ -81,15 +81,24 @@ fn by_name(life: VmState) -> VmState {
 }
 
 /// A file name for a counterexample: `POLICY-INVARIANT-HASH.toml`, where
-/// the hash (FNV-1a of the step text) tells different traces apart and is
-/// the same for the same trace on every machine.
+/// the hash (FNV-1a of the device, the GPUs and the VM sizes, and of the
+/// step text) tells different scenarios apart, so that the same trace on
+/// two devices gets two files, and is the same for the same scenario on
+/// every machine.
 pub fn file_name(policy: &str, invariant: Invariant, scenario: &Scenario) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for s in &scenario.steps {
-        for b in s.to_string().bytes().chain([b'\n']) {
+    let mut feed = |text: &str| {
+        for b in text.bytes().chain([b'\n']) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+    };
+    feed(&format!("gpus={}", scenario.gpus));
+    for (vm, size) in &scenario.vms {
+        feed(&format!("vm {vm}={size}"));
+    }
+    for s in &scenario.steps {
+        feed(&s.to_string());
     }
     format!("{policy}-{}-{:08x}.toml", invariant.name(), h as u32)
 }

@@ -168,3 +168,27 @@ fn a_local_minimum_of_removal_is_left_by_the_search() {
         None
     );
 }
+
+/// The same trace on devices of 1 and 2 GPUs is two counterexamples (the
+/// expected owners differ), so it gets two file names; the same scenario
+/// always gets the same name.
+#[test]
+fn counterexample_file_names_tell_devices_apart() {
+    use gpuclaim::check::shortest_counterexample;
+    use gpuclaim::counterexample::{file_name, scenario_from_actions};
+    let one = Device::uniform(1, 1, 1).unwrap();
+    let two = Device::uniform(2, 1, 1).unwrap();
+    let inv = Invariant::NoStealAfterDealloc;
+    let trace = shortest_counterexample(&Legacy, &one, inv).unwrap();
+    assert_eq!(shortest_counterexample(&Legacy, &two, inv).unwrap(), trace);
+    let a = scenario_from_actions(&Legacy, &one, &trace, "n", "s");
+    let b = scenario_from_actions(&Legacy, &two, &trace, "n", "s");
+    assert_eq!(a.steps, b.steps);
+    assert_ne!(a.expect, b.expect);
+    assert_ne!(file_name("legacy", inv, &a), file_name("legacy", inv, &b));
+    let again = scenario_from_actions(&Legacy, &one, &trace, "other name", "other source");
+    assert_eq!(
+        file_name("legacy", inv, &a),
+        file_name("legacy", inv, &again)
+    );
+}
