@@ -270,6 +270,25 @@ pub fn check_file(path: &Path) -> io::Result<()> {
     check_folder(folder_of(&follow_links(path)?))
 }
 
+/// Whether two paths name the same file, existing or to be written: the
+/// same once symbolic links and the folders' spellings (`./a/../b`) are
+/// resolved. For an output that would replace an input, or two outputs
+/// that would replace each other.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    fn resolved(path: &Path) -> Option<PathBuf> {
+        let path = follow_links(path).ok()?;
+        let name = path.file_name()?;
+        match std::fs::canonicalize(folder_of(&path)) {
+            Ok(dir) => Some(dir.join(name)),
+            Err(_) => Some(path),
+        }
+    }
+    match (resolved(a), resolved(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.as_mut().expect("present until commit").write(buf)

@@ -455,3 +455,66 @@ fn sweep_nightly_and_run_check_their_outputs_first() {
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(names.len(), 1, "only afile");
 }
+
+/// An output that would replace an input, or another output of the same
+/// command, is refused before anything runs; the input is left as it was.
+#[test]
+fn outputs_never_replace_inputs_or_each_other() {
+    let dir = tmp("replace");
+    let scenario = dir.join("ok.toml");
+    let text = "name = \"ok\"\ngpus = 1\nsteps = [\"create-vm a\"]\n";
+    std::fs::write(&scenario, text).unwrap();
+    std::os::unix::fs::symlink(&scenario, dir.join("link.csv")).unwrap();
+    let spelled = dir
+        .join("..")
+        .join(dir.file_name().unwrap())
+        .join("ok.toml");
+    for (inputs, csv) in [
+        (vec![s(&scenario)], scenario.clone()),
+        (vec![s(&dir)], spelled),
+        (vec![s(&scenario)], dir.join("link.csv")),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(inputs);
+        args.extend(["--csv", s(&csv)]);
+        let o = gpuclaim(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!(
+                "gpuclaim: error: --csv {} would replace the scenario file {}; write the CSV elsewhere\n",
+                csv.display(),
+                scenario.display()
+            ),
+            "{args:?}"
+        );
+        assert!(o.stdout.is_empty(), "{args:?}: nothing ran");
+        assert_eq!(std::fs::read_to_string(&scenario).unwrap(), text);
+    }
+    let cx = dir.join("cx");
+    let out = cx.join("explore-summary.csv");
+    let o = gpuclaim(&[
+        "explore",
+        "--gpus",
+        "1",
+        "--vms",
+        "1",
+        "--policy",
+        "legacy",
+        "--runs",
+        "10",
+        "--out",
+        s(&out),
+        "--counterexamples",
+        s(&cx),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "gpuclaim: error: --out {} is where the counterexamples' summary goes; write the runs elsewhere\n",
+            out.display()
+        )
+    );
+    assert!(!cx.exists(), "nothing written");
+}

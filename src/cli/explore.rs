@@ -116,6 +116,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--out {}", args.out.display()))?;
     gpuclaim::report::check_folder(&args.counterexamples)
         .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
+    if gpuclaim::report::same_file(&args.out, &summary_path(&args.counterexamples)) {
+        anyhow::bail!(
+            "--out {} is where the counterexamples' summary goes; write the runs elsewhere",
+            args.out.display()
+        );
+    }
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(args.runs)
     } else {
@@ -207,7 +213,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             &c.first_run.to_string(),
         ]);
     }
-    let summary_path = args.counterexamples.join("explore-summary.csv");
+    let summary_path = summary_path(&args.counterexamples);
     summary
         .write_to(&summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
@@ -264,6 +270,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Writes `actions` as a scenario file expecting what they do, under `dir`,
 /// named by [`counterexample::file_name`]; returns the path.
+/// Where the summary of the counterexamples written under `dir` goes.
+fn summary_path(dir: &Path) -> PathBuf {
+    dir.join("explore-summary.csv")
+}
+
 pub fn write_counterexample<P: Policy + ?Sized>(
     dir: &Path,
     policy: &P,

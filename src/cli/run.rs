@@ -85,6 +85,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         anyhow::bail!("no scenario files (*.toml) under {}", paths.join(", "));
     }
+    if let Some(path) = &args.csv
+        && let Some(input) = files.iter().find(|f| gpuclaim::report::same_file(path, f))
+    {
+        anyhow::bail!(
+            "--csv {} would replace the scenario file {}; write the CSV elsewhere",
+            path.display(),
+            input.display()
+        );
+    }
     let results = run_files(&files, &registry);
     let mut csv = CsvDoc::new(CSV_HEADER);
     let (mut passed, mut failed, mut refused) = (0, 0, 0);
