@@ -517,3 +517,32 @@ fn names_with_control_characters_print_escaped() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A symbolic link that loops back up the tree is not followed again: each
+/// scenario file runs once.
+#[test]
+fn a_folder_link_loop_runs_each_file_once() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(
+        dir.join("ok.toml"),
+        "name = \"ok\"\ngpus = 1\npolicies = [\"fixed\"]\nsteps = [\"create-vm a\"]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&dir, dir.join("sub").join("loop")).unwrap();
+    let files = gpuclaim::scenario::collect_files(std::slice::from_ref(&dir)).unwrap();
+    assert_eq!(files, [dir.join("ok.toml")]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpuclaim"))
+        .arg("run")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .ends_with("\n1 passed, 0 failed, 0 refused\n")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
