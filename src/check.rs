@@ -77,9 +77,14 @@ const BATCH: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
     #[error(
-        "a state of this device needs {bits} bits, more than the checker's 64-bit keys; use fewer VM slots or GPUs (G=2 allows up to 9 slots, G=1 up to 11)"
+        "a state of this device needs {bits} bits, more than the checker's 64-bit keys; with {gpus} GPUs it takes at most {most_vms} VM slots"
     )]
-    TooLarge { bits: u32 },
+    TooLarge {
+        bits: u32,
+        gpus: u8,
+        /// The most VM slots whose states fit 64 bits with these GPUs.
+        most_vms: u32,
+    },
     #[error(
         "with --symmetry the search saw {invariant} violated, but no reachable trace violates it: policy `{policy}` does not treat VM slots alike, so symmetry reduction does not apply to it; check without --symmetry"
     )]
@@ -292,8 +297,12 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     pub fn run(&self) -> Result<CheckReport, CheckError> {
         let packer = Packer::new(&self.device);
         if !packer.fits_u64() {
+            let g = u32::from(self.device.gpus());
             return Err(CheckError::TooLarge {
                 bits: packer.bits(),
+                gpus: self.device.gpus(),
+                // 2 + 3G bits of head and 4 + G a slot (see `Packer`).
+                most_vms: (64 - (2 + 3 * g)) / (4 + g),
             });
         }
         let pool = rayon::ThreadPoolBuilder::new()

@@ -293,6 +293,26 @@ fn mixed_sizes_and_symmetry() {
 fn a_device_too_large_for_64_bit_keys_is_refused() {
     let d = Device::uniform(2, 10, 1).unwrap();
     let err = Checker::new(&Builtin::Fixed, d).run().unwrap_err();
-    assert_eq!(err, CheckError::TooLarge { bits: 68 });
-    assert!(err.to_string().contains("68 bits"));
+    assert_eq!(
+        err,
+        CheckError::TooLarge {
+            bits: 68,
+            gpus: 2,
+            most_vms: 9
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "a state of this device needs 68 bits, more than the checker's 64-bit keys; with 2 GPUs it takes at most 9 VM slots"
+    );
+    // The limit is the one for the device's GPUs (as `check --help` lists).
+    for (g, most) in [(1u8, 11usize), (2, 9), (3, 7), (4, 6), (8, 3)] {
+        let fits = Device::uniform(g, most, 1).unwrap();
+        assert!(Packer::new(&fits).fits_u64(), "G={g} V={most}");
+        let over = Device::uniform(g, most + 1, 1).unwrap();
+        match Checker::new(&Builtin::Fixed, over).run().unwrap_err() {
+            CheckError::TooLarge { most_vms, .. } => assert_eq!(most_vms as usize, most),
+            e => panic!("{e}"),
+        }
+    }
 }
