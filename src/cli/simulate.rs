@@ -142,12 +142,10 @@ pub fn parse_dist(s: &str) -> Result<Dist, String> {
             ));
         }
     };
-    if d.is_valid() {
-        Ok(d)
-    } else {
-        Err(format!(
-            "`{s}`: minutes must be finite and 0 or more (uniform: LOW <= HIGH)"
-        ))
+    match d {
+        _ if d.is_valid() => Ok(d),
+        Dist::Uniform(lo, hi) if lo > hi => Err(format!("`{s}`: LOW must not be more than HIGH")),
+        _ => Err(format!("`{s}`: minutes must be finite and 0 or more")),
     }
 }
 
