@@ -251,6 +251,15 @@ fn bad_flags_are_refused_clearly() {
             &[
                 "replay",
                 "scenarios/doc-2gpu-stop-then-start.toml",
+                "--run",
+                "3",
+            ],
+            "'[FILE]' cannot be used with '--run <I>'",
+        ),
+        (
+            &[
+                "replay",
+                "scenarios/doc-2gpu-stop-then-start.toml",
                 "--policy",
                 "snapshot",
             ],

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "S", requires_all = ["run", "gpus", "vms", "policy"])]
     pub seed: Option<u64>,
     /// The run index within the campaign (with --seed).
-    #[arg(long, value_name = "I", requires = "seed")]
+    #[arg(long, value_name = "I", requires = "seed", conflicts_with = "file")]
     pub run: Option<u64>,
     /// GPUs of the device (1 to 8), as given to explore.
     #[arg(long, value_name = "G", value_parser = clap::value_parser!(u8).range(1..=8), conflicts_with = "file")]
