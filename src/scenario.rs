@@ -253,6 +253,12 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 if n.contains('\n') {
                     return Err(r.error(Some(value.span()), "`name` must be one line"));
                 }
+                if n.trim().is_empty() {
+                    return Err(r.error(
+                        Some(value.span()),
+                        "`name` must not be empty (it is shown in reports)",
+                    ));
+                }
                 name = Some(n.to_string());
             }
             "source" => source = Some(r.string(k, value)?.to_string()),

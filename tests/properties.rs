@@ -166,8 +166,9 @@ proptest! {
 const POOL: [&str; 6] = ["a", "b", "web-1", "Gpu_vm", "z9", "x-_y"];
 const POLICIES: [&str; 3] = ["fixed", "legacy", "snapshot"];
 
-/// Any text on one line (scenario names must be one line): control
-/// characters, quotes, backslashes and non-ASCII included.
+/// Any text on one line, not blank (scenario names must be one line and
+/// show something): control characters, quotes, backslashes and non-ASCII
+/// included.
 fn one_line() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<String>(),
@@ -176,6 +177,8 @@ fn one_line() -> impl Strategy<Value = String> {
         Just("tab\there\u{7f}\u{0} é ✓ \r".to_string()),
     ]
     .prop_map(|s| s.replace('\n', " "))
+    // A name must not be empty or blank.
+    .prop_filter("a name shows something", |s| !s.trim().is_empty())
 }
 
 fn step_spec(gpus: u8) -> impl Strategy<Value = StepSpec> {

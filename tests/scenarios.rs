@@ -288,6 +288,10 @@ fn other_refusals() {
             "2:8: `gpus` must be an integer from 1 to 8",
         ),
         (
+            "name = \" \"\ngpus = 1\nsteps = []\n",
+            "1:8: `name` must not be empty (it is shown in reports)",
+        ),
+        (
             "name = \"x\"\ngpus = 0\nsteps = []\n",
             "2:8: `gpus` must be an integer from 1 to 8",
         ),
