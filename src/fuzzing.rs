@@ -363,7 +363,11 @@ fn text(data: &[u8]) -> Cow<'_, str> {
 /// that parses must come back equal from [`Scenario::to_toml`], and must run
 /// under each of its policies.
 pub fn check_scenario_parse(data: &[u8]) -> Result<Checked, Failure> {
-    let path = Path::new("fuzz-input.toml");
+    check_scenario_parse_at(Path::new("fuzz-input.toml"), data)
+}
+
+/// [`check_scenario_parse`] with refusals naming `path`.
+pub fn check_scenario_parse_at(path: &Path, data: &[u8]) -> Result<Checked, Failure> {
     let scenario = match scenario::parse_bytes(path, data, registry()) {
         Ok(s) => s,
         Err(e) => return Ok(Checked::Refused(e.to_string())),
@@ -459,10 +463,15 @@ pub enum Conversion {
 /// shrink the actions against the first one ([`first_violation`]) with the
 /// explorer's shrinker ([`crate::shrink::shrink`]) and make the scenario
 /// with [`crate::counterexample::scenario_from_actions`]. `input_name`
-/// goes into the scenario's `source`.
+/// goes into the scenario's `source`, and names the input in a scenario
+/// parser's refusals.
 pub fn convert(target: Target, data: &[u8], input_name: &str) -> Conversion {
     let Some(policy) = target.policy() else {
-        return Conversion::Parser(target.check(data));
+        return Conversion::Parser(if target == Target::ScenarioParse {
+            check_scenario_parse_at(Path::new(input_name), data)
+        } else {
+            target.check(data)
+        });
     };
     let case = decode_interleaving(data);
     let Some((index, invariant)) = first_violation(policy, &case.device, &case.actions) else {

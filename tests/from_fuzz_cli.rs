@@ -167,7 +167,7 @@ fn from_fuzz_and_run_both_refuse_a_scenario_that_is_not_utf8() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
         stdout(&o).contains(
-            "the input is refused without a panic (fuzz-input.toml:2:14: not valid UTF-8: byte 0xE9 (byte offset 24);"
+            "the input is refused without a panic (latin1.toml:2:14: not valid UTF-8: byte 0xE9 (byte offset 24);"
         ),
         "{}",
         stdout(&o)
