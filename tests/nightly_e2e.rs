@@ -56,6 +56,12 @@ fn nightly_wrong_expectation_exits_1_and_is_named() {
         text.replace("vm.a = \"failed\"", "vm.a = \"running\""),
     )
     .unwrap();
+    // And a file that is refused: the CSV says why, not only that it was.
+    std::fs::write(
+        scen.join("zz-refused.toml"),
+        "name = \"x\"\ngpus = 1\nsteps = [\"fly a\"]\n",
+    )
+    .unwrap();
     let out = dir.join("out");
     let o = nightly(&out, &scen);
     assert_eq!(
@@ -81,8 +87,15 @@ fn nightly_wrong_expectation_exits_1_and_is_named() {
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(
         csv.matches(",fail,").count(),
-        2,
-        "one failure per policy:\n{csv}"
+        3,
+        "one failure per policy, and the refused file:\n{csv}"
+    );
+    assert!(
+        csv.contains(&format!(
+            "file refused: {}:3:10: step 1: unknown operation `fly`",
+            scen.join("zz-refused.toml").display()
+        )),
+        "{csv}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -213,7 +213,7 @@ fn scenario_suite(dir: &Path, runner: &Runner) -> Suite {
                 FileResult::Refused(e) => suite.cases.push(failed_case(
                     "scenario",
                     &name,
-                    "file refused".into(),
+                    format!("file refused: {e}"),
                     e.to_string(),
                 )),
                 FileResult::Ran { scenario, runs } => {
@@ -315,7 +315,7 @@ fn sweep_suite(config: &Path, out: &Path, runner: &Runner) -> (Suite, Vec<Plot>)
             suite.cases.push(failed_case(
                 "sweep",
                 &name,
-                "the sweep did not run".into(),
+                format!("the sweep did not run: {e}"),
                 e.to_string(),
             ));
             return (suite, Vec::new());
@@ -514,7 +514,7 @@ fn check_suite(runner: &Runner) -> Suite {
                     Err(e) => failed_case(
                         "check",
                         &name,
-                        "the check did not run".into(),
+                        format!("the check did not run: {e}"),
                         e.to_string(),
                     ),
                     Ok(report) => {
