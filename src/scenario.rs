@@ -590,11 +590,25 @@ fn check_consistency(
                 ));
             }
             for (i, owner) in g.iter().enumerate() {
-                for part in owner.split('+') {
+                let parts: Vec<&str> = owner.split('+').collect();
+                for (j, &part) in parts.iter().enumerate() {
+                    let place = || at.and_then(|a| a.owners.get(i).cloned());
                     if !matches!(part, "free" | "kube" | "none") && names.slot(part).is_none() {
                         return Err(r.error(
-                            at.and_then(|a| a.owners.get(i).cloned()),
+                            place(),
                             format!("[{table}] gpus: unknown owner `{part}`; expected free, kube, none or a VM of this scenario, joined by `+` when several"),
+                        ));
+                    }
+                    if parts[..j].contains(&part) {
+                        return Err(r.error(
+                            place(),
+                            format!("[{table}] gpus: owner `{part}` is listed twice in `{owner}`; name each owner of a GPU once"),
+                        ));
+                    }
+                    if part == "none" && parts.len() > 1 {
+                        return Err(r.error(
+                            place(),
+                            format!("[{table}] gpus: `{owner}`: `none` means the GPU is in no set, so it stands alone"),
                         ));
                     }
                 }

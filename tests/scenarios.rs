@@ -182,6 +182,14 @@ fn expectations_that_disagree_with_the_device_are_refused_at_their_value() {
             "6:13: [expect] kube-gpus = 5 but the device has 1 GPU",
         ),
         (
+            "gpus = [\"free+free\"]\n",
+            "6:9: [expect] gpus: owner `free` is listed twice in `free+free`; name each owner of a GPU once",
+        ),
+        (
+            "gpus = [\"a+none\"]\n",
+            "6:9: [expect] gpus: `a+none`: `none` means the GPU is in no set, so it stands alone",
+        ),
+        (
             "gpus = [\"a+zed\"]\n",
             "6:9: [expect] gpus: unknown owner `zed`; expected free, kube, none or a VM of this scenario, joined by `+` when several",
         ),
