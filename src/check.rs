@@ -821,7 +821,7 @@ mod tests {
     use super::*;
     use crate::model::State;
     use crate::policy::Builtin;
-    use crate::policy::faulty::{Grabby, Meddler};
+    use crate::policy::faulty::{Grabby, Meddler, SlotOneNoGpu};
 
     /// Forgets to clear `held[vm]` on release: violates state invariants
     /// on many transitions, every successor round-trips.
@@ -953,12 +953,13 @@ mod tests {
     /// The checker counts exactly what the plainest checker counts, for
     /// correct and faulty policies (one whose states do not all round-trip
     /// through their keys, one that changes slots other than the step's,
-    /// one that says it is slot-local but is not), by stepping and, for
+    /// one that says it is slot-local but is not, one whose slots behave
+    /// differently by number), by stepping and, for
     /// slot-local policies, by looking successors up, with and without
     /// symmetry, on one and two threads.
     #[test]
     fn counts_like_the_plainest_checker() {
-        let policies: [&dyn Policy; 7] = [
+        let policies: [&dyn Policy; 8] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,
@@ -966,6 +967,7 @@ mod tests {
             &Phantom,
             &Meddler,
             &Grabby,
+            &SlotOneNoGpu,
         ];
         for (g, v) in [(1, 1), (1, 3), (2, 2), (2, 3)] {
             let d = Device::uniform(g, v, 1).unwrap();
@@ -1000,6 +1002,7 @@ mod tests {
                         // device's (one slot), where that is harmless.
                         let table = LocalTable::new(p, &d, &packer);
                         let slot_local = Builtin::from_name(p.name()).is_some()
+                            || p.name() == "slot-one-no-gpu"
                             || (p.name() == "grabby" && v == 1);
                         assert_eq!(table.is_some(), slot_local, "{what}");
                         if let Some(table) = table.filter(|_| !symmetry) {

@@ -8,10 +8,11 @@
 //! further either. So the successor of a state by a VM's action is a
 //! function of that slot's part of the key and the head, and by a
 //! Kubernetes action or event a function of the head alone.
-//! [`LocalTable`] tabulates those functions by taking every action once,
-//! through [`model::apply_in_place`] and so the policy's hooks, on a state
-//! made of exactly those parts (every other slot absent), together with the
-//! step invariants' verdict on it. The checker then looks successors up
+//! [`LocalTable`] tabulates those functions, slot by slot, by taking every
+//! action once, through [`model::apply_in_place`] and so the policy's
+//! hooks, on a state made of exactly those parts (every other slot absent),
+//! together with the step invariants' verdict on it. Slots whose tables
+//! come out equal share one. The checker then looks successors up
 //! instead of stepping; every state it inserts is still judged by the state
 //! invariants, on the state its key unpacks to.
 
@@ -21,9 +22,11 @@ use crate::pack::Packer;
 use crate::policy::Policy;
 
 /// Most bits of a slot's part and the head together that are tabulated:
-/// 2^18 cells of 16 bytes per slot size, which G = 3 reaches (G = 2 takes
-/// 2^14). Larger devices are checked by stepping.
-const MAX_CELL_BITS: u32 = 18;
+/// 2^14 cells of 16 bytes (256 KiB) a block, which G = 2 takes. Larger
+/// devices are checked by stepping: at G = 3 a block would be 4 MiB, one
+/// per slot that behaves differently, and the table took longer to make
+/// than it saved on small devices.
+const MAX_CELL_BITS: u32 = 14;
 
 /// Where an entry keeps the step invariants' verdict ([`invariant::check_step`]).
 const VERDICT_SHIFT: u32 = 24;
@@ -39,9 +42,10 @@ pub(crate) struct LocalTable {
     body_bits: u32,
     head_bits: u32,
     shift: [u32; MAX_VMS],
-    /// Per slot: where the cells of its size start in `cells`.
+    /// Per slot: where its block of cells starts in `cells`.
     base: [usize; MAX_VMS],
-    /// Per size of slot, then per `(slot part << head_bits) | head`: how
+    /// Blocks (one per slot, slots whose blocks are equal sharing one),
+    /// then per `(slot part << head_bits) | head`: how
     /// many actions that slot has (the low two bits, and [`HAS_VERDICT`]),
     /// then each as an entry: the verdict bits << [`VERDICT_SHIFT`] | the
     /// new head << `slot_bits` | the new slot part. Unused entries are 0.
@@ -71,7 +75,7 @@ impl LocalTable {
         let vms = device.vms();
         let body_bits = packer.body_bits();
         let heads = 1usize << head_bits;
-        let per_size = heads << slot_bits;
+        let per_block = heads << slot_bits;
         let mut table = LocalTable {
             vms,
             slot_bits,
@@ -83,21 +87,13 @@ impl LocalTable {
             kube: vec![[0; 3]; heads],
         };
         let valid_head = |head: usize| head & 3 < KubeState::ALL.len();
-        // One block of cells per size, tabulated on the first slot of it.
-        let mut sizes: Vec<(u8, usize)> = Vec::new();
-        for v in 0..vms {
-            let size = device.size(v);
-            let block = match sizes.iter().position(|&(s, _)| s == size) {
-                Some(b) => b,
-                None => {
-                    sizes.push((size, v));
-                    sizes.len() - 1
-                }
-            };
-            table.base[v] = block * per_size;
-        }
-        table.cells = vec![[0; 4]; sizes.len() * per_size];
-        for (block, &(_, slot)) in sizes.iter().enumerate() {
+        // Each slot's block of cells, tabulated on that slot (a policy may
+        // treat slots differently by number); a block equal to an earlier
+        // slot's is shared, so slots that behave alike (every built-in
+        // policy's, at equal sizes) read the same cells.
+        let mut blocks: Vec<Vec<[u32; 4]>> = Vec::new();
+        for slot in 0..vms {
+            let mut block = vec![[0u32; 4]; per_block];
             let shift = table.shift[slot];
             for part in 0..1usize << slot_bits {
                 if part >> g >= VmState::ALL.len() {
@@ -105,7 +101,7 @@ impl LocalTable {
                 }
                 for head in (0..heads).filter(|&h| valid_head(h)) {
                     let key = ((head as u64) << body_bits) | ((part as u64) << shift);
-                    let cell = &mut table.cells[block * per_size + ((part << head_bits) | head)];
+                    let cell = &mut block[(part << head_bits) | head];
                     let state = packer.unpack(key);
                     let mut ok = true;
                     model::for_each_enabled_kind(policy, device, &state, |kind, vm| {
@@ -142,7 +138,16 @@ impl LocalTable {
                     }
                 }
             }
+            let at = match blocks.iter().position(|b| *b == block) {
+                Some(at) => at,
+                None => {
+                    blocks.push(block);
+                    blocks.len() - 1
+                }
+            };
+            table.base[slot] = at * per_block;
         }
+        table.cells = blocks.concat();
         for head in (0..heads).filter(|&h| valid_head(h)) {
             let key = (head as u64) << body_bits;
             let state = packer.unpack(key);
@@ -238,7 +243,7 @@ mod tests {
 
     use super::*;
     use crate::policy::Builtin;
-    use crate::policy::faulty::{Grabby, Meddler, StealOnRelease};
+    use crate::policy::faulty::{Grabby, Meddler, SlotOneNoGpu, StealOnRelease};
 
     /// For every reachable state of small devices, uniform and of mixed
     /// sizes, under slot-local policies: the table's successors are
@@ -246,14 +251,15 @@ mod tests {
     /// verdicts those of judging each step.
     #[test]
     fn successors_are_those_of_stepping() {
-        // Every device of 1 to 3 GPUs and up to 2 slots (sizes in either
+        // Every device of 1 or 2 GPUs and up to 2 slots (sizes in either
         // order, one order each), and a few with more slots.
         let mut devices = vec![
             Device::uniform(1, 3, 1).unwrap(),
             Device::uniform(2, 3, 1).unwrap(),
             Device::new(2, &[1, 2, 0]).unwrap(),
+            Device::new(2, &[2, 1, 1]).unwrap(),
         ];
-        for g in 1..=3u8 {
+        for g in 1..=2u8 {
             devices.push(Device::new(g, &[]).unwrap());
             for a in 0..=g {
                 devices.push(Device::new(g, &[a]).unwrap());
@@ -262,11 +268,12 @@ mod tests {
                 }
             }
         }
-        let policies: [&dyn Policy; 4] = [
+        let policies: [&dyn Policy; 5] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,
             &StealOnRelease,
+            &SlotOneNoGpu,
         ];
         for device in devices {
             for policy in policies {
@@ -316,16 +323,29 @@ mod tests {
     }
 
     /// No table for a policy that does not say it is slot-local, nor for
-    /// one that says so but whose step changes another slot.
+    /// one that says so but whose step changes another slot. Slots that
+    /// behave alike share one block of cells; a slot that behaves
+    /// differently has its own.
     #[test]
     fn no_table_unless_slot_local() {
-        let device = Device::uniform(2, 2, 1).unwrap();
+        let device = Device::uniform(2, 3, 1).unwrap();
         let packer = Packer::new(&device);
+        let blocks = |t: &LocalTable| t.cells.len() >> (t.head_bits + t.slot_bits);
+        let fixed = LocalTable::new(&Builtin::Fixed, &device, &packer).unwrap();
+        assert_eq!(blocks(&fixed), 1);
+        assert_eq!(fixed.base[..3], [0, 0, 0]);
+        let odd = LocalTable::new(&SlotOneNoGpu, &device, &packer).unwrap();
+        assert_eq!(blocks(&odd), 2);
+        assert_eq!(odd.base[0], odd.base[2]);
+        assert_ne!(odd.base[0], odd.base[1]);
+        let mixed = Device::new(2, &[1, 2, 1]).unwrap();
+        let mixed_table = LocalTable::new(&Builtin::Fixed, &mixed, &Packer::new(&mixed)).unwrap();
+        assert_eq!(blocks(&mixed_table), 2);
         assert!(LocalTable::new(&Meddler, &device, &packer).is_none());
         assert!(LocalTable::new(&Grabby, &device, &packer).is_none());
         assert!(LocalTable::new(&Builtin::Fixed, &device, &packer).is_some());
-        // Parts too wide to tabulate: G = 4.
-        let wide = Device::uniform(4, 1, 1).unwrap();
+        // Parts too wide to tabulate: G = 3.
+        let wide = Device::uniform(3, 1, 1).unwrap();
         assert!(LocalTable::new(&Builtin::Fixed, &wide, &Packer::new(&wide)).is_none());
     }
 }

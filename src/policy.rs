@@ -69,11 +69,14 @@ pub trait Policy: Send + Sync {
     /// `held[kube]`, `snapshot`) and slot `vm`, and the Kubernetes hooks
     /// (`begin_configure`, `end_configure`, `takeover_enabled`,
     /// `takeover`) only `free` and Kubernetes' parts. Every built-in policy
-    /// is. The exhaustive checker then takes each step once per
-    /// combination of those parts and reuses its result for every state
-    /// that has them, instead of stepping every state; a policy that says
-    /// so but is not is checked as if it were. Default: false (the checker
-    /// steps every state).
+    /// is. (Slots may still behave differently by number.) The exhaustive
+    /// checker then takes each step once per slot and combination of those
+    /// parts and reuses its result for every state that has them, instead
+    /// of stepping every state. When a step it takes changes another slot,
+    /// or makes a state its key does not keep, it steps every state
+    /// instead; but a policy that says it is slot-local while its hooks
+    /// read other slots is checked wrongly, and nothing tells. Default:
+    /// false (the checker steps every state).
     fn slot_local(&self) -> bool {
         false
     }
@@ -355,6 +358,21 @@ pub(crate) mod faulty {
         fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
             state.vms[(vm + 1) % crate::model::MAX_VMS].held |= 1;
             state.claim_lowest(vm, size)
+        }
+        fn slot_local(&self) -> bool {
+            true
+        }
+    }
+
+    /// Slot-local, but slot 1's claims always fail: slots of the same size
+    /// that behave differently.
+    pub(crate) struct SlotOneNoGpu;
+    impl Policy for SlotOneNoGpu {
+        fn name(&self) -> &str {
+            "slot-one-no-gpu"
+        }
+        fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+            vm != 1 && state.claim_lowest(vm, size)
         }
         fn slot_local(&self) -> bool {
             true
