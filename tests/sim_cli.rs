@@ -588,3 +588,108 @@ fn bad_durations_say_what_was_expected() {
         );
     }
 }
+
+/// Runs `gpuclaim sweep CFG --out OUT --shard I/N` for each shard, which
+/// must succeed.
+fn sweep_shards(bin: &str, cfg: &Path, out: &Path, shards: &[&str]) {
+    for shard in shards {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(cfg)
+            .args(["--shard", shard, "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shard}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `gpuclaim merge SHARDS... --out OUT`.
+fn merge(bin: &str, shards: &[PathBuf], out: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("merge").args(shards).arg("--out").arg(out);
+    cmd
+}
+
+#[test]
+fn shard_counts_are_bounded_by_the_runs_and_manifests_checked_before_use() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("shardcount");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    // 2 runs: a third shard would be empty, and N = 2^32 made merge ask for
+    // 96 GiB.
+    for n in ["3", "4294967296"] {
+        let err = refused(
+            Command::new(bin)
+                .arg("sweep")
+                .arg(&cfg)
+                .args(["--shard", &format!("0/{n}"), "--out"])
+                .arg(&dir),
+        );
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: --shard 0/{n}: N is more than the sweep's 2 runs; use at most 2 shards\n"
+            )
+        );
+    }
+    sweep_shards(bin, &cfg, &dir, &["0/2", "1/2"]);
+    let shards = [dir.join("tiny/shard-0-of-2"), dir.join("tiny/shard-1-of-2")];
+    let manifests = shards.clone().map(|s| s.join("manifest.toml"));
+    let original = std::fs::read_to_string(&manifests[0]).unwrap();
+    assert!(original.contains("\nshards = 2\n"), "{original}");
+    for (edit, message) in [
+        (
+            original.replace("shards = 2", "shards = 18446744073709551615"),
+            "shards = 18446744073709551615, but a sweep of 2 runs has 1 to 2 shards",
+        ),
+        (
+            original.replace("shards = 2", "shards = 0"),
+            "shards = 0, but a sweep of 2 runs has 1 to 2 shards",
+        ),
+        (
+            original.replace("shard = 0", "shard = 2"),
+            "shard = 2, but shards = 2: expected 0 to 1",
+        ),
+    ] {
+        std::fs::write(&manifests[0], &edit).unwrap();
+        let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+        assert_eq!(
+            err,
+            format!("gpuclaim: error: {}: {message}\n", manifests[0].display()),
+            "{edit}"
+        );
+    }
+    std::fs::write(&manifests[0], &original).unwrap();
+
+    // A name that leaves --out, in both manifests, is refused as sweep
+    // refuses it, and nothing is written.
+    let outside = dir.join("outside");
+    for name in [
+        "../../outside/evil".to_string(),
+        outside.join("abs").display().to_string(),
+    ] {
+        for m in &manifests {
+            let text = std::fs::read_to_string(m).unwrap();
+            let start = text.find("name = ").unwrap();
+            let end = start + text[start..].find('\n').unwrap();
+            let edited = format!("{}name = {name:?}{}", &text[..start], &text[end..]);
+            std::fs::write(m, edited).unwrap();
+        }
+        let err = refused(&mut merge(bin, &shards, &dir.join("merged/a")));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}: name = {name:?}: `name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`\n",
+                manifests[0].display()
+            )
+        );
+        assert!(!outside.exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -385,6 +385,39 @@ impl Point {
     }
 }
 
+/// What a sweep's `name` may be, as its messages say it.
+pub const NAME_RULE: &str =
+    "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`";
+
+/// Whether `name` may name a sweep's output folder ([`NAME_RULE`]): one
+/// plain folder name, so that `OUT/NAME` stays inside `OUT` (no `/`, no
+/// `..`, not absolute). `sweep` and `merge` (for a manifest's name) apply
+/// the same rule.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
+}
+
+/// Whether shard `I/N` fits a sweep of `runs` runs: `I < N <= runs`, so
+/// that no shard is empty and `merge` never has more shards than runs.
+/// The message does not repeat `I/N`.
+pub fn check_shard(runs: u64, (i, n): (u64, u64)) -> Result<(), String> {
+    if n == 0 || i >= n {
+        Err("expected 0 <= I < N".to_string())
+    } else if n > runs {
+        Err(format!(
+            "N is more than the sweep's {}; use at most {}",
+            count(runs, "run", "runs"),
+            count(runs, "shard", "shards")
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A sweep read from its configuration file: the grid points and all that
 /// a run needs.
 #[derive(Clone, Debug)]
@@ -437,16 +470,8 @@ impl Plan {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| r.err(e.span(), e.message().trim().to_string()))?;
         let name = raw.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            || name.starts_with('.')
-        {
-            return Err(r.err(
-                Some(raw.name.span()),
-                "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`",
-            ));
+        if !valid_name(name) {
+            return Err(r.err(Some(raw.name.span()), NAME_RULE));
         }
         if *raw.seeds.get_ref() == 0 {
             return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
@@ -1002,6 +1027,10 @@ pub fn run_sweep(
             .map_err(|e| SweepError::Merge(format!("thread pool: {e}")))?
     };
     let total = plan.runs();
+    if let Some(shard) = options.shard {
+        check_shard(total, shard)
+            .map_err(|m| SweepError::Merge(format!("shard {}/{}: {m}", shard.0, shard.1)))?;
+    }
     let (shard_i, shard_n) = options.shard.unwrap_or((0, 1));
     let dir = match options.shard {
         None => options.out.join(&plan.name),
@@ -1234,13 +1263,37 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             at: None,
             message: e.message().trim().to_string(),
         })?;
+        // Checked before anything is sized by these numbers, and before the
+        // name is joined to the output folder.
+        let bad = |message: String| Err(SweepError::Merge(format!("{}: {message}", p.display())));
+        if !valid_name(&m.name) {
+            return bad(format!("name = {:?}: {NAME_RULE}", m.name));
+        }
+        if !(1..=m.runs).contains(&m.shards) {
+            return bad(format!(
+                "shards = {}, but a sweep of {} has 1 to {} shards",
+                m.shards,
+                count(m.runs, "run", "runs"),
+                m.runs
+            ));
+        }
+        if m.shard >= m.shards {
+            return bad(format!(
+                "shard = {}, but shards = {}: expected 0 to {}",
+                m.shard,
+                m.shards,
+                m.shards - 1
+            ));
+        }
         manifests.push(m);
     }
     let first = &manifests[0];
     let (name, total, n) = (first.name.clone(), first.runs, first.shards);
-    let mut seen = vec![None; n as usize];
+    // By shard index; a map, not a vector of `n`, so that nothing is sized
+    // by a number read from a file.
+    let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
     for (m, d) in manifests.iter().zip(dirs) {
-        if m.name != name || m.runs != total || m.shards != n || m.shard >= n {
+        if m.name != name || m.runs != total || m.shards != n {
             return Err(SweepError::Merge(format!(
                 "{}: shard {}/{} of `{}` ({} runs) does not belong with shard {}/{} of `{}` ({} runs) from {}",
                 d.display(),
@@ -1255,7 +1308,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
                 dirs[0].display()
             )));
         }
-        if let Some(prev) = seen[m.shard as usize].replace(d.clone()) {
+        if let Some(prev) = seen.insert(m.shard, d.clone()) {
             return Err(SweepError::Merge(format!(
                 "shard {}/{n} given twice: {} and {}",
                 m.shard,
@@ -1264,12 +1317,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
     }
-    if let Some(missing) = seen.iter().position(Option::is_none) {
+    if let Some(missing) = (0..n).find(|i| !seen.contains_key(i)) {
         return Err(SweepError::Merge(format!(
             "shard {missing}/{n} of `{name}` is missing; give all {n} shard folders"
         )));
     }
-    let shard_dirs: Vec<PathBuf> = seen.into_iter().map(|d| d.expect("checked")).collect();
+    let shard_dirs: Vec<PathBuf> = seen.into_values().collect();
     let mut readers = Vec::new();
     let mut header: Option<csv::StringRecord> = None;
     for d in &shard_dirs {
