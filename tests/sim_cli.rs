@@ -693,3 +693,81 @@ fn shard_counts_are_bounded_by_the_runs_and_manifests_checked_before_use() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `fingerprint` a shard's manifest records.
+fn fingerprint_of(shard: &Path) -> String {
+    let text = std::fs::read_to_string(shard.join("manifest.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fingerprint = "))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"));
+    line["fingerprint = ".len()..].trim_matches('"').to_string()
+}
+
+#[test]
+fn merge_refuses_shards_of_different_configurations() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("fingerprint");
+    let cfg = dir.join("tiny.toml");
+    let text = TINY.replace("seeds = 1", "seeds = 2");
+    std::fs::write(&cfg, &text).unwrap();
+    sweep_shards(bin, &cfg, &dir.join("a"), &["0/2", "1/2"]);
+    let a0 = dir.join("a/tiny/shard-0-of-2");
+    let merged = Command::new(bin)
+        .arg("merge")
+        .arg(&a0)
+        .arg(dir.join("a/tiny/shard-1-of-2"))
+        .arg("--out")
+        .arg(dir.join("merged"))
+        .output()
+        .unwrap();
+    assert!(merged.status.success());
+    // Same name, runs and shards; another master seed, or another horizon:
+    // the rows would mix two sweeps' results.
+    for (i, edit) in [
+        text.replace("seeds = 2\n", "seeds = 2\nmaster_seed = 5\n"),
+        text.replace("horizon_hours = 1", "horizon_hours = 2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(&cfg, edit).unwrap();
+        let out = dir.join(format!("b{i}"));
+        sweep_shards(bin, &cfg, &out, &["1/2"]);
+        let b1 = out.join("tiny/shard-1-of-2");
+        let err = refused(&mut merge(bin, &[a0.clone(), b1.clone()], &dir.join("bad")));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {} and {}: shards of `tiny` run with different configurations (fingerprints {} and {}); every shard must come from the same sweep file and trace\n",
+                a0.display(),
+                b1.display(),
+                fingerprint_of(&a0),
+                fingerprint_of(&b1)
+            )
+        );
+        assert!(!dir.join("bad").exists());
+    }
+    // A manifest of an older version, without a fingerprint.
+    let manifest = a0.join("manifest.toml");
+    let old: String = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("fingerprint"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&manifest, old).unwrap();
+    let err = refused(&mut merge(
+        bin,
+        &[a0.clone(), dir.join("a/tiny/shard-1-of-2")],
+        &dir.join("bad"),
+    ));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again\n",
+            manifest.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -382,3 +382,57 @@ columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "h
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_fingerprint_covers_the_configuration_and_the_trace_rows_only() {
+    let p = plan(SMALL);
+    // FNV-1a of a canonical text: the same in every process (a shard run
+    // elsewhere must agree), so pinned.
+    assert_eq!(
+        format!("{:016x}", p.fingerprint()),
+        PINNED_SMALL_FINGERPRINT
+    );
+    assert_eq!(
+        plan(&SMALL.replace("small", "other")).fingerprint(),
+        p.fingerprint()
+    );
+    for edit in [
+        SMALL.replace("seeds = 7", "seeds = 8"),
+        SMALL.replace("master_seed = 99", "master_seed = 98"),
+        SMALL.replace("horizon_hours = 200", "horizon_hours = 201"),
+        SMALL.replace("kube_at_hours = [5]", "kube_at_hours = [6]"),
+        SMALL.replace("gpus = [1, 2]", "gpus = [2, 1]"),
+        SMALL.replace("[grid]", "vm_slots = 3\n[grid]"),
+        SMALL.replace("[grid]", "[durations]\nstart = 4\n[grid]"),
+    ] {
+        assert_ne!(plan(&edit).fingerprint(), p.fingerprint(), "{edit}");
+    }
+
+    // A trace: its rows count, not where it was read from.
+    let dir = scratch("fingerprint");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let rows = "job,gpu,begin,finish\nj1,1,0,5\nj2,2,1,3\n";
+    std::fs::write(dir.join("jobs.csv"), rows).unwrap();
+    std::fs::write(dir.join("sub/jobs.csv"), rows).unwrap();
+    let config = |path: &str| {
+        format!(
+            "name = \"t\"\nseeds = 1\n[trace]\npath = \"{path}\"\ncolumns = {{ id = \"job\", gpus = \"gpu\", start = \"begin\", end = \"finish\" }}\n"
+        )
+    };
+    let load = |path: &str| {
+        Plan::parse(&dir.join("t.toml"), &config(path), &Registry::builtin())
+            .unwrap()
+            .fingerprint()
+    };
+    let here = load("jobs.csv");
+    assert_eq!(load("sub/jobs.csv"), here);
+    std::fs::write(
+        dir.join("sub/jobs.csv"),
+        rows.replace("j2,2,1,3", "j2,2,1,4"),
+    )
+    .unwrap();
+    assert_ne!(load("sub/jobs.csv"), here);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const PINNED_SMALL_FINGERPRINT: &str = "666f47474591b27f";

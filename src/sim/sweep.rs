@@ -17,7 +17,11 @@
 //! and a manifest; [`merge`] reads the N shard folders, interleaves the rows
 //! back into run order and produces the same bytes as the unsharded sweep.
 //! The summary and plots are computed from the formatted rows in both cases,
-//! by the same code, so they cannot differ.
+//! by the same code, so they cannot differ. `N` is at most the number of
+//! runs. The manifest records [`Plan::fingerprint`], a hash of the whole
+//! configuration (and the trace's rows), and `merge` refuses shards whose
+//! fingerprints, names, run counts or shard counts differ. Unsharded sweeps
+//! write no manifest.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -41,7 +45,7 @@ use crate::sim::limits::{
     MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_EXPECTED_CYCLES, MAX_HORIZON_HOURS,
 };
 use crate::sim::stats::Summarizer;
-use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
+use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason, fnv1a64};
 
 /// Assumed defaults, named in `--help` and the example configurations.
 pub mod assumed {
@@ -793,6 +797,43 @@ impl Plan {
         self.points.len() as u64 * u64::from(self.seeds)
     }
 
+    /// A hash of everything in the plan that decides its results: seeds,
+    /// master seed, horizon, slots, VM size, durations, every grid point,
+    /// and for a trace its time scale and every row read (ids' hashes,
+    /// GPUs, times, and how many were skipped as bad; not its path, which
+    /// depends on where the sweep was started from). `name` is compared on
+    /// its own. FNV-1a over a canonical text, so the same configuration
+    /// gives the same value in every process and on every machine; shards
+    /// record it, and `merge` refuses shards whose values differ.
+    pub fn fingerprint(&self) -> u64 {
+        use std::fmt::Write;
+        let mut text = format!(
+            "gpuclaim sweep\nseeds {}\nmaster_seed {}\nhorizon_hours {:?}\nvm_slots {}\nvm_size {}\ndurations {:?}\n",
+            self.seeds,
+            self.master_seed,
+            self.horizon_hours,
+            self.vm_slots,
+            self.vm_size,
+            self.durations
+        );
+        for p in &self.points {
+            let _ = writeln!(text, "point {p:?}");
+        }
+        if let Some(t) = &self.trace {
+            let _ = writeln!(
+                text,
+                "trace time_scale {:?} rows {} bad_rows {}",
+                t.time_scale,
+                t.file.rows.len(),
+                t.file.bad_rows
+            );
+            for r in &t.file.rows {
+                let _ = writeln!(text, "{} {} {:?} {:?}", r.id_hash, r.gpus, r.start, r.end);
+            }
+        }
+        fnv1a64(text.as_bytes())
+    }
+
     /// The horizon in hours: as configured, else 720 hours for poisson, or
     /// the trace's last end (scaled).
     pub fn horizon_hours(&self) -> f64 {
@@ -1084,8 +1125,9 @@ pub fn run_sweep(
         Some((i, n)) => {
             let manifest = dir.join("manifest.toml");
             let text = format!(
-                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n",
-                plan.name
+                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n# A hash of the configuration (Plan::fingerprint): shards merge only with the same.\nfingerprint = \"{:016x}\"\n",
+                plan.name,
+                plan.fingerprint()
             );
             write_atomic(&manifest, text.as_bytes()).map_err(io_err(&manifest))?;
             written.files.push(manifest);
@@ -1235,6 +1277,8 @@ struct Manifest {
     runs: u64,
     shard: u64,
     shards: u64,
+    /// `Plan::fingerprint` in hex; absent from shards of older versions.
+    fingerprint: Option<String>,
 }
 
 /// Merges shard folders (each with `runs.csv` and `manifest.toml`) into
@@ -1285,6 +1329,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
                 m.shards - 1
             ));
         }
+        if m.fingerprint.is_none() {
+            return bad(
+                "no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again".to_string(),
+            );
+        }
         manifests.push(m);
     }
     let first = &manifests[0];
@@ -1306,6 +1355,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
                 name,
                 total,
                 dirs[0].display()
+            )));
+        }
+        if m.fingerprint != first.fingerprint {
+            return Err(SweepError::Merge(format!(
+                "{} and {}: shards of `{name}` run with different configurations (fingerprints {} and {}); every shard must come from the same sweep file and trace",
+                dirs[0].display(),
+                d.display(),
+                first.fingerprint.as_deref().unwrap_or_default(),
+                m.fingerprint.as_deref().unwrap_or_default()
             )));
         }
         if let Some(prev) = seen.insert(m.shard, d.clone()) {
