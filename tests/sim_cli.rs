@@ -771,3 +771,90 @@ fn merge_refuses_shards_of_different_configurations() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_errors_name_the_physical_line_and_unclosed_quotes() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("tracelines");
+    let trace = dir.join("t.csv");
+    let simulate = |flags: &[&str]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["simulate", "--preset", "openb"])
+            .args(flags)
+            .arg("--trace")
+            .arg(&trace);
+        cmd
+    };
+    let header = "name,num_gpu,creation_time,deletion_time";
+    // Blank lines before a bad row: csv's record position is where reading
+    // began (line 2, or line 1 at a CRLF header's `\n`), not the row's line.
+    for eol in ["\n", "\r\n"] {
+        std::fs::write(&trace, [header, "", "", "", "b,1,zero,5", ""].join(eol)).unwrap();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:5: `creation_time` is `zero`; expected a time (a number, in the trace's unit)\n",
+                trace.display()
+            ),
+            "{eol:?}"
+        );
+        // --skip-bad lists the same lines.
+        std::fs::write(
+            &trace,
+            ["", header, "a,1,0,5", "", "b,1,zero,5", "", "", "c,x,0,5"].join(eol),
+        )
+        .unwrap();
+        let out = simulate(&["--skip-bad"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let shown = trace.display();
+        assert!(
+            text.contains(&format!(
+                "  bad row: {shown}:5: `creation_time` is `zero`; expected a time (a number, in the trace's unit)\n  bad row: {shown}:8: `num_gpu` is `x`;"
+            )),
+            "{eol:?}: {text}"
+        );
+        // A header after blank lines is named at its line.
+        std::fs::write(&trace, ["", "", "name,num_gpu", "a,1"].join(eol)).unwrap();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:3: no column `creation_time` (start time); the header has: name,num_gpu\n",
+                trace.display()
+            )
+        );
+    }
+    // A quote never closed swallowed the rest of the file: it read as a row
+    // of 1 field, or (closing the last field's quote) as a good row.
+    for text in [
+        format!("{header}\n\"p1,1,0,3600\n"),
+        format!("{header}\np0,1,0,5\np1,1,0,\"3600\n"),
+    ] {
+        std::fs::write(&trace, &text).unwrap();
+        let line = text.lines().count();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:{line}: malformed row: a `\"` opens a quoted field that is never closed, so the rest of the file was read into it\n",
+                trace.display()
+            ),
+            "{text}"
+        );
+    }
+    // Quotes that close, doubled quotes and a quote inside a field are fine.
+    std::fs::write(
+        &trace,
+        format!("{header}\n\"p,\"\"1\"\"\",1,0,\"3600\"\nq\"r,1,0,5"),
+    )
+    .unwrap();
+    let out = simulate(&[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
