@@ -858,3 +858,128 @@ fn trace_errors_name_the_physical_line_and_unclosed_quotes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn messages_name_the_file_in_the_way_and_print_numbers_short() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("messages");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    sweep_shards(bin, &cfg, &dir, &["0/2", "1/2"]);
+    let shards = [dir.join("tiny/shard-0-of-2"), dir.join("tiny/shard-1-of-2")];
+    let runs = shards[0].join("runs.csv");
+    let original = std::fs::read_to_string(&runs).unwrap();
+
+    // An empty first shard: the second was blamed for differing from it.
+    std::fs::write(&runs, "").unwrap();
+    let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: the file is empty; expected a shard's rows as `sweep --shard I/N` writes them (a header, then one row per run)\n",
+            runs.display()
+        )
+    );
+    // A metric that is not a number: named with its file, line and column.
+    std::fs::write(&runs, &original).unwrap();
+    edit_field(&runs, 2, 15, "abc");
+    let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:2: run 0: `arrivals` is `abc`; expected a number\n",
+            runs.display()
+        )
+    );
+    std::fs::write(&runs, &original).unwrap();
+
+    // OUT/NAME is a file: that file is named, by sweep before it runs and
+    // by merge.
+    let so = dir.join("so");
+    std::fs::create_dir_all(&so).unwrap();
+    std::fs::write(so.join("tiny"), "").unwrap();
+    let err = refused(
+        Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&so),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: --out {}: {} is a file, not a folder\n",
+            so.display(),
+            so.join("tiny").display()
+        )
+    );
+    let err = refused(&mut merge(bin, &shards, &so));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: {} is a file, not a folder\n",
+            so.join("tiny/runs.csv").display(),
+            so.join("tiny").display()
+        )
+    );
+
+    // 1e300 and 1e-300 as written, not with 300 digits.
+    let trace = dir.join("t.csv");
+    std::fs::write(
+        &trace,
+        "name,num_gpu,creation_time,deletion_time\na,1,0,5\n",
+    )
+    .unwrap();
+    let err = refused(
+        Command::new(bin)
+            .args([
+                "simulate",
+                "--preset",
+                "openb",
+                "--time-scale",
+                "1e300",
+                "--trace",
+            ])
+            .arg(&trace),
+    );
+    assert_eq!(
+        err,
+        "gpuclaim: error: --time-scale: the trace's last end times 1e300 is 1.388888888888889e297 hours, more than 1e6; set a horizon or a smaller scale\n"
+    );
+    let out = Command::new(bin)
+        .args(["simulate", "--horizon-hours", "1e-300"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "policy legacy | gpus 2 | seed 0 (run seed 12035550249420947055) | horizon 1e-300 h\n"
+        ),
+        "{text}"
+    );
+    std::fs::write(
+        &cfg,
+        TINY.to_string() + "takeover_mean_minutes = [-1e300]\n",
+    )
+    .unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:7:25: grid.takeover_mean_minutes: -1e300 is not a positive number of minutes\n",
+            cfg.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sets field `column` (from 0) of line `line` (1 = the header) of a CSV
+/// file without quotes.
+fn edit_field(path: &Path, line: usize, column: usize, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut fields: Vec<&str> = lines[line - 1].split(',').collect();
+    fields[column] = value;
+    lines[line - 1] = fields.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}

@@ -80,8 +80,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         sweep::check_shard(plan.runs(), (i, n))
             .map_err(|m| anyhow::anyhow!("--shard {i}/{n}: {m}"))?;
     }
-    // The outputs must have somewhere to go: checked before the runs.
-    gpuclaim::report::check_folder(&args.out)
+    // The outputs must have somewhere to go: checked before the runs, down
+    // to the folder they go in (OUT/NAME may be a file).
+    let dir = match args.shard {
+        Some((i, n)) => args.out.join(&plan.name).join(format!("shard-{i}-of-{n}")),
+        None => args.out.join(&plan.name),
+    };
+    gpuclaim::report::check_folder(&dir)
         .with_context(|| format!("--out {}", args.out.display()))?;
     let total = plan.runs();
     let mine = match args.shard {

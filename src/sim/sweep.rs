@@ -291,7 +291,8 @@ pub fn trace_horizon_within_limit(
     let hours = file.last_end() * time_scale / MINUTES_PER_HOUR;
     if horizon_hours.is_none() && hours > MAX_HORIZON_HOURS {
         return Err(format!(
-            "the trace's last end times {time_scale} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale"
+            "the trace's last end times {} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale",
+            number(time_scale)
         ));
     }
     Ok(())
@@ -540,9 +541,10 @@ impl Plan {
                 None => Ok(vec![default]),
                 Some(s) if s.get_ref().is_empty() => Err(empty(s.span(), key)),
                 Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
-                    Some(bad) => {
-                        Err(r.err(Some(s.span()), format!("grid.{key}: {bad} is not {what}")))
-                    }
+                    Some(bad) => Err(r.err(
+                        Some(s.span()),
+                        format!("grid.{key}: {} is not {what}", number(*bad)),
+                    )),
                     None => Ok(s.get_ref().clone()),
                 },
             };
@@ -1387,6 +1389,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
         let p = d.join("runs.csv");
         let mut r = csv::Reader::from_path(&p).map_err(csv_err(&p))?;
         let h = r.headers().map_err(csv_err(&p))?.clone();
+        // Else the next shard would be blamed for differing from it.
+        if h.iter().all(str::is_empty) {
+            return Err(SweepError::Merge(format!(
+                "{}: the file is empty; expected a shard's rows as `sweep --shard I/N` writes them (a header, then one row per run)",
+                p.display()
+            )));
+        }
         if let Some(prev) = &header {
             if *prev != h {
                 return Err(SweepError::Merge(format!(
@@ -1448,10 +1457,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
         check.row(run, &row, &at)?;
-        last_at = at;
         runs_csv.write_record(&row).map_err(csv_err(&runs_path))?;
         count_violations(&header, &row, &mut written.violations);
-        summarizer.push(&row).map_err(SweepError::Merge)?;
+        summarizer
+            .push(&row)
+            .map_err(|m| SweepError::Merge(format!("{at}: {m}")))?;
+        last_at = at;
     }
     for (p, records) in &mut readers {
         if records.next().is_some() {
