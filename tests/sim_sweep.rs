@@ -264,6 +264,48 @@ fn every_empty_grid_list_is_refused_as_empty() {
 }
 
 #[test]
+fn every_grid_list_refuses_a_value_listed_twice() {
+    for (key, values, shown, col) in [
+        ("gpus", "[2, 1, 2]", "2", 8),
+        ("arrival_per_hour", "[0.1, 0.10]", "0.1", 20),
+        ("lifetime_hours", "[inf, 3, inf]", "inf", 18),
+        ("on_hours", "[1, 1]", "1", 12),
+        ("off_hours", "[1.5, 1.5]", "1.5", 13),
+        ("provisioned_probability", "[0.5, 0.5]", "0.5", 27),
+        (
+            "kube_at_hours",
+            "[\"never\", 1, \"never\"]",
+            "\"never\"",
+            17,
+        ),
+        ("takeover_mean_minutes", "[30, 30.0]", "30", 25),
+    ] {
+        let e = config_error(&format!(
+            "name = \"x\"\nseeds = 1\n[grid]\n{key} = {values}\n"
+        ));
+        let (a, b) = if values.matches(',').count() == 2 {
+            (1, 3)
+        } else {
+            (1, 2)
+        };
+        assert_eq!(
+            e,
+            format!(
+                "cfg.toml:4:{col}: grid.{key} lists {shown} twice (items {a} and {b}); give each value once, or its grid points run twice"
+            )
+        );
+    }
+    // Policies point at the second one, as scenario files do.
+    let e = config_error(
+        "name = \"x\"\nseeds = 1\n[grid]\npolicies = [\"fixed\", \"legacy\", \"fixed\"]\n",
+    );
+    assert_eq!(
+        e,
+        "cfg.toml:4:32: grid.policies lists `fixed` twice (items 1 and 3); give each value once, or its grid points run twice"
+    );
+}
+
+#[test]
 fn confidence_interval_is_students_t() {
     // 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3) = 1.29099…, t(0.975, 3) =
     // 3.18245 (tables), half-width 3.18245 * 1.29099 / 2 = 2.05426.
@@ -370,6 +412,33 @@ columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "h
     assert!(
         e.contains("t.toml:4:") && e.contains("a poisson parameter"),
         "{e}"
+    );
+    // vm_size is the poisson VMs' size: a trace request has its own.
+    std::fs::write(&config, text.replace("[grid]\n", "vm_size = 1\n[grid]\n")).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:3:11: `vm_size` is a poisson parameter, but this sweep replays a [trace] (each request has its own GPUs)",
+            config.display()
+        )
+    );
+    std::fs::write(
+        &config,
+        text.replace("[grid]\n", "[grid]\ntrace_fraction = [0.5, 1, 0.5]\n"),
+    )
+    .unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:4:18: grid.trace_fraction lists 0.5 twice (items 1 and 3); give each value once, or its grid points run twice",
+            config.display()
+        )
     );
     let missing = text.replace("traces/jobs.csv", "traces/nope.csv");
     std::fs::write(&config, missing).unwrap();

@@ -249,6 +249,18 @@ fn one() -> f64 {
     1.0
 }
 
+/// The first value equal to an earlier one: `(earlier, later)` indices.
+fn first_repeat<K: Ord>(keys: impl IntoIterator<Item = K>) -> Option<(usize, usize)> {
+    let mut seen = BTreeMap::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        if let Some(&j) = seen.get(&k) {
+            return Some((j, i));
+        }
+        seen.insert(k, i);
+    }
+    None
+}
+
 /// The message for a poisson rate whose expected arrivals over the horizon
 /// pass [`MAX_EXPECTED_ARRIVALS`]; `what` names the setting.
 pub fn too_many_arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> String {
@@ -500,6 +512,13 @@ impl Plan {
             Some(s) => *s.get_ref(),
             None => assumed::VM_SLOTS,
         };
+        if let (Some(size), Some(_)) = (&raw.vm_size, &raw.trace) {
+            // A trace request asks for its own number of GPUs.
+            return Err(r.err(
+                Some(size.span()),
+                "`vm_size` is a poisson parameter, but this sweep replays a [trace] (each request has its own GPUs)",
+            ));
+        }
         let vm_size = raw
             .vm_size
             .as_ref()
@@ -536,6 +555,18 @@ impl Plan {
                 format!("grid.{key} is empty; give at least one value"),
             )
         };
+        // A value listed twice would run its grid points twice, as a
+        // scenario's policy listed twice would run twice: refused alike.
+        let repeated = |span: Range<usize>, key: &str, value: String, (a, b): (usize, usize)| {
+            r.err(
+                Some(span),
+                format!(
+                    "grid.{key} lists {value} twice (items {} and {}); give each value once, or its grid points run twice",
+                    a + 1,
+                    b + 1
+                ),
+            )
+        };
         let list =
             |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
                 None => Ok(vec![default]),
@@ -545,7 +576,13 @@ impl Plan {
                         Some(s.span()),
                         format!("grid.{key}: {} is not {what}", number(*bad)),
                     )),
-                    None => Ok(s.get_ref().clone()),
+                    // `+ 0.0`: -0 and 0 are one value.
+                    None => match first_repeat(s.get_ref().iter().map(|v| (v + 0.0).to_bits())) {
+                        Some((a, b)) => {
+                            Err(repeated(s.span(), key, number(s.get_ref()[b]), (a, b)))
+                        }
+                        None => Ok(s.get_ref().clone()),
+                    },
                 },
             };
         let positive = |v: f64| v > 0.0 && !v.is_nan();
@@ -560,6 +597,10 @@ impl Plan {
                         Some(s.span()),
                         format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
                     ));
+                }
+                if let Some((a, b)) = first_repeat(s.get_ref().iter()) {
+                    let value = s.get_ref()[b].to_string();
+                    return Err(repeated(s.span(), "gpus", value, (a, b)));
                 }
                 s.get_ref().clone()
             }
@@ -576,7 +617,12 @@ impl Plan {
                 if s.get_ref().is_empty() {
                     return Err(empty(s.span(), "policies"));
                 }
-                for p in s.get_ref() {
+                let list = s.get_ref();
+                if let Some((a, b)) = first_repeat(list.iter().map(|p| p.get_ref())) {
+                    let value = format!("`{}`", list[b].get_ref());
+                    return Err(repeated(list[b].span(), "policies", value, (a, b)));
+                }
+                for p in list {
                     if !registry.contains(p.get_ref()) {
                         return Err(r.err(
                             Some(p.span()),
@@ -605,6 +651,11 @@ impl Plan {
                         Some(s.span()),
                         "grid.kube_at_hours: hours of 0 or more, or \"never\"",
                     ));
+                }
+                let keys = s.get_ref().iter().map(|k| k.0.map(|h| (h + 0.0).to_bits()));
+                if let Some((a, b)) = first_repeat(keys) {
+                    let value = s.get_ref()[b].0.map_or("\"never\"".to_string(), number);
+                    return Err(repeated(s.span(), "kube_at_hours", value, (a, b)));
                 }
                 s.get_ref().iter().map(|k| k.0).collect()
             }
