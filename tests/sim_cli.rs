@@ -983,3 +983,39 @@ fn edit_field(path: &Path, line: usize, column: usize, value: &str) {
     lines[line - 1] = fields.join(",");
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
+
+#[test]
+fn sweep_durations_take_never_as_simulate_does() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("never");
+    let cfg = dir.join("never.toml");
+    std::fs::write(
+        &cfg,
+        TINY.to_string()
+            + "arrival_per_hour = [10]\n[durations]\nstart = \"never\"\ncreate = \"never\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .arg("sweep")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No create ever ends: every run's VMs stay creating.
+    let runs = std::fs::read_to_string(dir.join("tiny/runs.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(runs.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for r in rows.records() {
+        let r = r.unwrap();
+        assert_ne!(&r[col("arrivals")], "0", "{runs}");
+        assert_eq!(&r[col("vm_hours_running")], "0", "{runs}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -263,6 +263,88 @@ fn every_empty_grid_list_is_refused_as_empty() {
     }
 }
 
+/// Numbers in a sweep file are refused in plain words, not serde's
+/// (`invalid type: string "inf", expected f64`).
+#[test]
+fn numbers_of_the_wrong_kind_are_refused_in_plain_words() {
+    for (line, message) in [
+        (
+            "seeds = 1.5",
+            "cfg.toml:2:9: `1.5` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "seeds = -2",
+            "cfg.toml:2:9: `-2` is negative; expected a whole number, 0 or more",
+        ),
+        (
+            "seeds = 5000000000",
+            "cfg.toml:2:9: `seeds` must be 1 to 4294967295",
+        ),
+        (
+            "seeds = \"3\"",
+            "cfg.toml:2:9: \"3\" is text; expected a whole number (without quotes)",
+        ),
+    ] {
+        assert_eq!(config_error(&format!("name = \"x\"\n{line}\n")), message);
+    }
+    for (line, message) in [
+        (
+            "master_seed = -1",
+            "cfg.toml:3:15: `-1` is negative; expected a whole number, 0 or more",
+        ),
+        (
+            "horizon_hours = \"inf\"",
+            "cfg.toml:3:17: \"inf\" is text; write inf without quotes (TOML's infinity)",
+        ),
+        (
+            "vm_slots = 2.5",
+            "cfg.toml:3:12: `2.5` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "[grid]\nlifetime_hours = [\"inf\"]",
+            "cfg.toml:4:19: \"inf\" is text; write inf without quotes (TOML's infinity)",
+        ),
+        (
+            "[grid]\non_hours = [\"8\"]",
+            "cfg.toml:4:13: \"8\" is text; expected a number (without quotes)",
+        ),
+        (
+            "[grid]\ngpus = [2.0]",
+            "cfg.toml:4:9: `2.0` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "[grid]\noff_hours = [true]",
+            "cfg.toml:4:14: `true` is not a number",
+        ),
+        (
+            "[durations]\ncreate = { exp = \"5\" }",
+            "cfg.toml:4:18: \"5\" is text; expected a number (without quotes)",
+        ),
+        (
+            "[durations]\ncreate = \"soon\"",
+            "cfg.toml:4:10: \"soon\": expected minutes as a number, \"never\", or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }",
+        ),
+    ] {
+        assert_eq!(
+            config_error(&format!("name = \"x\"\nseeds = 1\n{line}\n")),
+            message
+        );
+    }
+    // Bare inf is TOML's infinity: VMs that live for ever.
+    let p = plan("name = \"x\"\nseeds = 1\n[grid]\nlifetime_hours = [inf]\n");
+    assert!(matches!(
+        p.points[0].workload,
+        sweep::PointWorkload::Poisson { lifetime_hours, .. } if lifetime_hours == f64::INFINITY
+    ));
+}
+
+#[test]
+fn durations_accept_never_as_simulate_does() {
+    let p = plan("name = \"x\"\nseeds = 1\n[durations]\nstart = \"never\"\nconfigure = 0\n");
+    assert_eq!(p.durations.start, gpuclaim::sim::Dist::Never);
+    assert_eq!(p.durations.configure, gpuclaim::sim::Dist::Const(0.0));
+}
+
 #[test]
 fn every_grid_list_refuses_a_value_listed_twice() {
     for (key, values, shown, col) in [

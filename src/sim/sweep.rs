@@ -99,8 +99,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
     }
 }
 
-/// A duration as written in a configuration: a number (a constant), or a
-/// table `{ uniform = [LOW, HIGH] }`, `{ exp = MEAN }`, `{ const = V }`.
+/// A duration as written in a configuration: a number (a constant),
+/// `"never"` (the operation never ends, as `simulate --create-minutes
+/// never`), or a table `{ uniform = [LOW, HIGH] }`, `{ exp = MEAN }`,
+/// `{ const = V }`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DistSpec(pub Dist);
 
@@ -110,7 +112,17 @@ impl<'de> Deserialize<'de> for DistSpec {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = DistSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("minutes as a number, or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }")
+                f.write_str(DIST_FORMS)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DistSpec, E> {
+                if v == "never" {
+                    Ok(DistSpec(Dist::Never))
+                } else {
+                    Err(E::custom(format!("\"{v}\": expected {DIST_FORMS}")))
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<DistSpec, E> {
+                Err(E::custom(format!("`{v}`: expected {DIST_FORMS}")))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DistSpec, E> {
                 Ok(DistSpec(Dist::Const(v as f64)))
@@ -133,11 +145,11 @@ impl<'de> Deserialize<'de> for DistSpec {
                 };
                 let dist = match key.as_str() {
                     "uniform" => {
-                        let [lo, hi]: [f64; 2] = map.next_value()?;
-                        Dist::Uniform(lo, hi)
+                        let [lo, hi]: [Num; 2] = map.next_value()?;
+                        Dist::Uniform(lo.0, hi.0)
                     }
-                    "exp" => Dist::Exp(map.next_value()?),
-                    "const" => Dist::Const(map.next_value()?),
+                    "exp" => Dist::Exp(map.next_value::<Num>()?.0),
+                    "const" => Dist::Const(map.next_value::<Num>()?.0),
                     other => {
                         return Err(A::Error::custom(format!(
                             "unknown distribution `{other}`; expected uniform, exp or const"
@@ -150,6 +162,92 @@ impl<'de> Deserialize<'de> for DistSpec {
                     )));
                 }
                 Ok(DistSpec(dist))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The forms of a duration, for messages.
+const DIST_FORMS: &str =
+    "minutes as a number, \"never\", or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }";
+
+/// A number in a configuration: a TOML integer or float (`inf` included).
+/// Its own messages instead of serde's (`invalid type: string "inf",
+/// expected f64`): text in quotes is named as such, with the fix for
+/// `"inf"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Num(pub f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+                let word = v.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+                Err(E::custom(if word == "inf" || word == "infinity" {
+                    format!("\"{v}\" is text; write inf without quotes (TOML's infinity)")
+                } else {
+                    format!("\"{v}\" is text; expected a number (without quotes)")
+                }))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Num, E> {
+                Err(E::custom(format!("`{v}` is not a number")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole number of 0 or more in a configuration, with plain messages
+/// (serde says `invalid value: integer `-1`, expected u32`); each key
+/// checks its own range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Whole(pub u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v).map(Whole).map_err(|_| {
+                    E::custom(format!(
+                        "`{v}` is negative; expected a whole number, 0 or more"
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                Err(E::custom(format!(
+                    "`{v:?}` is not a whole number; expected one without a decimal point"
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Whole, E> {
+                Err(E::custom(format!(
+                    "\"{v}\" is text; expected a whole number (without quotes)"
+                )))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Whole, E> {
+                Err(E::custom(format!("`{v}` is not a whole number")))
             }
         }
         d.deserialize_any(V)
@@ -195,12 +293,12 @@ type List<T> = Option<Spanned<Vec<T>>>;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     name: Spanned<String>,
-    seeds: Spanned<u32>,
+    seeds: Spanned<Whole>,
     #[serde(default)]
-    master_seed: u64,
-    horizon_hours: Option<Spanned<f64>>,
-    vm_slots: Option<Spanned<usize>>,
-    vm_size: Option<Spanned<u8>>,
+    master_seed: Option<Whole>,
+    horizon_hours: Option<Spanned<Num>>,
+    vm_slots: Option<Spanned<Whole>>,
+    vm_size: Option<Spanned<Whole>>,
     #[serde(default)]
     grid: RawGrid,
     #[serde(default)]
@@ -211,16 +309,16 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawGrid {
-    gpus: List<u8>,
+    gpus: List<Whole>,
     policies: List<Spanned<String>>,
-    arrival_per_hour: List<f64>,
-    lifetime_hours: List<f64>,
-    on_hours: List<f64>,
-    off_hours: List<f64>,
-    provisioned_probability: List<f64>,
+    arrival_per_hour: List<Num>,
+    lifetime_hours: List<Num>,
+    on_hours: List<Num>,
+    off_hours: List<Num>,
+    provisioned_probability: List<Num>,
     kube_at_hours: List<KubeAt>,
-    takeover_mean_minutes: List<f64>,
-    trace_fraction: List<f64>,
+    takeover_mean_minutes: List<Num>,
+    trace_fraction: List<Num>,
 }
 
 #[derive(Deserialize, Default)]
@@ -240,13 +338,13 @@ struct RawTrace {
     preset: Option<Spanned<String>>,
     columns: Option<Columns>,
     #[serde(default = "one")]
-    time_scale: f64,
+    time_scale: Num,
     #[serde(default)]
     skip_bad: bool,
 }
 
-fn one() -> f64 {
-    1.0
+fn one() -> Num {
+    Num(1.0)
 }
 
 /// The first value equal to an earlier one: `(earlier, later)` indices.
@@ -490,11 +588,17 @@ impl Plan {
         if !valid_name(name) {
             return Err(r.err(Some(raw.name.span()), NAME_RULE));
         }
-        if *raw.seeds.get_ref() == 0 {
-            return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
-        }
+        let seeds = match raw.seeds.get_ref().0 {
+            0 => return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more")),
+            n => u32::try_from(n).map_err(|_| {
+                r.err(
+                    Some(raw.seeds.span()),
+                    format!("`seeds` must be 1 to {}", u32::MAX),
+                )
+            })?,
+        };
         let horizon_hours = match &raw.horizon_hours {
-            Some(h) if !(*h.get_ref() > 0.0 && *h.get_ref() <= MAX_HORIZON_HOURS) => {
+            Some(h) if !(h.get_ref().0 > 0.0 && h.get_ref().0 <= MAX_HORIZON_HOURS) => {
                 return Err(r.err(
                     Some(h.span()),
                     format!(
@@ -502,14 +606,14 @@ impl Plan {
                     ),
                 ));
             }
-            Some(h) => Some(*h.get_ref()),
+            Some(h) => Some(h.get_ref().0),
             None => None,
         };
         let vm_slots = match &raw.vm_slots {
-            Some(s) if !(1..=MAX_VMS).contains(s.get_ref()) => {
+            Some(s) if !(1..=MAX_VMS as u64).contains(&s.get_ref().0) => {
                 return Err(r.err(Some(s.span()), format!("`vm_slots` must be 1 to {MAX_VMS}")));
             }
-            Some(s) => *s.get_ref(),
+            Some(s) => s.get_ref().0 as usize,
             None => assumed::VM_SLOTS,
         };
         if let (Some(size), Some(_)) = (&raw.vm_size, &raw.trace) {
@@ -519,10 +623,11 @@ impl Plan {
                 "`vm_size` is a poisson parameter, but this sweep replays a [trace] (each request has its own GPUs)",
             ));
         }
+        // Checked against the grid's devices below.
         let vm_size = raw
             .vm_size
             .as_ref()
-            .map_or(assumed::VM_SIZE, |s| *s.get_ref());
+            .map_or(u64::from(assumed::VM_SIZE), |s| s.get_ref().0);
         let mut durations = Durations::ASSUMED;
         for (slot, raw_d, key) in [
             (&mut durations.create, &raw.durations.create, "create"),
@@ -567,24 +672,31 @@ impl Plan {
                 ),
             )
         };
-        let list =
-            |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
-                None => Ok(vec![default]),
-                Some(s) if s.get_ref().is_empty() => Err(empty(s.span(), key)),
-                Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
-                    Some(bad) => Err(r.err(
-                        Some(s.span()),
-                        format!("grid.{key}: {} is not {what}", number(*bad)),
-                    )),
-                    // `+ 0.0`: -0 and 0 are one value.
-                    None => match first_repeat(s.get_ref().iter().map(|v| (v + 0.0).to_bits())) {
-                        Some((a, b)) => {
-                            Err(repeated(s.span(), key, number(s.get_ref()[b]), (a, b)))
-                        }
-                        None => Ok(s.get_ref().clone()),
-                    },
-                },
+        let list = |l: &List<Num>,
+                    key: &str,
+                    default: f64,
+                    check: fn(f64) -> bool,
+                    what: &str|
+         -> Result<Vec<f64>, SweepError> {
+            let Some(s) = l else {
+                return Ok(vec![default]);
             };
+            let values: Vec<f64> = s.get_ref().iter().map(|v| v.0).collect();
+            if values.is_empty() {
+                return Err(empty(s.span(), key));
+            }
+            if let Some(bad) = values.iter().find(|v| !check(**v)) {
+                return Err(r.err(
+                    Some(s.span()),
+                    format!("grid.{key}: {} is not {what}", number(*bad)),
+                ));
+            }
+            // `+ 0.0`: -0 and 0 are one value.
+            if let Some((a, b)) = first_repeat(values.iter().map(|v| (v + 0.0).to_bits())) {
+                return Err(repeated(s.span(), key, number(values[b]), (a, b)));
+            }
+            Ok(values)
+        };
         let positive = |v: f64| v > 0.0 && !v.is_nan();
         let non_negative = |v: f64| v >= 0.0 && !v.is_nan();
         let probability = |v: f64| (0.0..=1.0).contains(&v);
@@ -592,20 +704,23 @@ impl Plan {
             None => vec![2],
             Some(s) if s.get_ref().is_empty() => return Err(empty(s.span(), "gpus")),
             Some(s) => {
-                if s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n)) {
+                if s.get_ref()
+                    .iter()
+                    .any(|n| !(1..=u64::from(MAX_GPUS)).contains(&n.0))
+                {
                     return Err(r.err(
                         Some(s.span()),
                         format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
                     ));
                 }
                 if let Some((a, b)) = first_repeat(s.get_ref().iter()) {
-                    let value = s.get_ref()[b].to_string();
+                    let value = s.get_ref()[b].0.to_string();
                     return Err(repeated(s.span(), "gpus", value, (a, b)));
                 }
-                s.get_ref().clone()
+                s.get_ref().iter().map(|n| n.0 as u8).collect::<Vec<u8>>()
             }
         };
-        if vm_size > *gpus.iter().min().unwrap_or(&1) {
+        if vm_size > u64::from(*gpus.iter().min().unwrap_or(&1)) {
             return Err(r.err(
                 raw.vm_size.as_ref().map(|s| s.span()),
                 format!("`vm_size` {vm_size} is more than a device of the grid has"),
@@ -685,6 +800,7 @@ impl Plan {
                     }
                 }
                 let t = t.get_ref();
+                let time_scale = t.time_scale.0;
                 let columns = match (&t.preset, &t.columns) {
                     (Some(p), None) => Columns::preset(p.get_ref()).ok_or_else(|| {
                         r.err(
@@ -700,7 +816,7 @@ impl Plan {
                         ));
                     }
                 };
-                if !positive(t.time_scale) || !t.time_scale.is_finite() {
+                if !positive(time_scale) || !time_scale.is_finite() {
                     return Err(r.err(
                         Some(t.path.span()),
                         "trace.time_scale must be a positive number",
@@ -709,8 +825,7 @@ impl Plan {
                 let base = path.parent().unwrap_or(Path::new("."));
                 let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
                     .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
-                if let Err(message) = trace_horizon_within_limit(&file, t.time_scale, horizon_hours)
-                {
+                if let Err(message) = trace_horizon_within_limit(&file, time_scale, horizon_hours) {
                     return Err(r.err(Some(t.path.span()), format!("trace.time_scale: {message}")));
                 }
                 let fractions = list(
@@ -727,7 +842,7 @@ impl Plan {
                 (
                     Some(TraceSpec {
                         file: Arc::new(file),
-                        time_scale: t.time_scale,
+                        time_scale,
                     }),
                     w,
                 )
@@ -835,11 +950,12 @@ impl Plan {
         }
         Ok(Plan {
             name: name.clone(),
-            seeds: *raw.seeds.get_ref(),
-            master_seed: raw.master_seed,
+            seeds,
+            master_seed: raw.master_seed.map_or(0, |w| w.0),
             horizon_hours,
             vm_slots,
-            vm_size,
+            // At most the smallest device's GPUs (checked above): at most 8.
+            vm_size: vm_size as u8,
             durations,
             trace,
             points,
