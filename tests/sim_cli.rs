@@ -224,12 +224,22 @@ fn io_and_csv_errors_are_printed_once_with_file_and_line() {
         format!("gpuclaim: error: {}: {reason}\n", missing_csv.display())
     );
     let not_utf8 = dir.join("latin1.toml");
-    std::fs::write(&not_utf8, b"name = \"caf\xe9\"\n").unwrap();
+    // Where the first bad byte is, as scenario files say it.
+    std::fs::write(&not_utf8, b"seeds = 1\nname = \"caf\xe9\"\n").unwrap();
     let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
     assert_eq!(
         err,
         format!(
-            "gpuclaim: error: {}: stream did not contain valid UTF-8\n",
+            "gpuclaim: error: {}:2:12: not valid UTF-8: byte 0xE9 (byte offset 21); a sweep file is UTF-8 text\n",
+            not_utf8.display()
+        )
+    );
+    std::fs::write(&not_utf8, b"name = \"caf\xc3").unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:1:12: not valid UTF-8: the file ends inside a character (byte offset 11); a sweep file is UTF-8 text\n",
             not_utf8.display()
         )
     );

@@ -574,8 +574,39 @@ impl Plan {
     /// Reads a sweep configuration file. A trace it names is read too, its
     /// path relative to the configuration file.
     pub fn load(path: &Path, registry: &Registry) -> Result<Plan, SweepError> {
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        Self::parse(path, &text, registry)
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        Self::parse_bytes(path, &bytes, registry)
+    }
+
+    /// As [`Plan::load`], from bytes already read: text that is not UTF-8
+    /// is refused at its first invalid byte (line, column and byte
+    /// offset), as scenario files are, then the text goes to
+    /// [`Plan::parse`].
+    pub fn parse_bytes(path: &Path, bytes: &[u8], registry: &Registry) -> Result<Plan, SweepError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse(path, text, registry),
+            Err(e) => {
+                // The text before the bad byte is valid, so its line and
+                // column are counted like those of any other error.
+                let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
+                let at = e.valid_up_to();
+                let what = match (e.error_len(), bytes.get(at)) {
+                    (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
+                    _ => "the file ends inside a character".to_string(),
+                };
+                let shown = path.display().to_string();
+                let r = Reader {
+                    file: &shown,
+                    text: valid,
+                };
+                Err(r.err(
+                    Some(at..at),
+                    format!(
+                        "not valid UTF-8: {what} (byte offset {at}); a sweep file is UTF-8 text"
+                    ),
+                ))
+            }
+        }
     }
 
     /// As [`Plan::load`], from text already read.
