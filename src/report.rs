@@ -205,12 +205,21 @@ fn follow_links(path: &Path) -> io::Result<PathBuf> {
     Err(io::Error::other("too many levels of symbolic links"))
 }
 
-/// Creates folder `dir` (and its parents) unless it exists; an error that
-/// says so when `dir`, or a parent, is a file.
+/// Creates folder `dir` (and its parents) unless it exists; when `dir`, or
+/// a parent, is a file, an error naming that file.
 fn create_folder(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists || e.kind() == io::ErrorKind::NotADirectory {
-            io::Error::new(e.kind(), "is a file (or lies under one), not a folder")
+            let in_the_way = dir.ancestors().find(|a| {
+                !a.as_os_str().is_empty() && std::fs::metadata(a).is_ok_and(|m| !m.is_dir())
+            });
+            match in_the_way {
+                Some(file) => io::Error::new(
+                    e.kind(),
+                    format!("{} is a file, not a folder", file.display()),
+                ),
+                None => io::Error::new(e.kind(), "is a file (or lies under one), not a folder"),
+            }
         } else {
             e
         }

@@ -127,6 +127,13 @@ fn links_devices_pipes_and_folders_are_not_replaced() {
             .to_string(),
         format!("{} is a file, not a folder", d.join("afile").display())
     );
+    // Writing names the file in the way, not just the path it wanted.
+    assert_eq!(
+        write_atomic(&d.join("afile").join("cx").join("x.csv"), b"x")
+            .unwrap_err()
+            .to_string(),
+        format!("{} is a file, not a folder", d.join("afile").display())
+    );
     // Checking creates nothing.
     check_folder(&d.join("new").join("deeper")).unwrap();
     check_file(&d.join("new2").join("x.csv")).unwrap();

@@ -224,12 +224,22 @@ fn io_and_csv_errors_are_printed_once_with_file_and_line() {
         format!("gpuclaim: error: {}: {reason}\n", missing_csv.display())
     );
     let not_utf8 = dir.join("latin1.toml");
-    std::fs::write(&not_utf8, b"name = \"caf\xe9\"\n").unwrap();
+    // Where the first bad byte is, as scenario files say it.
+    std::fs::write(&not_utf8, b"seeds = 1\nname = \"caf\xe9\"\n").unwrap();
     let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
     assert_eq!(
         err,
         format!(
-            "gpuclaim: error: {}: stream did not contain valid UTF-8\n",
+            "gpuclaim: error: {}:2:12: not valid UTF-8: byte 0xE9 (byte offset 21); a sweep file is UTF-8 text\n",
+            not_utf8.display()
+        )
+    );
+    std::fs::write(&not_utf8, b"name = \"caf\xc3").unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&not_utf8));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:1:12: not valid UTF-8: the file ends inside a character (byte offset 11); a sweep file is UTF-8 text\n",
             not_utf8.display()
         )
     );
@@ -588,4 +598,435 @@ fn bad_durations_say_what_was_expected() {
             "{value}"
         );
     }
+}
+
+/// Runs `gpuclaim sweep CFG --out OUT --shard I/N` for each shard, which
+/// must succeed.
+fn sweep_shards(bin: &str, cfg: &Path, out: &Path, shards: &[&str]) {
+    for shard in shards {
+        let out = Command::new(bin)
+            .arg("sweep")
+            .arg(cfg)
+            .args(["--shard", shard, "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shard}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `gpuclaim merge SHARDS... --out OUT`.
+fn merge(bin: &str, shards: &[PathBuf], out: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("merge").args(shards).arg("--out").arg(out);
+    cmd
+}
+
+#[test]
+fn shard_counts_are_bounded_by_the_runs_and_manifests_checked_before_use() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("shardcount");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    // 2 runs: a third shard would be empty, and N = 2^32 made merge ask for
+    // 96 GiB.
+    for n in ["3", "4294967296"] {
+        let err = refused(
+            Command::new(bin)
+                .arg("sweep")
+                .arg(&cfg)
+                .args(["--shard", &format!("0/{n}"), "--out"])
+                .arg(&dir),
+        );
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: --shard 0/{n}: N is more than the sweep's 2 runs; use at most 2 shards\n"
+            )
+        );
+    }
+    sweep_shards(bin, &cfg, &dir, &["0/2", "1/2"]);
+    let shards = [dir.join("tiny/shard-0-of-2"), dir.join("tiny/shard-1-of-2")];
+    let manifests = shards.clone().map(|s| s.join("manifest.toml"));
+    let original = std::fs::read_to_string(&manifests[0]).unwrap();
+    assert!(original.contains("\nshards = 2\n"), "{original}");
+    for (edit, message) in [
+        (
+            original.replace("shards = 2", "shards = 18446744073709551615"),
+            "shards = 18446744073709551615, but a sweep of 2 runs has 1 to 2 shards",
+        ),
+        (
+            original.replace("shards = 2", "shards = 0"),
+            "shards = 0, but a sweep of 2 runs has 1 to 2 shards",
+        ),
+        (
+            original.replace("shard = 0", "shard = 2"),
+            "shard = 2, but shards = 2: expected 0 to 1",
+        ),
+    ] {
+        std::fs::write(&manifests[0], &edit).unwrap();
+        let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+        assert_eq!(
+            err,
+            format!("gpuclaim: error: {}: {message}\n", manifests[0].display()),
+            "{edit}"
+        );
+    }
+    std::fs::write(&manifests[0], &original).unwrap();
+
+    // A name that leaves --out, in both manifests, is refused as sweep
+    // refuses it, and nothing is written.
+    let outside = dir.join("outside");
+    for name in [
+        "../../outside/evil".to_string(),
+        outside.join("abs").display().to_string(),
+    ] {
+        for m in &manifests {
+            let text = std::fs::read_to_string(m).unwrap();
+            let start = text.find("name = ").unwrap();
+            let end = start + text[start..].find('\n').unwrap();
+            let edited = format!("{}name = {name:?}{}", &text[..start], &text[end..]);
+            std::fs::write(m, edited).unwrap();
+        }
+        let err = refused(&mut merge(bin, &shards, &dir.join("merged/a")));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}: name = {name:?}: `name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`\n",
+                manifests[0].display()
+            )
+        );
+        assert!(!outside.exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `fingerprint` a shard's manifest records.
+fn fingerprint_of(shard: &Path) -> String {
+    let text = std::fs::read_to_string(shard.join("manifest.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fingerprint = "))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"));
+    line["fingerprint = ".len()..].trim_matches('"').to_string()
+}
+
+#[test]
+fn merge_refuses_shards_of_different_configurations() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("fingerprint");
+    let cfg = dir.join("tiny.toml");
+    let text = TINY.replace("seeds = 1", "seeds = 2");
+    std::fs::write(&cfg, &text).unwrap();
+    sweep_shards(bin, &cfg, &dir.join("a"), &["0/2", "1/2"]);
+    let a0 = dir.join("a/tiny/shard-0-of-2");
+    let merged = Command::new(bin)
+        .arg("merge")
+        .arg(&a0)
+        .arg(dir.join("a/tiny/shard-1-of-2"))
+        .arg("--out")
+        .arg(dir.join("merged"))
+        .output()
+        .unwrap();
+    assert!(merged.status.success());
+    // Same name, runs and shards; another master seed, or another horizon:
+    // the rows would mix two sweeps' results.
+    for (i, edit) in [
+        text.replace("seeds = 2\n", "seeds = 2\nmaster_seed = 5\n"),
+        text.replace("horizon_hours = 1", "horizon_hours = 2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(&cfg, edit).unwrap();
+        let out = dir.join(format!("b{i}"));
+        sweep_shards(bin, &cfg, &out, &["1/2"]);
+        let b1 = out.join("tiny/shard-1-of-2");
+        let err = refused(&mut merge(bin, &[a0.clone(), b1.clone()], &dir.join("bad")));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {} and {}: shards of `tiny` run with different configurations (fingerprints {} and {}); every shard must come from the same sweep file and trace\n",
+                a0.display(),
+                b1.display(),
+                fingerprint_of(&a0),
+                fingerprint_of(&b1)
+            )
+        );
+        assert!(!dir.join("bad").exists());
+    }
+    // A manifest of an older version, without a fingerprint.
+    let manifest = a0.join("manifest.toml");
+    let old: String = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("fingerprint"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&manifest, old).unwrap();
+    let err = refused(&mut merge(
+        bin,
+        &[a0.clone(), dir.join("a/tiny/shard-1-of-2")],
+        &dir.join("bad"),
+    ));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again\n",
+            manifest.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trace_errors_name_the_physical_line_and_unclosed_quotes() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("tracelines");
+    let trace = dir.join("t.csv");
+    let simulate = |flags: &[&str]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["simulate", "--preset", "openb"])
+            .args(flags)
+            .arg("--trace")
+            .arg(&trace);
+        cmd
+    };
+    let header = "name,num_gpu,creation_time,deletion_time";
+    // Blank lines before a bad row: csv's record position is where reading
+    // began (line 2, or line 1 at a CRLF header's `\n`), not the row's line.
+    for eol in ["\n", "\r\n"] {
+        std::fs::write(&trace, [header, "", "", "", "b,1,zero,5", ""].join(eol)).unwrap();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:5: `creation_time` is `zero`; expected a time (a number, in the trace's unit)\n",
+                trace.display()
+            ),
+            "{eol:?}"
+        );
+        // --skip-bad lists the same lines.
+        std::fs::write(
+            &trace,
+            ["", header, "a,1,0,5", "", "b,1,zero,5", "", "", "c,x,0,5"].join(eol),
+        )
+        .unwrap();
+        let out = simulate(&["--skip-bad"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let shown = trace.display();
+        assert!(
+            text.contains(&format!(
+                "  bad row: {shown}:5: `creation_time` is `zero`; expected a time (a number, in the trace's unit)\n  bad row: {shown}:8: `num_gpu` is `x`;"
+            )),
+            "{eol:?}: {text}"
+        );
+        // A header after blank lines is named at its line.
+        std::fs::write(&trace, ["", "", "name,num_gpu", "a,1"].join(eol)).unwrap();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:3: no column `creation_time` (start time); the header has: name,num_gpu\n",
+                trace.display()
+            )
+        );
+    }
+    // A quote never closed swallowed the rest of the file: it read as a row
+    // of 1 field, or (closing the last field's quote) as a good row.
+    for text in [
+        format!("{header}\n\"p1,1,0,3600\n"),
+        format!("{header}\np0,1,0,5\np1,1,0,\"3600\n"),
+    ] {
+        std::fs::write(&trace, &text).unwrap();
+        let line = text.lines().count();
+        let err = refused(&mut simulate(&[]));
+        assert_eq!(
+            err,
+            format!(
+                "gpuclaim: error: {}:{line}: malformed row: a `\"` opens a quoted field that is never closed, so the rest of the file was read into it\n",
+                trace.display()
+            ),
+            "{text}"
+        );
+    }
+    // Quotes that close, doubled quotes and a quote inside a field are fine.
+    std::fs::write(
+        &trace,
+        format!("{header}\n\"p,\"\"1\"\"\",1,0,\"3600\"\nq\"r,1,0,5"),
+    )
+    .unwrap();
+    let out = simulate(&[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn messages_name_the_file_in_the_way_and_print_numbers_short() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("messages");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    sweep_shards(bin, &cfg, &dir, &["0/2", "1/2"]);
+    let shards = [dir.join("tiny/shard-0-of-2"), dir.join("tiny/shard-1-of-2")];
+    let runs = shards[0].join("runs.csv");
+    let original = std::fs::read_to_string(&runs).unwrap();
+
+    // An empty first shard: the second was blamed for differing from it.
+    std::fs::write(&runs, "").unwrap();
+    let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: the file is empty; expected a shard's rows as `sweep --shard I/N` writes them (a header, then one row per run)\n",
+            runs.display()
+        )
+    );
+    // A metric that is not a number: named with its file, line and column.
+    std::fs::write(&runs, &original).unwrap();
+    edit_field(&runs, 2, 15, "abc");
+    let err = refused(&mut merge(bin, &shards, &dir.join("merged")));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:2: run 0: `arrivals` is `abc`; expected a number\n",
+            runs.display()
+        )
+    );
+    std::fs::write(&runs, &original).unwrap();
+
+    // OUT/NAME is a file: that file is named, by sweep before it runs and
+    // by merge.
+    let so = dir.join("so");
+    std::fs::create_dir_all(&so).unwrap();
+    std::fs::write(so.join("tiny"), "").unwrap();
+    let err = refused(
+        Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&so),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: --out {}: {} is a file, not a folder\n",
+            so.display(),
+            so.join("tiny").display()
+        )
+    );
+    let err = refused(&mut merge(bin, &shards, &so));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}: {} is a file, not a folder\n",
+            so.join("tiny/runs.csv").display(),
+            so.join("tiny").display()
+        )
+    );
+
+    // 1e300 and 1e-300 as written, not with 300 digits.
+    let trace = dir.join("t.csv");
+    std::fs::write(
+        &trace,
+        "name,num_gpu,creation_time,deletion_time\na,1,0,5\n",
+    )
+    .unwrap();
+    let err = refused(
+        Command::new(bin)
+            .args([
+                "simulate",
+                "--preset",
+                "openb",
+                "--time-scale",
+                "1e300",
+                "--trace",
+            ])
+            .arg(&trace),
+    );
+    assert_eq!(
+        err,
+        "gpuclaim: error: --time-scale: the trace's last end times 1e300 is 1.388888888888889e297 hours, more than 1e6; set a horizon or a smaller scale\n"
+    );
+    let out = Command::new(bin)
+        .args(["simulate", "--horizon-hours", "1e-300"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "policy legacy | gpus 2 | seed 0 (run seed 12035550249420947055) | horizon 1e-300 h\n"
+        ),
+        "{text}"
+    );
+    std::fs::write(
+        &cfg,
+        TINY.to_string() + "takeover_mean_minutes = [-1e300]\n",
+    )
+    .unwrap();
+    let err = refused(Command::new(bin).arg("sweep").arg(&cfg));
+    assert_eq!(
+        err,
+        format!(
+            "gpuclaim: error: {}:7:25: grid.takeover_mean_minutes: -1e300 is not a positive number of minutes\n",
+            cfg.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sets field `column` (from 0) of line `line` (1 = the header) of a CSV
+/// file without quotes.
+fn edit_field(path: &Path, line: usize, column: usize, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut fields: Vec<&str> = lines[line - 1].split(',').collect();
+    fields[column] = value;
+    lines[line - 1] = fields.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn sweep_durations_take_never_as_simulate_does() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("never");
+    let cfg = dir.join("never.toml");
+    std::fs::write(
+        &cfg,
+        TINY.to_string()
+            + "arrival_per_hour = [10]\n[durations]\nstart = \"never\"\ncreate = \"never\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .arg("sweep")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No create ever ends: every run's VMs stay creating.
+    let runs = std::fs::read_to_string(dir.join("tiny/runs.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(runs.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for r in rows.records() {
+        let r = r.unwrap();
+        assert_ne!(&r[col("arrivals")], "0", "{runs}");
+        assert_eq!(&r[col("vm_hours_running")], "0", "{runs}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -263,6 +263,130 @@ fn every_empty_grid_list_is_refused_as_empty() {
     }
 }
 
+/// Numbers in a sweep file are refused in plain words, not serde's
+/// (`invalid type: string "inf", expected f64`).
+#[test]
+fn numbers_of_the_wrong_kind_are_refused_in_plain_words() {
+    for (line, message) in [
+        (
+            "seeds = 1.5",
+            "cfg.toml:2:9: `1.5` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "seeds = -2",
+            "cfg.toml:2:9: `-2` is negative; expected a whole number, 0 or more",
+        ),
+        (
+            "seeds = 5000000000",
+            "cfg.toml:2:9: `seeds` must be 1 to 4294967295",
+        ),
+        (
+            "seeds = \"3\"",
+            "cfg.toml:2:9: \"3\" is text; expected a whole number (without quotes)",
+        ),
+    ] {
+        assert_eq!(config_error(&format!("name = \"x\"\n{line}\n")), message);
+    }
+    for (line, message) in [
+        (
+            "master_seed = -1",
+            "cfg.toml:3:15: `-1` is negative; expected a whole number, 0 or more",
+        ),
+        (
+            "horizon_hours = \"inf\"",
+            "cfg.toml:3:17: \"inf\" is text; write inf without quotes (TOML's infinity)",
+        ),
+        (
+            "vm_slots = 2.5",
+            "cfg.toml:3:12: `2.5` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "[grid]\nlifetime_hours = [\"inf\"]",
+            "cfg.toml:4:19: \"inf\" is text; write inf without quotes (TOML's infinity)",
+        ),
+        (
+            "[grid]\non_hours = [\"8\"]",
+            "cfg.toml:4:13: \"8\" is text; expected a number (without quotes)",
+        ),
+        (
+            "[grid]\ngpus = [2.0]",
+            "cfg.toml:4:9: `2.0` is not a whole number; expected one without a decimal point",
+        ),
+        (
+            "[grid]\noff_hours = [true]",
+            "cfg.toml:4:14: `true` is not a number",
+        ),
+        (
+            "[durations]\ncreate = { exp = \"5\" }",
+            "cfg.toml:4:18: \"5\" is text; expected a number (without quotes)",
+        ),
+        (
+            "[durations]\ncreate = \"soon\"",
+            "cfg.toml:4:10: \"soon\": expected minutes as a number, \"never\", or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }",
+        ),
+    ] {
+        assert_eq!(
+            config_error(&format!("name = \"x\"\nseeds = 1\n{line}\n")),
+            message
+        );
+    }
+    // Bare inf is TOML's infinity: VMs that live for ever.
+    let p = plan("name = \"x\"\nseeds = 1\n[grid]\nlifetime_hours = [inf]\n");
+    assert!(matches!(
+        p.points[0].workload,
+        sweep::PointWorkload::Poisson { lifetime_hours, .. } if lifetime_hours == f64::INFINITY
+    ));
+}
+
+#[test]
+fn durations_accept_never_as_simulate_does() {
+    let p = plan("name = \"x\"\nseeds = 1\n[durations]\nstart = \"never\"\nconfigure = 0\n");
+    assert_eq!(p.durations.start, gpuclaim::sim::Dist::Never);
+    assert_eq!(p.durations.configure, gpuclaim::sim::Dist::Const(0.0));
+}
+
+#[test]
+fn every_grid_list_refuses_a_value_listed_twice() {
+    for (key, values, shown, col) in [
+        ("gpus", "[2, 1, 2]", "2", 8),
+        ("arrival_per_hour", "[0.1, 0.10]", "0.1", 20),
+        ("lifetime_hours", "[inf, 3, inf]", "inf", 18),
+        ("on_hours", "[1, 1]", "1", 12),
+        ("off_hours", "[1.5, 1.5]", "1.5", 13),
+        ("provisioned_probability", "[0.5, 0.5]", "0.5", 27),
+        (
+            "kube_at_hours",
+            "[\"never\", 1, \"never\"]",
+            "\"never\"",
+            17,
+        ),
+        ("takeover_mean_minutes", "[30, 30.0]", "30", 25),
+    ] {
+        let e = config_error(&format!(
+            "name = \"x\"\nseeds = 1\n[grid]\n{key} = {values}\n"
+        ));
+        let (a, b) = if values.matches(',').count() == 2 {
+            (1, 3)
+        } else {
+            (1, 2)
+        };
+        assert_eq!(
+            e,
+            format!(
+                "cfg.toml:4:{col}: grid.{key} lists {shown} twice (items {a} and {b}); give each value once, or its grid points run twice"
+            )
+        );
+    }
+    // Policies point at the second one, as scenario files do.
+    let e = config_error(
+        "name = \"x\"\nseeds = 1\n[grid]\npolicies = [\"fixed\", \"legacy\", \"fixed\"]\n",
+    );
+    assert_eq!(
+        e,
+        "cfg.toml:4:32: grid.policies lists `fixed` twice (items 1 and 3); give each value once, or its grid points run twice"
+    );
+}
+
 #[test]
 fn confidence_interval_is_students_t() {
     // 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3) = 1.29099…, t(0.975, 3) =
@@ -371,6 +495,33 @@ columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "h
         e.contains("t.toml:4:") && e.contains("a poisson parameter"),
         "{e}"
     );
+    // vm_size is the poisson VMs' size: a trace request has its own.
+    std::fs::write(&config, text.replace("[grid]\n", "vm_size = 1\n[grid]\n")).unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:3:11: `vm_size` is a poisson parameter, but this sweep replays a [trace] (each request has its own GPUs)",
+            config.display()
+        )
+    );
+    std::fs::write(
+        &config,
+        text.replace("[grid]\n", "[grid]\ntrace_fraction = [0.5, 1, 0.5]\n"),
+    )
+    .unwrap();
+    let e = Plan::load(&config, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:4:18: grid.trace_fraction lists 0.5 twice (items 1 and 3); give each value once, or its grid points run twice",
+            config.display()
+        )
+    );
     let missing = text.replace("traces/jobs.csv", "traces/nope.csv");
     std::fs::write(&config, missing).unwrap();
     let e = Plan::load(&config, &Registry::builtin())
@@ -382,3 +533,57 @@ columns = { id = "job", gpus = "gpu", start = "begin", end = "finish", unit = "h
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_fingerprint_covers_the_configuration_and_the_trace_rows_only() {
+    let p = plan(SMALL);
+    // FNV-1a of a canonical text: the same in every process (a shard run
+    // elsewhere must agree), so pinned.
+    assert_eq!(
+        format!("{:016x}", p.fingerprint()),
+        PINNED_SMALL_FINGERPRINT
+    );
+    assert_eq!(
+        plan(&SMALL.replace("small", "other")).fingerprint(),
+        p.fingerprint()
+    );
+    for edit in [
+        SMALL.replace("seeds = 7", "seeds = 8"),
+        SMALL.replace("master_seed = 99", "master_seed = 98"),
+        SMALL.replace("horizon_hours = 200", "horizon_hours = 201"),
+        SMALL.replace("kube_at_hours = [5]", "kube_at_hours = [6]"),
+        SMALL.replace("gpus = [1, 2]", "gpus = [2, 1]"),
+        SMALL.replace("[grid]", "vm_slots = 3\n[grid]"),
+        SMALL.replace("[grid]", "[durations]\nstart = 4\n[grid]"),
+    ] {
+        assert_ne!(plan(&edit).fingerprint(), p.fingerprint(), "{edit}");
+    }
+
+    // A trace: its rows count, not where it was read from.
+    let dir = scratch("fingerprint");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let rows = "job,gpu,begin,finish\nj1,1,0,5\nj2,2,1,3\n";
+    std::fs::write(dir.join("jobs.csv"), rows).unwrap();
+    std::fs::write(dir.join("sub/jobs.csv"), rows).unwrap();
+    let config = |path: &str| {
+        format!(
+            "name = \"t\"\nseeds = 1\n[trace]\npath = \"{path}\"\ncolumns = {{ id = \"job\", gpus = \"gpu\", start = \"begin\", end = \"finish\" }}\n"
+        )
+    };
+    let load = |path: &str| {
+        Plan::parse(&dir.join("t.toml"), &config(path), &Registry::builtin())
+            .unwrap()
+            .fingerprint()
+    };
+    let here = load("jobs.csv");
+    assert_eq!(load("sub/jobs.csv"), here);
+    std::fs::write(
+        dir.join("sub/jobs.csv"),
+        rows.replace("j2,2,1,3", "j2,2,1,4"),
+    )
+    .unwrap();
+    assert_ne!(load("sub/jobs.csv"), here);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const PINNED_SMALL_FINGERPRINT: &str = "666f47474591b27f";

@@ -8,7 +8,9 @@ use gpuclaim::sim::sweep;
 /// Combine shard folders of one sweep (each written by `gpuclaim sweep
 /// --shard I/N`) into OUT/NAME/: runs.csv, summary.csv and the plots, the
 /// same bytes as the sweep run unsharded. Refuses shards of different
-/// sweeps, a shard given twice, a missing shard or rows out of place.
+/// sweeps (each manifest records a fingerprint of the whole configuration,
+/// trace included), a shard given twice, a missing shard or rows out of
+/// place.
 #[derive(clap::Args)]
 pub struct Args {
     /// The shard folders (OUT/NAME/shard-I-of-N), all N of them.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::model::MAX_VMS;
+use gpuclaim::report::number;
 use gpuclaim::seed;
 use gpuclaim::sim::engine::Durations;
 use gpuclaim::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
@@ -312,7 +313,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         args.policy,
         args.gpus,
         args.seed,
-        plan.horizon_hours()
+        number(plan.horizon_hours())
     );
     let names = sweep::metric_columns(selection.is_some());
     let values = sweep::metric_values(&counters, selection.as_ref());

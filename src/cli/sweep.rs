@@ -46,7 +46,8 @@ pub struct Args {
     /// Base output folder; results go to OUT/NAME/.
     #[arg(long, value_name = "OUT", default_value = "reports")]
     pub out: PathBuf,
-    /// Run only share I of N (runs r with r % N == I, I from 0) and write
+    /// Run only share I of N (runs r with r % N == I, I from 0; N at most
+    /// the number of runs) and write
     /// OUT/NAME/shard-I-of-N/{runs.csv,manifest.toml}; combine the N
     /// shards with `gpuclaim merge`.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
@@ -75,8 +76,17 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let plan = Plan::load(&args.config, &registry)?;
-    // The outputs must have somewhere to go: checked before the runs.
-    gpuclaim::report::check_folder(&args.out)
+    if let Some((i, n)) = args.shard {
+        sweep::check_shard(plan.runs(), (i, n))
+            .map_err(|m| anyhow::anyhow!("--shard {i}/{n}: {m}"))?;
+    }
+    // The outputs must have somewhere to go: checked before the runs, down
+    // to the folder they go in (OUT/NAME may be a file).
+    let dir = match args.shard {
+        Some((i, n)) => args.out.join(&plan.name).join(format!("shard-{i}-of-{n}")),
+        None => args.out.join(&plan.name),
+    };
+    gpuclaim::report::check_folder(&dir)
         .with_context(|| format!("--out {}", args.out.display()))?;
     let total = plan.runs();
     let mine = match args.shard {

@@ -135,11 +135,16 @@ impl Summarizer {
             self.current = Some((point.clone(), params.to_vec()));
         }
         self.seeds += 1;
-        for (acc, v) in self.acc.iter_mut().zip(&row[FIRST_METRIC..]) {
+        for ((acc, v), m) in self
+            .acc
+            .iter_mut()
+            .zip(&row[FIRST_METRIC..])
+            .zip(&self.metrics)
+        {
             if !v.is_empty() {
                 let x: f64 = v
                     .parse()
-                    .map_err(|_| format!("run {}: `{v}` is not a number", row[0]))?;
+                    .map_err(|_| format!("run {}: `{m}` is `{v}`; expected a number", row[0]))?;
                 acc.push(x);
             }
         }

@@ -17,7 +17,11 @@
 //! and a manifest; [`merge`] reads the N shard folders, interleaves the rows
 //! back into run order and produces the same bytes as the unsharded sweep.
 //! The summary and plots are computed from the formatted rows in both cases,
-//! by the same code, so they cannot differ.
+//! by the same code, so they cannot differ. `N` is at most the number of
+//! runs. The manifest records [`Plan::fingerprint`], a hash of the whole
+//! configuration (and the trace's rows), and `merge` refuses shards whose
+//! fingerprints, names, run counts or shard counts differ. Unsharded sweeps
+//! write no manifest.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -41,7 +45,7 @@ use crate::sim::limits::{
     MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_EXPECTED_CYCLES, MAX_HORIZON_HOURS,
 };
 use crate::sim::stats::Summarizer;
-use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason};
+use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason, fnv1a64};
 
 /// Assumed defaults, named in `--help` and the example configurations.
 pub mod assumed {
@@ -95,8 +99,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
     }
 }
 
-/// A duration as written in a configuration: a number (a constant), or a
-/// table `{ uniform = [LOW, HIGH] }`, `{ exp = MEAN }`, `{ const = V }`.
+/// A duration as written in a configuration: a number (a constant),
+/// `"never"` (the operation never ends, as `simulate --create-minutes
+/// never`), or a table `{ uniform = [LOW, HIGH] }`, `{ exp = MEAN }`,
+/// `{ const = V }`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DistSpec(pub Dist);
 
@@ -106,7 +112,17 @@ impl<'de> Deserialize<'de> for DistSpec {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = DistSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("minutes as a number, or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }")
+                f.write_str(DIST_FORMS)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DistSpec, E> {
+                if v == "never" {
+                    Ok(DistSpec(Dist::Never))
+                } else {
+                    Err(E::custom(format!("\"{v}\": expected {DIST_FORMS}")))
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<DistSpec, E> {
+                Err(E::custom(format!("`{v}`: expected {DIST_FORMS}")))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DistSpec, E> {
                 Ok(DistSpec(Dist::Const(v as f64)))
@@ -129,11 +145,11 @@ impl<'de> Deserialize<'de> for DistSpec {
                 };
                 let dist = match key.as_str() {
                     "uniform" => {
-                        let [lo, hi]: [f64; 2] = map.next_value()?;
-                        Dist::Uniform(lo, hi)
+                        let [lo, hi]: [Num; 2] = map.next_value()?;
+                        Dist::Uniform(lo.0, hi.0)
                     }
-                    "exp" => Dist::Exp(map.next_value()?),
-                    "const" => Dist::Const(map.next_value()?),
+                    "exp" => Dist::Exp(map.next_value::<Num>()?.0),
+                    "const" => Dist::Const(map.next_value::<Num>()?.0),
                     other => {
                         return Err(A::Error::custom(format!(
                             "unknown distribution `{other}`; expected uniform, exp or const"
@@ -146,6 +162,92 @@ impl<'de> Deserialize<'de> for DistSpec {
                     )));
                 }
                 Ok(DistSpec(dist))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The forms of a duration, for messages.
+const DIST_FORMS: &str =
+    "minutes as a number, \"never\", or { uniform = [LOW, HIGH] }, { exp = MEAN } or { const = V }";
+
+/// A number in a configuration: a TOML integer or float (`inf` included).
+/// Its own messages instead of serde's (`invalid type: string "inf",
+/// expected f64`): text in quotes is named as such, with the fix for
+/// `"inf"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Num(pub f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+                let word = v.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+                Err(E::custom(if word == "inf" || word == "infinity" {
+                    format!("\"{v}\" is text; write inf without quotes (TOML's infinity)")
+                } else {
+                    format!("\"{v}\" is text; expected a number (without quotes)")
+                }))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Num, E> {
+                Err(E::custom(format!("`{v}` is not a number")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole number of 0 or more in a configuration, with plain messages
+/// (serde says `invalid value: integer `-1`, expected u32`); each key
+/// checks its own range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Whole(pub u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v).map(Whole).map_err(|_| {
+                    E::custom(format!(
+                        "`{v}` is negative; expected a whole number, 0 or more"
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                Err(E::custom(format!(
+                    "`{v:?}` is not a whole number; expected one without a decimal point"
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Whole, E> {
+                Err(E::custom(format!(
+                    "\"{v}\" is text; expected a whole number (without quotes)"
+                )))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Whole, E> {
+                Err(E::custom(format!("`{v}` is not a whole number")))
             }
         }
         d.deserialize_any(V)
@@ -191,12 +293,12 @@ type List<T> = Option<Spanned<Vec<T>>>;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     name: Spanned<String>,
-    seeds: Spanned<u32>,
+    seeds: Spanned<Whole>,
     #[serde(default)]
-    master_seed: u64,
-    horizon_hours: Option<Spanned<f64>>,
-    vm_slots: Option<Spanned<usize>>,
-    vm_size: Option<Spanned<u8>>,
+    master_seed: Option<Whole>,
+    horizon_hours: Option<Spanned<Num>>,
+    vm_slots: Option<Spanned<Whole>>,
+    vm_size: Option<Spanned<Whole>>,
     #[serde(default)]
     grid: RawGrid,
     #[serde(default)]
@@ -207,16 +309,16 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawGrid {
-    gpus: List<u8>,
+    gpus: List<Whole>,
     policies: List<Spanned<String>>,
-    arrival_per_hour: List<f64>,
-    lifetime_hours: List<f64>,
-    on_hours: List<f64>,
-    off_hours: List<f64>,
-    provisioned_probability: List<f64>,
+    arrival_per_hour: List<Num>,
+    lifetime_hours: List<Num>,
+    on_hours: List<Num>,
+    off_hours: List<Num>,
+    provisioned_probability: List<Num>,
     kube_at_hours: List<KubeAt>,
-    takeover_mean_minutes: List<f64>,
-    trace_fraction: List<f64>,
+    takeover_mean_minutes: List<Num>,
+    trace_fraction: List<Num>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,13 +338,25 @@ struct RawTrace {
     preset: Option<Spanned<String>>,
     columns: Option<Columns>,
     #[serde(default = "one")]
-    time_scale: f64,
+    time_scale: Num,
     #[serde(default)]
     skip_bad: bool,
 }
 
-fn one() -> f64 {
-    1.0
+fn one() -> Num {
+    Num(1.0)
+}
+
+/// The first value equal to an earlier one: `(earlier, later)` indices.
+fn first_repeat<K: Ord>(keys: impl IntoIterator<Item = K>) -> Option<(usize, usize)> {
+    let mut seen = BTreeMap::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        if let Some(&j) = seen.get(&k) {
+            return Some((j, i));
+        }
+        seen.insert(k, i);
+    }
+    None
 }
 
 /// The message for a poisson rate whose expected arrivals over the horizon
@@ -287,7 +401,8 @@ pub fn trace_horizon_within_limit(
     let hours = file.last_end() * time_scale / MINUTES_PER_HOUR;
     if horizon_hours.is_none() && hours > MAX_HORIZON_HOURS {
         return Err(format!(
-            "the trace's last end times {time_scale} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale"
+            "the trace's last end times {} is {hours:e} hours, more than {MAX_HORIZON_HOURS:e}; set a horizon or a smaller scale",
+            number(time_scale)
         ));
     }
     Ok(())
@@ -385,6 +500,39 @@ impl Point {
     }
 }
 
+/// What a sweep's `name` may be, as its messages say it.
+pub const NAME_RULE: &str =
+    "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`";
+
+/// Whether `name` may name a sweep's output folder ([`NAME_RULE`]): one
+/// plain folder name, so that `OUT/NAME` stays inside `OUT` (no `/`, no
+/// `..`, not absolute). `sweep` and `merge` (for a manifest's name) apply
+/// the same rule.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
+}
+
+/// Whether shard `I/N` fits a sweep of `runs` runs: `I < N <= runs`, so
+/// that no shard is empty and `merge` never has more shards than runs.
+/// The message does not repeat `I/N`.
+pub fn check_shard(runs: u64, (i, n): (u64, u64)) -> Result<(), String> {
+    if n == 0 || i >= n {
+        Err("expected 0 <= I < N".to_string())
+    } else if n > runs {
+        Err(format!(
+            "N is more than the sweep's {}; use at most {}",
+            count(runs, "run", "runs"),
+            count(runs, "shard", "shards")
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A sweep read from its configuration file: the grid points and all that
 /// a run needs.
 #[derive(Clone, Debug)]
@@ -426,8 +574,39 @@ impl Plan {
     /// Reads a sweep configuration file. A trace it names is read too, its
     /// path relative to the configuration file.
     pub fn load(path: &Path, registry: &Registry) -> Result<Plan, SweepError> {
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        Self::parse(path, &text, registry)
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        Self::parse_bytes(path, &bytes, registry)
+    }
+
+    /// As [`Plan::load`], from bytes already read: text that is not UTF-8
+    /// is refused at its first invalid byte (line, column and byte
+    /// offset), as scenario files are, then the text goes to
+    /// [`Plan::parse`].
+    pub fn parse_bytes(path: &Path, bytes: &[u8], registry: &Registry) -> Result<Plan, SweepError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse(path, text, registry),
+            Err(e) => {
+                // The text before the bad byte is valid, so its line and
+                // column are counted like those of any other error.
+                let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
+                let at = e.valid_up_to();
+                let what = match (e.error_len(), bytes.get(at)) {
+                    (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
+                    _ => "the file ends inside a character".to_string(),
+                };
+                let shown = path.display().to_string();
+                let r = Reader {
+                    file: &shown,
+                    text: valid,
+                };
+                Err(r.err(
+                    Some(at..at),
+                    format!(
+                        "not valid UTF-8: {what} (byte offset {at}); a sweep file is UTF-8 text"
+                    ),
+                ))
+            }
+        }
     }
 
     /// As [`Plan::load`], from text already read.
@@ -437,22 +616,20 @@ impl Plan {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| r.err(e.span(), e.message().trim().to_string()))?;
         let name = raw.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            || name.starts_with('.')
-        {
-            return Err(r.err(
-                Some(raw.name.span()),
-                "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`",
-            ));
+        if !valid_name(name) {
+            return Err(r.err(Some(raw.name.span()), NAME_RULE));
         }
-        if *raw.seeds.get_ref() == 0 {
-            return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more"));
-        }
+        let seeds = match raw.seeds.get_ref().0 {
+            0 => return Err(r.err(Some(raw.seeds.span()), "`seeds` must be 1 or more")),
+            n => u32::try_from(n).map_err(|_| {
+                r.err(
+                    Some(raw.seeds.span()),
+                    format!("`seeds` must be 1 to {}", u32::MAX),
+                )
+            })?,
+        };
         let horizon_hours = match &raw.horizon_hours {
-            Some(h) if !(*h.get_ref() > 0.0 && *h.get_ref() <= MAX_HORIZON_HOURS) => {
+            Some(h) if !(h.get_ref().0 > 0.0 && h.get_ref().0 <= MAX_HORIZON_HOURS) => {
                 return Err(r.err(
                     Some(h.span()),
                     format!(
@@ -460,20 +637,28 @@ impl Plan {
                     ),
                 ));
             }
-            Some(h) => Some(*h.get_ref()),
+            Some(h) => Some(h.get_ref().0),
             None => None,
         };
         let vm_slots = match &raw.vm_slots {
-            Some(s) if !(1..=MAX_VMS).contains(s.get_ref()) => {
+            Some(s) if !(1..=MAX_VMS as u64).contains(&s.get_ref().0) => {
                 return Err(r.err(Some(s.span()), format!("`vm_slots` must be 1 to {MAX_VMS}")));
             }
-            Some(s) => *s.get_ref(),
+            Some(s) => s.get_ref().0 as usize,
             None => assumed::VM_SLOTS,
         };
+        if let (Some(size), Some(_)) = (&raw.vm_size, &raw.trace) {
+            // A trace request asks for its own number of GPUs.
+            return Err(r.err(
+                Some(size.span()),
+                "`vm_size` is a poisson parameter, but this sweep replays a [trace] (each request has its own GPUs)",
+            ));
+        }
+        // Checked against the grid's devices below.
         let vm_size = raw
             .vm_size
             .as_ref()
-            .map_or(assumed::VM_SIZE, |s| *s.get_ref());
+            .map_or(u64::from(assumed::VM_SIZE), |s| s.get_ref().0);
         let mut durations = Durations::ASSUMED;
         for (slot, raw_d, key) in [
             (&mut durations.create, &raw.durations.create, "create"),
@@ -506,17 +691,43 @@ impl Plan {
                 format!("grid.{key} is empty; give at least one value"),
             )
         };
-        let list =
-            |l: &List<f64>, key: &str, default: f64, check: fn(f64) -> bool, what: &str| match l {
-                None => Ok(vec![default]),
-                Some(s) if s.get_ref().is_empty() => Err(empty(s.span(), key)),
-                Some(s) => match s.get_ref().iter().find(|v| !check(**v)) {
-                    Some(bad) => {
-                        Err(r.err(Some(s.span()), format!("grid.{key}: {bad} is not {what}")))
-                    }
-                    None => Ok(s.get_ref().clone()),
-                },
+        // A value listed twice would run its grid points twice, as a
+        // scenario's policy listed twice would run twice: refused alike.
+        let repeated = |span: Range<usize>, key: &str, value: String, (a, b): (usize, usize)| {
+            r.err(
+                Some(span),
+                format!(
+                    "grid.{key} lists {value} twice (items {} and {}); give each value once, or its grid points run twice",
+                    a + 1,
+                    b + 1
+                ),
+            )
+        };
+        let list = |l: &List<Num>,
+                    key: &str,
+                    default: f64,
+                    check: fn(f64) -> bool,
+                    what: &str|
+         -> Result<Vec<f64>, SweepError> {
+            let Some(s) = l else {
+                return Ok(vec![default]);
             };
+            let values: Vec<f64> = s.get_ref().iter().map(|v| v.0).collect();
+            if values.is_empty() {
+                return Err(empty(s.span(), key));
+            }
+            if let Some(bad) = values.iter().find(|v| !check(**v)) {
+                return Err(r.err(
+                    Some(s.span()),
+                    format!("grid.{key}: {} is not {what}", number(*bad)),
+                ));
+            }
+            // `+ 0.0`: -0 and 0 are one value.
+            if let Some((a, b)) = first_repeat(values.iter().map(|v| (v + 0.0).to_bits())) {
+                return Err(repeated(s.span(), key, number(values[b]), (a, b)));
+            }
+            Ok(values)
+        };
         let positive = |v: f64| v > 0.0 && !v.is_nan();
         let non_negative = |v: f64| v >= 0.0 && !v.is_nan();
         let probability = |v: f64| (0.0..=1.0).contains(&v);
@@ -524,16 +735,23 @@ impl Plan {
             None => vec![2],
             Some(s) if s.get_ref().is_empty() => return Err(empty(s.span(), "gpus")),
             Some(s) => {
-                if s.get_ref().iter().any(|n| !(1..=MAX_GPUS).contains(n)) {
+                if s.get_ref()
+                    .iter()
+                    .any(|n| !(1..=u64::from(MAX_GPUS)).contains(&n.0))
+                {
                     return Err(r.err(
                         Some(s.span()),
                         format!("grid.gpus: each must be 1 to {MAX_GPUS}"),
                     ));
                 }
-                s.get_ref().clone()
+                if let Some((a, b)) = first_repeat(s.get_ref().iter()) {
+                    let value = s.get_ref()[b].0.to_string();
+                    return Err(repeated(s.span(), "gpus", value, (a, b)));
+                }
+                s.get_ref().iter().map(|n| n.0 as u8).collect::<Vec<u8>>()
             }
         };
-        if vm_size > *gpus.iter().min().unwrap_or(&1) {
+        if vm_size > u64::from(*gpus.iter().min().unwrap_or(&1)) {
             return Err(r.err(
                 raw.vm_size.as_ref().map(|s| s.span()),
                 format!("`vm_size` {vm_size} is more than a device of the grid has"),
@@ -545,7 +763,12 @@ impl Plan {
                 if s.get_ref().is_empty() {
                     return Err(empty(s.span(), "policies"));
                 }
-                for p in s.get_ref() {
+                let list = s.get_ref();
+                if let Some((a, b)) = first_repeat(list.iter().map(|p| p.get_ref())) {
+                    let value = format!("`{}`", list[b].get_ref());
+                    return Err(repeated(list[b].span(), "policies", value, (a, b)));
+                }
+                for p in list {
                     if !registry.contains(p.get_ref()) {
                         return Err(r.err(
                             Some(p.span()),
@@ -575,6 +798,11 @@ impl Plan {
                         "grid.kube_at_hours: hours of 0 or more, or \"never\"",
                     ));
                 }
+                let keys = s.get_ref().iter().map(|k| k.0.map(|h| (h + 0.0).to_bits()));
+                if let Some((a, b)) = first_repeat(keys) {
+                    let value = s.get_ref()[b].0.map_or("\"never\"".to_string(), number);
+                    return Err(repeated(s.span(), "kube_at_hours", value, (a, b)));
+                }
                 s.get_ref().iter().map(|k| k.0).collect()
             }
         };
@@ -603,6 +831,7 @@ impl Plan {
                     }
                 }
                 let t = t.get_ref();
+                let time_scale = t.time_scale.0;
                 let columns = match (&t.preset, &t.columns) {
                     (Some(p), None) => Columns::preset(p.get_ref()).ok_or_else(|| {
                         r.err(
@@ -618,7 +847,7 @@ impl Plan {
                         ));
                     }
                 };
-                if !positive(t.time_scale) || !t.time_scale.is_finite() {
+                if !positive(time_scale) || !time_scale.is_finite() {
                     return Err(r.err(
                         Some(t.path.span()),
                         "trace.time_scale must be a positive number",
@@ -627,8 +856,7 @@ impl Plan {
                 let base = path.parent().unwrap_or(Path::new("."));
                 let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
                     .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
-                if let Err(message) = trace_horizon_within_limit(&file, t.time_scale, horizon_hours)
-                {
+                if let Err(message) = trace_horizon_within_limit(&file, time_scale, horizon_hours) {
                     return Err(r.err(Some(t.path.span()), format!("trace.time_scale: {message}")));
                 }
                 let fractions = list(
@@ -645,7 +873,7 @@ impl Plan {
                 (
                     Some(TraceSpec {
                         file: Arc::new(file),
-                        time_scale: t.time_scale,
+                        time_scale,
                     }),
                     w,
                 )
@@ -753,11 +981,12 @@ impl Plan {
         }
         Ok(Plan {
             name: name.clone(),
-            seeds: *raw.seeds.get_ref(),
-            master_seed: raw.master_seed,
+            seeds,
+            master_seed: raw.master_seed.map_or(0, |w| w.0),
             horizon_hours,
             vm_slots,
-            vm_size,
+            // At most the smallest device's GPUs (checked above): at most 8.
+            vm_size: vm_size as u8,
             durations,
             trace,
             points,
@@ -766,6 +995,43 @@ impl Plan {
 
     pub fn runs(&self) -> u64 {
         self.points.len() as u64 * u64::from(self.seeds)
+    }
+
+    /// A hash of everything in the plan that decides its results: seeds,
+    /// master seed, horizon, slots, VM size, durations, every grid point,
+    /// and for a trace its time scale and every row read (ids' hashes,
+    /// GPUs, times, and how many were skipped as bad; not its path, which
+    /// depends on where the sweep was started from). `name` is compared on
+    /// its own. FNV-1a over a canonical text, so the same configuration
+    /// gives the same value in every process and on every machine; shards
+    /// record it, and `merge` refuses shards whose values differ.
+    pub fn fingerprint(&self) -> u64 {
+        use std::fmt::Write;
+        let mut text = format!(
+            "gpuclaim sweep\nseeds {}\nmaster_seed {}\nhorizon_hours {:?}\nvm_slots {}\nvm_size {}\ndurations {:?}\n",
+            self.seeds,
+            self.master_seed,
+            self.horizon_hours,
+            self.vm_slots,
+            self.vm_size,
+            self.durations
+        );
+        for p in &self.points {
+            let _ = writeln!(text, "point {p:?}");
+        }
+        if let Some(t) = &self.trace {
+            let _ = writeln!(
+                text,
+                "trace time_scale {:?} rows {} bad_rows {}",
+                t.time_scale,
+                t.file.rows.len(),
+                t.file.bad_rows
+            );
+            for r in &t.file.rows {
+                let _ = writeln!(text, "{} {} {:?} {:?}", r.id_hash, r.gpus, r.start, r.end);
+            }
+        }
+        fnv1a64(text.as_bytes())
     }
 
     /// The horizon in hours: as configured, else 720 hours for poisson, or
@@ -1002,6 +1268,10 @@ pub fn run_sweep(
             .map_err(|e| SweepError::Merge(format!("thread pool: {e}")))?
     };
     let total = plan.runs();
+    if let Some(shard) = options.shard {
+        check_shard(total, shard)
+            .map_err(|m| SweepError::Merge(format!("shard {}/{}: {m}", shard.0, shard.1)))?;
+    }
     let (shard_i, shard_n) = options.shard.unwrap_or((0, 1));
     let dir = match options.shard {
         None => options.out.join(&plan.name),
@@ -1055,8 +1325,9 @@ pub fn run_sweep(
         Some((i, n)) => {
             let manifest = dir.join("manifest.toml");
             let text = format!(
-                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n",
-                plan.name
+                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n# A hash of the configuration (Plan::fingerprint): shards merge only with the same.\nfingerprint = \"{:016x}\"\n",
+                plan.name,
+                plan.fingerprint()
             );
             write_atomic(&manifest, text.as_bytes()).map_err(io_err(&manifest))?;
             written.files.push(manifest);
@@ -1206,6 +1477,8 @@ struct Manifest {
     runs: u64,
     shard: u64,
     shards: u64,
+    /// `Plan::fingerprint` in hex; absent from shards of older versions.
+    fingerprint: Option<String>,
 }
 
 /// Merges shard folders (each with `runs.csv` and `manifest.toml`) into
@@ -1234,13 +1507,42 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             at: None,
             message: e.message().trim().to_string(),
         })?;
+        // Checked before anything is sized by these numbers, and before the
+        // name is joined to the output folder.
+        let bad = |message: String| Err(SweepError::Merge(format!("{}: {message}", p.display())));
+        if !valid_name(&m.name) {
+            return bad(format!("name = {:?}: {NAME_RULE}", m.name));
+        }
+        if !(1..=m.runs).contains(&m.shards) {
+            return bad(format!(
+                "shards = {}, but a sweep of {} has 1 to {} shards",
+                m.shards,
+                count(m.runs, "run", "runs"),
+                m.runs
+            ));
+        }
+        if m.shard >= m.shards {
+            return bad(format!(
+                "shard = {}, but shards = {}: expected 0 to {}",
+                m.shard,
+                m.shards,
+                m.shards - 1
+            ));
+        }
+        if m.fingerprint.is_none() {
+            return bad(
+                "no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again".to_string(),
+            );
+        }
         manifests.push(m);
     }
     let first = &manifests[0];
     let (name, total, n) = (first.name.clone(), first.runs, first.shards);
-    let mut seen = vec![None; n as usize];
+    // By shard index; a map, not a vector of `n`, so that nothing is sized
+    // by a number read from a file.
+    let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
     for (m, d) in manifests.iter().zip(dirs) {
-        if m.name != name || m.runs != total || m.shards != n || m.shard >= n {
+        if m.name != name || m.runs != total || m.shards != n {
             return Err(SweepError::Merge(format!(
                 "{}: shard {}/{} of `{}` ({} runs) does not belong with shard {}/{} of `{}` ({} runs) from {}",
                 d.display(),
@@ -1255,7 +1557,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
                 dirs[0].display()
             )));
         }
-        if let Some(prev) = seen[m.shard as usize].replace(d.clone()) {
+        if m.fingerprint != first.fingerprint {
+            return Err(SweepError::Merge(format!(
+                "{} and {}: shards of `{name}` run with different configurations (fingerprints {} and {}); every shard must come from the same sweep file and trace",
+                dirs[0].display(),
+                d.display(),
+                first.fingerprint.as_deref().unwrap_or_default(),
+                m.fingerprint.as_deref().unwrap_or_default()
+            )));
+        }
+        if let Some(prev) = seen.insert(m.shard, d.clone()) {
             return Err(SweepError::Merge(format!(
                 "shard {}/{n} given twice: {} and {}",
                 m.shard,
@@ -1264,18 +1575,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
     }
-    if let Some(missing) = seen.iter().position(Option::is_none) {
+    if let Some(missing) = (0..n).find(|i| !seen.contains_key(i)) {
         return Err(SweepError::Merge(format!(
             "shard {missing}/{n} of `{name}` is missing; give all {n} shard folders"
         )));
     }
-    let shard_dirs: Vec<PathBuf> = seen.into_iter().map(|d| d.expect("checked")).collect();
+    let shard_dirs: Vec<PathBuf> = seen.into_values().collect();
     let mut readers = Vec::new();
     let mut header: Option<csv::StringRecord> = None;
     for d in &shard_dirs {
         let p = d.join("runs.csv");
         let mut r = csv::Reader::from_path(&p).map_err(csv_err(&p))?;
         let h = r.headers().map_err(csv_err(&p))?.clone();
+        // Else the next shard would be blamed for differing from it.
+        if h.iter().all(str::is_empty) {
+            return Err(SweepError::Merge(format!(
+                "{}: the file is empty; expected a shard's rows as `sweep --shard I/N` writes them (a header, then one row per run)",
+                p.display()
+            )));
+        }
         if let Some(prev) = &header {
             if *prev != h {
                 return Err(SweepError::Merge(format!(
@@ -1337,10 +1655,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
         check.row(run, &row, &at)?;
-        last_at = at;
         runs_csv.write_record(&row).map_err(csv_err(&runs_path))?;
         count_violations(&header, &row, &mut written.violations);
-        summarizer.push(&row).map_err(SweepError::Merge)?;
+        summarizer
+            .push(&row)
+            .map_err(|m| SweepError::Merge(format!("{at}: {m}")))?;
+        last_at = at;
     }
     for (p, records) in &mut readers {
         if records.next().is_some() {

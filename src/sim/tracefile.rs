@@ -123,9 +123,11 @@ pub enum TraceError {
     Empty { path: String, columns: String },
     #[error("{path}: no requests to replay: {why}")]
     NoRows { path: String, why: String },
-    #[error("{path}:1: no column `{column}` ({what}); the header has: {header}")]
+    #[error("{path}:{line}: no column `{column}` ({what}); the header has: {header}")]
     MissingColumn {
         path: String,
+        /// The header's line: 1 unless blank lines come first.
+        line: u64,
         column: String,
         what: &'static str,
         header: String,
@@ -159,6 +161,62 @@ pub(crate) fn csv_reason(e: &csv::Error) -> (Option<u64>, String) {
     }
 }
 
+/// The physical line on which the record read from `pos` begins. csv
+/// gives a record the position where reading began, which is before any
+/// blank lines it skipped (and, after a CRLF row, at its `\n`), so the
+/// line terminators there are counted here.
+fn record_line(bytes: &[u8], pos: &csv::Position) -> u64 {
+    let mut line = pos.line();
+    for &b in bytes.get(pos.byte() as usize..).unwrap_or_default() {
+        match b {
+            b'\n' => line += 1,
+            b'\r' => {}
+            _ => break,
+        }
+    }
+    line
+}
+
+/// Where the record read from `pos` begins in `bytes`, blank lines skipped.
+fn record_start(bytes: &[u8], pos: &csv::Position) -> usize {
+    let from = (pos.byte() as usize).min(bytes.len());
+    from + bytes[from..]
+        .iter()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .count()
+}
+
+/// Whether CSV text ends inside a quoted field: a `"` that opens a field
+/// and is never closed. csv reads such a field to the end of the file
+/// without an error, so the row it ends looks merely short. The states are
+/// those of csv's reader with its defaults (`,`, `"`, doubled quotes).
+fn ends_inside_quotes(text: &[u8]) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum S {
+        Start,
+        Field,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut s = S::Start;
+    for &b in text {
+        let (quote, end) = (b == b'"', matches!(b, b',' | b'\n' | b'\r'));
+        s = match s {
+            S::Start if quote => S::Quoted,
+            S::Start | S::Field | S::QuoteInQuoted if end => S::Start,
+            S::Start | S::Field => S::Field,
+            // A quote in a quoted field closes it, or is the first of a
+            // doubled (escaped) quote.
+            S::Quoted if quote => S::QuoteInQuoted,
+            S::Quoted => S::Quoted,
+            S::QuoteInQuoted if quote => S::Quoted,
+            // `"ab"c`: csv keeps the `c` in the field.
+            S::QuoteInQuoted => S::Field,
+        };
+    }
+    s == S::Quoted
+}
+
 /// FNV-1a, 64 bits: a fixed hash of a request's id.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -190,11 +248,12 @@ impl TraceFile {
     ) -> Result<TraceFile, TraceError> {
         let shown = path.display().to_string();
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let header_line = record_line(bytes, reader.position());
         let header = reader
             .headers()
             .map_err(|e| TraceError::Row {
                 path: shown.clone(),
-                line: 1,
+                line: header_line,
                 message: format!("unreadable header: {}", csv_reason(&e).1),
             })?
             .clone();
@@ -214,6 +273,7 @@ impl TraceFile {
                 .position(|h| h.trim() == name)
                 .ok_or_else(|| TraceError::MissingColumn {
                     path: shown.clone(),
+                    line: header_line,
                     column: name.to_string(),
                     what,
                     header: header.iter().collect::<Vec<_>>().join(","),
@@ -232,13 +292,23 @@ impl TraceFile {
         };
         let mut record = csv::StringRecord::new();
         loop {
-            let line = reader.position().line();
+            let before = reader.position().clone();
+            let line = record_line(bytes, &before);
             let read = match reader.read_record(&mut record) {
                 Ok(true) => Ok(()),
                 Ok(false) => break,
                 Err(e) => Err(format!("unreadable row: {}", csv_reason(&e).1)),
             };
-            let line = record.position().map_or(line, |p| p.line());
+            // Only the last row can run to the end of the file inside an
+            // unclosed quote; it is malformed whatever its fields read.
+            let read = read.and_then(|()| {
+                let at_end = reader.position().byte() as usize >= bytes.len();
+                if at_end && ends_inside_quotes(&bytes[record_start(bytes, &before)..]) {
+                    Err("malformed row: a `\"` opens a quoted field that is never closed, so the rest of the file was read into it".to_string())
+                } else {
+                    Ok(())
+                }
+            });
             let row = read.and_then(|()| {
                 parse_row(
                     &record,
