@@ -44,6 +44,30 @@ pub fn number(x: f64) -> String {
     }
 }
 
+/// Where text that should be UTF-8 is not: the valid text before the
+/// first bad byte (so that the bad byte's line and column can be counted
+/// like any other position's), that byte's offset, and what is there.
+pub struct NotUtf8<'a> {
+    pub valid: &'a str,
+    pub offset: usize,
+    pub what: String,
+}
+
+/// `bytes` as text, or where and why they are not UTF-8.
+pub fn utf8(bytes: &[u8]) -> Result<&str, NotUtf8<'_>> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        NotUtf8 {
+            valid: bytes.utf8_chunks().next().map_or("", |c| c.valid()),
+            offset,
+            what: match (e.error_len(), bytes.get(offset)) {
+                (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
+                _ => "the file ends inside a character".to_string(),
+            },
+        }
+    })
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename. Creates
 /// the parent folder when needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -207,18 +207,14 @@ pub fn parse_bytes(
     bytes: &[u8],
     registry: &Registry,
 ) -> Result<Scenario, ScenarioError> {
-    match std::str::from_utf8(bytes) {
+    match crate::report::utf8(bytes) {
         Ok(text) => parse(file, text, registry),
-        Err(e) => {
-            // The text before the bad byte is valid, so its line and column
-            // are counted like those of any other error.
-            let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
-            let at = e.valid_up_to();
-            let what = match (e.error_len(), bytes.get(at)) {
-                (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
-                _ => "the file ends inside a character".to_string(),
+        Err(bad) => {
+            let (at, what) = (bad.offset, bad.what);
+            let r = Reader {
+                file,
+                text: bad.valid,
             };
-            let r = Reader { file, text: valid };
             Err(r.error(
                 Some(at..at),
                 format!(

@@ -583,21 +583,14 @@ impl Plan {
     /// offset), as scenario files are, then the text goes to
     /// [`Plan::parse`].
     pub fn parse_bytes(path: &Path, bytes: &[u8], registry: &Registry) -> Result<Plan, SweepError> {
-        match std::str::from_utf8(bytes) {
+        match crate::report::utf8(bytes) {
             Ok(text) => Self::parse(path, text, registry),
-            Err(e) => {
-                // The text before the bad byte is valid, so its line and
-                // column are counted like those of any other error.
-                let valid = bytes.utf8_chunks().next().map_or("", |c| c.valid());
-                let at = e.valid_up_to();
-                let what = match (e.error_len(), bytes.get(at)) {
-                    (Some(_), Some(b)) => format!("byte 0x{b:02X}"),
-                    _ => "the file ends inside a character".to_string(),
-                };
+            Err(bad) => {
+                let (at, what) = (bad.offset, bad.what);
                 let shown = path.display().to_string();
                 let r = Reader {
                     file: &shown,
-                    text: valid,
+                    text: bad.valid,
                 };
                 Err(r.err(
                     Some(at..at),
