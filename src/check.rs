@@ -43,8 +43,9 @@
 //! by a VM's action depends only on that slot's part of the key and the
 //! head, so a table made before the search (`LocalTable`, by stepping
 //! each action once per such combination) gives each successor's key and
-//! the step invariants' verdict on it. States are still judged by the
-//! state invariants on their own (unpacked) state when first inserted.
+//! the step invariants' verdict on it; and a new state's state invariants
+//! and action count come from its key's parts too ([`LocalTable::judge`],
+//! a sum of per-part tables that equals [`invariant::check_state`]).
 //! `counts_like_the_plainest_checker` runs both ways.
 //!
 //! A violation does not stop the search (engines never stop at a violation
@@ -447,8 +448,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                             .map(|chunk| {
                                 SCRATCH.with_borrow_mut(|scratch| {
                                     if let Some(table) = table {
-                                        return self
-                                            .expand_local(packer, table, &set, chunk, scratch);
+                                        return self.expand_local(table, &set, chunk, scratch);
                                     }
                                     scratch.fit(vms);
                                     let every = judge == Judge::EveryTransition;
@@ -623,7 +623,6 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// successors are found.
     fn expand_local(
         &self,
-        packer: &Packer,
         table: &LocalTable,
         set: &SharedKeySet,
         chunk: &[u64],
@@ -652,23 +651,23 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 set.prefetch(*home);
             }
             for (&k, &home) in keys[done..start].iter().zip(&homes[done..start]) {
-                self.insert_key(packer, set, k, home, &mut out);
+                self.insert_key(table, set, k, home, &mut out);
             }
             done = start;
         }
         for (&k, &home) in keys[done..n].iter().zip(&homes[done..n]) {
-            self.insert_key(packer, set, k, home, &mut out);
+            self.insert_key(table, set, k, home, &mut out);
         }
         out.transitions = n as u64;
         out
     }
 
-    /// [`Checker::insert`] for a successor known by its key alone: its
-    /// state is unpacked only when it is new.
+    /// [`Checker::insert`] for a successor known by its key alone: when it
+    /// is new, `table` judges it ([`LocalTable::judge`]).
     #[inline(always)]
     fn insert_key(
         &self,
-        packer: &Packer,
+        table: &LocalTable,
         set: &SharedKeySet,
         key: u64,
         home: usize,
@@ -680,9 +679,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let mut judged = InvariantSet::EMPTY;
         let mut actions = 0u8;
         let tag = set.insert_with(key, home, || {
-            let state = packer.unpack(key);
-            judged = invariant::check_state(&self.device, &state);
-            actions = model::enabled_count(self.policy, &self.device, &state) as u8;
+            (judged, actions) = table.judge(key);
             u64::from(judged.bits())
         });
         let verdict = match tag {

@@ -146,6 +146,60 @@ pub fn check_state(device: &Device, after: &State) -> InvariantSet {
     )
 }
 
+/// [`check_state`] as a sum of parts, for the checker's successor tables
+/// (`local`), which judge a state from its key without unpacking it. A
+/// holder's part adds one to the byte of each GPU it holds (byte `g` of
+/// the sum counts the holders of GPU `g`) and one to the top byte when it
+/// holds what its lifecycle state says it must not; [`verdict_of_sum`] of
+/// the sum of every holder's part is [`check_state`] of the state, for
+/// GPUs 0 to 6 (`sums_judge_like_check_state`). Every count is at most the
+/// number of holders, so no byte carries into the next.
+pub(crate) fn vm_part(vm: &crate::model::Vm) -> u64 {
+    debug_assert!(vm.held < 1 << 7, "GPUs 0 to 6");
+    let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
+    let n = size_of_set(vm.held);
+    let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
+    let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
+    spread(vm.held) | u64::from((wrong_size | holds_any) & 1) << 56
+}
+
+/// The part of `free` and Kubernetes (see [`vm_part`]).
+pub(crate) fn head_part(kube: KubeState, free: GpuSet, kube_held: GpuSet) -> u64 {
+    debug_assert!((free | kube_held) < 1 << 7, "GPUs 0 to 6");
+    let mismatch = u8::from(kube != KubeState::Configured) & u8::from(kube_held != 0);
+    spread(free) + spread(kube_held) + (u64::from(mismatch) << 56)
+}
+
+/// The state invariants' verdict on a sum of parts ([`vm_part`]) on a
+/// device of `gpus` GPUs (at most 7): a GPU with two holders or more is
+/// claimed twice; one with none, or a holder of a GPU the device lacks,
+/// breaks conservation.
+pub(crate) fn verdict_of_sum(sum: u64, gpus: u8) -> InvariantSet {
+    debug_assert!(gpus <= 7);
+    // Without a loop over the GPUs: the holders' bytes 0 to 6 ...
+    const BYTES: u64 = 0x00ff_ffff_ffff_ffff;
+    const LOW7: u64 = 0x007f_7f7f_7f7f_7f7f;
+    let holders = sum & BYTES;
+    // ... with two or more in a byte: a bit above the lowest set.
+    let double = u8::from(holders & !0x0001_0101_0101_0101 != 0);
+    // The top bit of each byte that is not zero, against those of the
+    // device's GPUs.
+    let present = (((holders & LOW7) + LOW7) | holders) & 0x0080_8080_8080_8080;
+    let all = 0x0080_8080_8080_8080 & ((1u64 << (8 * u32::from(gpus))) - 1);
+    let lost = u8::from(present != all);
+    let mismatch = u8::from(sum >> 56 != 0);
+    InvariantSet(
+        (double << Invariant::NoDoubleClaim as u8)
+            | (lost << Invariant::Conservation as u8)
+            | (mismatch << Invariant::HoldsMatchState as u8),
+    )
+}
+
+/// One byte per GPU of `set`: 1 for each GPU it holds.
+fn spread(set: GpuSet) -> u64 {
+    (0..8).fold(0, |acc, g| acc | (u64::from(set >> g & 1) << (8 * g)))
+}
+
 /// How many GPUs a set has. The crate is built for baseline x86-64, which
 /// has no `popcnt` instruction, and `count_ones` then costs a dozen
 /// instructions; a set is one byte, so a table does it in one load.
@@ -203,5 +257,51 @@ impl fmt::Display for Violation {
             "{} at step {} `{}`: {}  ->  {}",
             self.invariant, self.step_index, self.step, self.before, self.after
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KubeState, Vm, VmState};
+
+    /// Every state of two slots (every lifecycle state, held set and size)
+    /// and every head on devices of 1 to 3 GPUs, sane or not: the sum of
+    /// parts judges as `check_state` does.
+    #[test]
+    fn sums_judge_like_check_state() {
+        let mut judged = [0u32; 3];
+        for gpus in 1..=3u8 {
+            let device = Device::new(gpus, &[0, 0]).unwrap();
+            let sets = 0..1u8 << gpus;
+            let vms: Vec<Vm> = VmState::ALL
+                .into_iter()
+                .flat_map(|life| sets.clone().map(move |held| (life, held)))
+                .flat_map(|(life, held)| (0..=gpus).map(move |size| Vm { life, held, size }))
+                .collect();
+            for kube in KubeState::ALL {
+                for free in sets.clone() {
+                    for kube_held in sets.clone() {
+                        let head = head_part(kube, free, kube_held);
+                        for a in &vms {
+                            for b in &vms {
+                                let mut state = device.initial();
+                                (state.kube, state.free, state.kube_held) = (kube, free, kube_held);
+                                state.vms[0] = *a;
+                                state.vms[1] = *b;
+                                let want = check_state(&device, &state);
+                                let got = verdict_of_sum(head + vm_part(a) + vm_part(b), gpus);
+                                assert_eq!(got, want, "{state:?}");
+                                for inv in want.iter().take(3) {
+                                    judged[inv as usize] += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Each state invariant was broken many times.
+        assert!(judged.iter().all(|&n| n > 1000), "{judged:?}");
     }
 }

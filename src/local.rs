@@ -13,8 +13,10 @@
 //! hooks, on a state made of exactly those parts (every other slot absent),
 //! together with the step invariants' verdict on it. Slots whose tables
 //! come out equal share one. The checker then looks successors up
-//! instead of stepping; every state it inserts is still judged by the state
-//! invariants, on the state its key unpacks to.
+//! instead of stepping. It judges a new state from its key as well: the
+//! state invariants as a sum of each slot's and the head's part
+//! ([`invariant::vm_part`]), and its action count as the sum of its
+//! cells' counts.
 
 use crate::invariant;
 use crate::model::{self, Device, KubeState, MAX_VMS, VmState};
@@ -53,6 +55,11 @@ pub(crate) struct LocalTable {
     /// Per head: how many Kubernetes actions and events, as above, then
     /// each as an entry (with no slot part).
     kube: Vec<[u32; 3]>,
+    /// Per `slot << slot_bits | slot part`, and per head: its part of the
+    /// state invariants' verdict ([`invariant::vm_part`]).
+    vm_parts: Vec<u64>,
+    head_parts: Vec<u64>,
+    gpus: u8,
 }
 
 impl LocalTable {
@@ -85,6 +92,9 @@ impl LocalTable {
             base: [0; MAX_VMS],
             cells: Vec::new(),
             kube: vec![[0; 3]; heads],
+            vm_parts: vec![0; vms << slot_bits],
+            head_parts: vec![0; heads],
+            gpus: device.gpus(),
         };
         let valid_head = |head: usize| head & 3 < KubeState::ALL.len();
         // Each slot's block of cells, tabulated on that slot (a policy may
@@ -99,6 +109,8 @@ impl LocalTable {
                 if part >> g >= VmState::ALL.len() {
                     continue;
                 }
+                let alone = packer.unpack((part as u64) << shift);
+                table.vm_parts[(slot << slot_bits) | part] = invariant::vm_part(&alone.vms[slot]);
                 for head in (0..heads).filter(|&h| valid_head(h)) {
                     let key = ((head as u64) << body_bits) | ((part as u64) << shift);
                     let cell = &mut block[(part << head_bits) | head];
@@ -151,6 +163,7 @@ impl LocalTable {
         for head in (0..heads).filter(|&h| valid_head(h)) {
             let key = (head as u64) << body_bits;
             let state = packer.unpack(key);
+            table.head_parts[head] = invariant::head_part(state.kube, state.free, state.kube_held);
             let cell = &mut table.kube[head];
             let mut ok = true;
             model::for_each_enabled_kind(policy, device, &state, |kind, vm| {
@@ -183,6 +196,23 @@ impl LocalTable {
     /// Most actions a state can enable: three per slot, two of Kubernetes.
     pub(crate) fn most_successors(&self) -> usize {
         3 * self.vms + 2
+    }
+
+    /// The state invariants' verdict on the state of `key`
+    /// ([`invariant::check_state`]) and how many actions it enables
+    /// ([`model::enabled_count`]), from the key's parts alone.
+    #[inline(always)]
+    pub(crate) fn judge(&self, key: u64) -> (invariant::InvariantSet, u8) {
+        let head = (key >> self.body_bits) as usize;
+        let slot_mask = (1u64 << self.slot_bits) - 1;
+        let mut sum = self.head_parts[head];
+        let mut actions = self.kube[head][0] & 3;
+        for v in 0..self.vms {
+            let part = ((key >> self.shift[v]) & slot_mask) as usize;
+            sum += self.vm_parts[(v << self.slot_bits) | part];
+            actions += self.cells[self.base[v] + ((part << self.head_bits) | head)][0] & 3;
+        }
+        (invariant::verdict_of_sum(sum, self.gpus), actions as u8)
     }
 
     /// Writes the keys of the successors of the state of `key` to the
@@ -284,7 +314,7 @@ mod tests {
                 let mut seen = HashSet::from([init]);
                 let mut todo = vec![init];
                 let mut buf = vec![0; table.most_successors() + SLACK];
-                let (mut states, mut steals) = (0, 0);
+                let (mut states, mut steals, mut broken) = (0, 0, 0);
                 while let Some(key) = todo.pop() {
                     states += 1;
                     let state = packer.unpack(key);
@@ -296,12 +326,18 @@ mod tests {
                         }
                         want.push(packer.pack(&next));
                     });
+                    let judged = (
+                        invariant::check_state(&device, &state),
+                        model::enabled_count(policy, &device, &state) as u8,
+                    );
+                    let what = format!("{} {device:?} {state:?}", policy.name());
+                    assert_eq!(table.judge(key), judged, "{what}");
+                    broken += usize::from(!judged.0.is_empty());
                     let mut violated = [0u64; 4];
                     let n = table.successors(key, &mut buf, &mut violated);
                     let mut got = buf[..n].to_vec();
                     want.sort_unstable();
                     got.sort_unstable();
-                    let what = format!("{} {device:?} {state:?}", policy.name());
                     assert_eq!(got, want, "{what}");
                     assert_eq!(violated, want_violated, "{what}");
                     steals += violated.iter().sum::<u64>();
@@ -318,6 +354,10 @@ mod tests {
                 let holds = device.sizes().iter().any(|&s| s > 0);
                 let steals_here = ["legacy", "steal-on-release"].contains(&policy.name()) && holds;
                 assert_eq!(steals > 0, steals_here, "{} {device:?}", policy.name());
+                // Only `snapshot` reaches states that break a state
+                // invariant (a GPU with two holders), on the same devices.
+                let breaks = policy.name() == "snapshot" && holds;
+                assert_eq!(broken > 0, breaks, "{} {device:?}", policy.name());
             }
         }
     }
