@@ -44,7 +44,7 @@
 //! head, so a table made before the search (`LocalTable`, by stepping
 //! each action once per such combination) gives each successor's key and
 //! the step invariants' verdict on it; and a new state's state invariants
-//! and action count come from its key's parts too ([`LocalTable::judge`],
+//! and action count come from its key's parts too (`LocalTable::judge`,
 //! a sum of per-part tables that equals [`invariant::check_state`]).
 //! `counts_like_the_plainest_checker` runs both ways.
 //!
