@@ -131,7 +131,7 @@ fn model_transitions_g2_v4(b: Bencher) {
 fn visited_probe_floor_g2_v7(b: Bencher) {
     use gpuclaim::pack::SharedKeySet;
     const PROBES: u64 = 77_820_567;
-    const AHEAD: u64 = 32;
+    const AHEAD: u64 = 64;
     let set = SharedKeySet::with_capacity(11_167_650, 3);
     assert_eq!(set.bytes(), 119_121_664);
     // Odd multiples of a large odd constant: distinct keys, spread over

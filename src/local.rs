@@ -24,10 +24,12 @@ use crate::pack::Packer;
 use crate::policy::Policy;
 
 /// Most bits of a slot's part and the head together that are tabulated:
-/// 2^14 cells of 16 bytes (256 KiB) a block, which G = 2 takes. Larger
-/// devices are checked by stepping: at G = 3 a block would be 4 MiB, one
-/// per slot that behaves differently, and the table took longer to make
-/// than it saved on small devices.
+/// 2^14 cells of 16 bytes (256 KiB) a block, which G = 2 takes, and per
+/// slot 2^14 moves of 32 bytes (512 KiB; of which a check touches the few
+/// thousand cells its states reach). Larger devices are checked by
+/// stepping: at G = 3 a block would be 4 MiB, one per slot that behaves
+/// differently, and the table took longer to make than it saved on small
+/// devices.
 const MAX_CELL_BITS: u32 = 14;
 
 /// Where an entry keeps the step invariants' verdict ([`invariant::check_step`]).
@@ -60,6 +62,13 @@ pub(crate) struct LocalTable {
     vm_parts: Vec<u64>,
     head_parts: Vec<u64>,
     gpus: u8,
+    /// The cells again, as moves: per `slot << (slot_bits + head_bits) |
+    /// slot part << head_bits | head`, the cell's count word, then each
+    /// entry as what to XOR into a key to make the successor's (the slot
+    /// part and head bits that change, in place). Every slot has its own.
+    moves: Vec<[u64; 4]>,
+    /// Per head, the Kubernetes cell as moves.
+    kube_moves: Vec<[u64; 3]>,
 }
 
 impl LocalTable {
@@ -95,6 +104,8 @@ impl LocalTable {
             vm_parts: vec![0; vms << slot_bits],
             head_parts: vec![0; heads],
             gpus: device.gpus(),
+            moves: Vec::new(),
+            kube_moves: Vec::new(),
         };
         let valid_head = |head: usize| head & 3 < KubeState::ALL.len();
         // Each slot's block of cells, tabulated on that slot (a policy may
@@ -160,6 +171,33 @@ impl LocalTable {
             table.base[slot] = at * per_block;
         }
         table.cells = blocks.concat();
+        // The move of an entry of the cell of (`part`, `head`) of a slot at
+        // `shift`, or of Kubernetes' cell with `shift` = None.
+        let slot_mask = (1u32 << slot_bits) - 1;
+        let head_mask = (1u32 << head_bits) - 1;
+        let move_of = |e: u32, part: usize, head: usize, shift: Option<u32>| -> u64 {
+            let (new_part, new_head) = match shift {
+                Some(_) => (e & slot_mask, (e >> slot_bits) & head_mask),
+                None => (0, e & head_mask),
+            };
+            let part_move = shift.map_or(0, |s| u64::from(new_part ^ part as u32) << s);
+            part_move | (u64::from(new_head ^ head as u32) << body_bits)
+        };
+        table.moves = vec![[0; 4]; vms * per_block];
+        for slot in 0..vms {
+            for (at, cell) in table.cells[table.base[slot]..][..per_block]
+                .iter()
+                .enumerate()
+            {
+                let (part, head) = (at >> head_bits, at & (heads - 1));
+                let count = cell[0];
+                let m = &mut table.moves[slot * per_block + at];
+                m[0] = u64::from(count);
+                for (j, &e) in cell[1..].iter().enumerate().take((count & 3) as usize) {
+                    m[1 + j] = move_of(e, part, head, Some(table.shift[slot]));
+                }
+            }
+        }
         for head in (0..heads).filter(|&h| valid_head(h)) {
             let key = (head as u64) << body_bits;
             let state = packer.unpack(key);
@@ -190,6 +228,16 @@ impl LocalTable {
                 return None;
             }
         }
+        table.kube_moves = (0..heads)
+            .map(|head| {
+                let cell = table.kube[head];
+                let mut m = [u64::from(cell[0]), 0, 0];
+                for (j, &e) in cell[1..].iter().enumerate().take((cell[0] & 3) as usize) {
+                    m[1 + j] = move_of(e, 0, head, None);
+                }
+                m
+            })
+            .collect();
         Some(table)
     }
 
@@ -224,36 +272,33 @@ impl LocalTable {
     #[inline(always)]
     pub(crate) fn successors(&self, key: u64, out: &mut [u64], violated: &mut [u64; 4]) -> usize {
         let head = (key >> self.body_bits) as usize;
-        let body_mask = (1u64 << self.body_bits) - 1;
         let slot_mask = (1u64 << self.slot_bits) - 1;
-        let head_mask = u64::from((1u32 << self.head_bits) - 1);
+        let cell_bits = self.slot_bits + self.head_bits;
         let mut n = 0;
         for v in 0..self.vms {
-            let shift = self.shift[v];
-            let part = ((key >> shift) & slot_mask) as usize;
-            let cell = &self.cells[self.base[v] + ((part << self.head_bits) | head)];
-            let rest = key & body_mask & !(slot_mask << shift);
+            let part = ((key >> self.shift[v]) & slot_mask) as usize;
+            let at = (part << self.head_bits) | head;
+            let m = &self.moves[(v << cell_bits) | at];
             let slots = &mut out[n..n + 3];
-            for (o, &e) in slots.iter_mut().zip(&cell[1..]) {
-                let e = u64::from(e);
-                *o = rest
-                    | ((e & slot_mask) << shift)
-                    | (((e >> self.slot_bits) & head_mask) << self.body_bits);
+            for (o, &d) in slots.iter_mut().zip(&m[1..]) {
+                *o = key ^ d;
             }
-            if cell[0] & HAS_VERDICT != 0 {
+            if m[0] & u64::from(HAS_VERDICT) != 0 {
+                let cell = &self.cells[self.base[v] + at];
                 count_verdicts(&cell[1..], cell[0], violated);
             }
-            n += (cell[0] & 3) as usize;
+            n += (m[0] & 3) as usize;
         }
-        let cell = &self.kube[head];
+        let m = &self.kube_moves[head];
         let slots = &mut out[n..n + 2];
-        for (o, &e) in slots.iter_mut().zip(&cell[1..]) {
-            *o = (key & body_mask) | ((u64::from(e) & head_mask) << self.body_bits);
+        for (o, &d) in slots.iter_mut().zip(&m[1..]) {
+            *o = key ^ d;
         }
-        if cell[0] & HAS_VERDICT != 0 {
+        if m[0] & u64::from(HAS_VERDICT) != 0 {
+            let cell = &self.kube[head];
             count_verdicts(&cell[1..], cell[0], violated);
         }
-        n + (cell[0] & 3) as usize
+        n + (m[0] & 3) as usize
     }
 }
 
