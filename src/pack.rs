@@ -753,19 +753,11 @@ impl SharedKeySet {
     }
     /// Whether `key` is in its home bucket with tag 0: the common case of
     /// [`SharedKeySet::insert_with`] (which would return `Some(0)`), decided
-    /// without a branch per slot. False says nothing: insert then.
+    /// without a branch per slot ([`bucket_holds`]). False says nothing:
+    /// insert then.
     #[inline(always)]
     pub fn found_untagged(&self, key: u64, home: usize) -> bool {
-        let shifted = key << self.tag_bits;
-        let mut hits = 0u32;
-        for (j, slot) in self.buckets[home].0.iter().enumerate() {
-            hits |= u32::from(slot.load(Ordering::Relaxed) == shifted) << j;
-        }
-        // Without the black box the compiler turns the mask back into a
-        // branch per slot, and the branch at the slot that holds the key,
-        // a different one each time, is mispredicted on nearly every probe
-        // (about 11% of a G=2 V=7 check; BENCHMARKS.md).
-        std::hint::black_box(hits) != 0
+        bucket_holds(&self.buckets[home], key << self.tag_bits)
     }
 
     /// Inserts `key` with the tag `tag()` unless it is there: `None` when
@@ -851,6 +843,68 @@ impl SharedKeySet {
     }
 }
 
+/// Whether a slot of `bucket` holds `value`, without a branch per slot:
+/// the slot that holds it is a different one each time, and a branch per
+/// slot is mispredicted there on nearly every probe (the compiler makes
+/// such branches of a plain loop over the slots, even of one that builds
+/// a mask). On x86-64 the bucket is read as four 16-byte halves with SSE2,
+/// which every x86-64 processor has, and compared eight slots at once.
+#[inline(always)]
+fn bucket_holds(bucket: &AtomicBucket, value: u64) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_cmpeq_epi32, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi64x, _mm_shuffle_epi32,
+        };
+        let (a, b, c, d): (__m128i, __m128i, __m128i, __m128i);
+        // SAFETY: the bucket is 64 bytes aligned to 64, so the four aligned
+        // 16-byte loads stay inside it; they only read. Each 8-byte slot is
+        // read whole (x86-64 reads an aligned quadword atomically, also as
+        // half of an SSE load), as `Ordering::Relaxed` loads of the slots
+        // would read them, so a slot that another thread fills meanwhile
+        // reads as empty or as its new value, never torn.
+        unsafe {
+            std::arch::asm!(
+                "movdqa {a}, xmmword ptr [{p}]",
+                "movdqa {b}, xmmword ptr [{p} + 16]",
+                "movdqa {c}, xmmword ptr [{p} + 32]",
+                "movdqa {d}, xmmword ptr [{p} + 48]",
+                p = in(reg) std::ptr::from_ref(bucket),
+                a = out(xmm_reg) a,
+                b = out(xmm_reg) b,
+                c = out(xmm_reg) c,
+                d = out(xmm_reg) d,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        // SAFETY: these intrinsics need SSE2, which this code is compiled
+        // with (the `cfg` above); they touch no memory.
+        unsafe {
+            let want = _mm_set1_epi64x(value as i64);
+            // A slot equals `value` when both its 32-bit halves do: compare
+            // halves, then AND each half's result with its neighbour's.
+            let same = |x: __m128i| {
+                let halves = _mm_cmpeq_epi32(x, want);
+                _mm_and_si128(halves, _mm_shuffle_epi32::<0b10_11_00_01>(halves))
+            };
+            let any = _mm_or_si128(
+                _mm_or_si128(same(a), same(b)),
+                _mm_or_si128(same(c), same(d)),
+            );
+            _mm_movemask_epi8(any) != 0
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut hits = 0u32;
+        for (j, slot) in bucket.0.iter().enumerate() {
+            hits |= u32::from(slot.load(Ordering::Relaxed) == value) << j;
+        }
+        std::hint::black_box(hits) != 0
+    }
+}
+
 /// A hint to the processor to start loading the cache line at `p`; nothing
 /// is read through it.
 #[inline(always)]
@@ -909,6 +963,40 @@ mod tests {
     /// exactly one of them, and every other sees the tag it was inserted
     /// with. (Each key's tag is a function of the key, as the checker's
     /// verdicts are of the state.)
+    /// A bucket holds a value exactly when some slot equals it in all 64
+    /// bits: at every slot, and not for values that share only one
+    /// 32-bit half with a slot.
+    #[test]
+    fn bucket_holds_finds_exact_slots_only() {
+        let value = 0x0123_4567_89ab_cdefu64;
+        let near = [
+            value ^ 1,
+            value ^ (1 << 32),
+            value ^ (1 << 63),
+            value & 0xffff_ffff,
+            value & !0xffff_ffff,
+            value.rotate_left(32),
+            EMPTY,
+        ];
+        for at in 0..8 {
+            let bucket = AtomicBucket(std::array::from_fn(|j| {
+                AtomicU64::new(if j == at { value } else { near[j % near.len()] })
+            }));
+            assert!(bucket_holds(&bucket, value), "at slot {at}");
+            for &other in &near[..near.len() - 1] {
+                assert!(
+                    !bucket_holds(&bucket, other ^ (1 << 20)),
+                    "{other:x} at {at}"
+                );
+            }
+            let empty = AtomicBucket(std::array::from_fn(|_| AtomicU64::new(EMPTY)));
+            assert!(!bucket_holds(&empty, value));
+            assert!(bucket_holds(&empty, EMPTY));
+            let others = AtomicBucket(std::array::from_fn(|j| AtomicU64::new(near[j % 7])));
+            assert!(!bucket_holds(&others, value));
+        }
+    }
+
     #[test]
     fn shared_key_set_inserts_each_key_once_under_races() {
         let tag_of = |k: u64| k % 7;
