@@ -72,7 +72,7 @@ fn check_g2_v6(b: Bencher, threads: usize) {
 /// The exhaustive checker on G=2, V=7 under `fixed` (8,025,750 states),
 /// the smallest device whose check takes over a second on one core here;
 /// on 1 and 2 threads, the counter is distinct states.
-#[divan::bench(args = [1, 2], sample_count = 3, sample_size = 1)]
+#[divan::bench(args = [1, 2], sample_count = 5, sample_size = 1)]
 fn check_g2_v7(b: Bencher, threads: usize) {
     let device = Device::uniform(2, 7, 1).unwrap();
     let policy = Builtin::Fixed;

@@ -777,11 +777,13 @@ impl SharedKeySet {
             // here and where the empty slots begin: a slot that was empty
             // in it may have been filled since (perhaps with this key),
             // which the compare-and-swap below sees.
-            let seen: [u64; 8] = std::array::from_fn(|j| b[j].load(Ordering::Relaxed));
-            if let Some(&k) = seen.iter().find(|&&k| (k ^ shifted) < below) {
+            let (hits, empty) = bucket_scan(&self.buckets[i], key, self.tag_bits);
+            if hits != 0 {
+                // Written once: this slot still holds what the scan saw.
+                let k = b[hits.trailing_zeros() as usize].load(Ordering::Relaxed);
                 return Some(k & (below - 1));
             }
-            let first_empty = seen.iter().position(|&k| k == EMPTY).unwrap_or(8);
+            let first_empty = (empty | 1 << 8).trailing_zeros() as usize;
             if first_empty < 8 {
                 let value = shifted | tag();
                 debug_assert_ne!(value, EMPTY);
@@ -826,14 +828,17 @@ impl SharedKeySet {
         let n = self.buckets.len();
         let mut i = home;
         loop {
-            for slot in &self.buckets[i].0 {
-                if slot.load(Ordering::Relaxed) == EMPTY
-                    && slot
-                        .compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
+            let b = &self.buckets[i];
+            let (_, mut empty) = bucket_scan(b, u64::MAX, 0);
+            while empty != 0 {
+                let slot = &b.0[empty.trailing_zeros() as usize];
+                if slot
+                    .compare_exchange(EMPTY, value, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
                 {
                     return;
                 }
+                empty &= empty - 1;
             }
             i += 1;
             if i == n {
@@ -847,16 +852,85 @@ impl SharedKeySet {
 /// the slot that holds it is a different one each time, and a branch per
 /// slot is mispredicted there on nearly every probe (the compiler makes
 /// such branches of a plain loop over the slots, even of one that builds
-/// a mask). On x86-64 the bucket is read as four 16-byte halves with SSE2,
-/// which every x86-64 processor has, and compared eight slots at once.
+/// a mask). On x86-64 the bucket is read as four 16-byte quarters with
+/// SSE2, which every x86-64 processor has, and compared eight slots at
+/// once.
 #[inline(always)]
 fn bucket_holds(bucket: &AtomicBucket, value: u64) -> bool {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
+        use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128, _mm_set1_epi64x};
+        let [a, b, c, d] = sse::load(bucket);
+        // SAFETY: SSE2 intrinsics, compiled with SSE2 (the `cfg` above);
+        // they touch no memory.
+        unsafe {
+            let want = _mm_set1_epi64x(value as i64);
+            let same = |x| sse::same(x, want);
+            let any = _mm_or_si128(
+                _mm_or_si128(same(a), same(b)),
+                _mm_or_si128(same(c), same(d)),
+            );
+            _mm_movemask_epi8(any) != 0
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut hits = 0u32;
+        for (j, slot) in bucket.0.iter().enumerate() {
+            hits |= u32::from(slot.load(Ordering::Relaxed) == value) << j;
+        }
+        std::hint::black_box(hits) != 0
+    }
+}
+
+/// One read of `bucket`, as masks (bit `j` for slot `j`): the slots that
+/// hold `key` with any tag of `tag_bits` bits, and the empty slots. Like
+/// [`bucket_holds`], without a branch per slot.
+#[inline(always)]
+fn bucket_scan(bucket: &AtomicBucket, key: u64, tag_bits: u32) -> (u32, u32) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
         use std::arch::x86_64::{
-            __m128i, _mm_and_si128, _mm_cmpeq_epi32, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi64x, _mm_shuffle_epi32,
+            __m128i, _mm_castsi128_pd, _mm_cvtsi32_si128, _mm_movemask_pd, _mm_set1_epi64x,
+            _mm_srl_epi64,
         };
+        let quarters = sse::load(bucket);
+        // SAFETY: SSE2 intrinsics, compiled with SSE2 (the `cfg` above);
+        // they touch no memory.
+        unsafe {
+            let (want, empty) = (_mm_set1_epi64x(key as i64), _mm_set1_epi64x(EMPTY as i64));
+            let shift = _mm_cvtsi32_si128(tag_bits as i32);
+            let mask = |x: __m128i| _mm_movemask_pd(_mm_castsi128_pd(x)) as u32;
+            let (mut hits, mut empties) = (0, 0);
+            for (q, &x) in quarters.iter().enumerate() {
+                hits |= mask(sse::same(_mm_srl_epi64(x, shift), want)) << (2 * q);
+                empties |= mask(sse::same(x, empty)) << (2 * q);
+            }
+            (hits, empties)
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let (mut hits, mut empties) = (0u32, 0u32);
+        for (j, slot) in bucket.0.iter().enumerate() {
+            let k = slot.load(Ordering::Relaxed);
+            hits |= u32::from(k >> tag_bits == key) << j;
+            empties |= u32::from(k == EMPTY) << j;
+        }
+        std::hint::black_box((hits, empties))
+    }
+}
+
+/// The SSE2 parts of [`bucket_holds`] and [`bucket_scan`].
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse {
+    use std::arch::x86_64::{__m128i, _mm_and_si128, _mm_cmpeq_epi32, _mm_shuffle_epi32};
+
+    use super::AtomicBucket;
+
+    /// The bucket's four 16-byte quarters, two slots each.
+    #[inline(always)]
+    pub(super) fn load(bucket: &AtomicBucket) -> [__m128i; 4] {
         let (a, b, c, d): (__m128i, __m128i, __m128i, __m128i);
         // SAFETY: the bucket is 64 bytes aligned to 64, so the four aligned
         // 16-byte loads stay inside it; they only read. Each 8-byte slot is
@@ -878,30 +952,20 @@ fn bucket_holds(bucket: &AtomicBucket, value: u64) -> bool {
                 options(nostack, preserves_flags, readonly),
             );
         }
-        // SAFETY: these intrinsics need SSE2, which this code is compiled
-        // with (the `cfg` above); they touch no memory.
-        unsafe {
-            let want = _mm_set1_epi64x(value as i64);
-            // A slot equals `value` when both its 32-bit halves do: compare
-            // halves, then AND each half's result with its neighbour's.
-            let same = |x: __m128i| {
-                let halves = _mm_cmpeq_epi32(x, want);
-                _mm_and_si128(halves, _mm_shuffle_epi32::<0b10_11_00_01>(halves))
-            };
-            let any = _mm_or_si128(
-                _mm_or_si128(same(a), same(b)),
-                _mm_or_si128(same(c), same(d)),
-            );
-            _mm_movemask_epi8(any) != 0
-        }
+        [a, b, c, d]
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        let mut hits = 0u32;
-        for (j, slot) in bucket.0.iter().enumerate() {
-            hits |= u32::from(slot.load(Ordering::Relaxed) == value) << j;
+
+    /// All ones in each 64-bit lane where `x` and `y` are equal, else
+    /// zeros: both 32-bit halves compared, each result ANDed with its
+    /// neighbour's.
+    #[inline(always)]
+    pub(super) fn same(x: __m128i, y: __m128i) -> __m128i {
+        // SAFETY: SSE2 intrinsics, compiled with SSE2 (the `cfg` on the
+        // module); they touch no memory.
+        unsafe {
+            let halves = _mm_cmpeq_epi32(x, y);
+            _mm_and_si128(halves, _mm_shuffle_epi32::<0b10_11_00_01>(halves))
         }
-        std::hint::black_box(hits) != 0
     }
 }
 
@@ -995,6 +1059,33 @@ mod tests {
             let others = AtomicBucket(std::array::from_fn(|j| AtomicU64::new(near[j % 7])));
             assert!(!bucket_holds(&others, value));
         }
+    }
+
+    /// The scan's masks: the slots that hold a key with any tag, and the
+    /// empty slots, bit `j` for slot `j`.
+    #[test]
+    fn bucket_scan_masks_keys_with_any_tag_and_empty_slots() {
+        let key = 0x0012_3456_789a_bcdeu64;
+        let slots = [
+            key << 3 | 5,
+            EMPTY,
+            (key ^ 1) << 3,
+            key << 3,
+            (key ^ (1 << 40)) << 3 | 5,
+            EMPTY,
+            key << 3 | 7,
+            (key << 3 | 5) ^ (1 << 35),
+        ];
+        let bucket = AtomicBucket(slots.map(AtomicU64::new));
+        assert_eq!(bucket_scan(&bucket, key, 3), (0b0100_1001, 0b0010_0010));
+        assert_eq!(
+            bucket_scan(&bucket, key << 3, 0),
+            (0b0000_1000, 0b0010_0010)
+        );
+        assert_eq!(bucket_scan(&bucket, key ^ 1, 3), (0b0000_0100, 0b0010_0010));
+        let full = AtomicBucket(std::array::from_fn(|j| AtomicU64::new(j as u64)));
+        assert_eq!(bucket_scan(&full, 9, 0), (0, 0));
+        assert_eq!(bucket_scan(&full, 2, 1), (0b11_0000, 0));
     }
 
     #[test]
