@@ -579,34 +579,68 @@ pub struct SharedKeySet {
 #[repr(C, align(64))]
 struct AtomicBucket([AtomicU64; 8]);
 
-/// The buckets of a [`SharedKeySet`], every slot empty when made: one
-/// allocation filled with `u64::MAX` bytes at once. A table of 4 MiB or
-/// more is aligned to 2 MiB and, on Linux, the kernel is asked to back it
-/// with huge pages (`madvise(MADV_HUGEPAGE)`): probes land anywhere in the
-/// table, and with 4 KiB pages nearly every one would also miss the
-/// processor's address-translation cache. The advice changes nothing but
-/// timing, and is ignored where huge pages are off.
+/// The buckets of a [`SharedKeySet`], every slot empty when made or
+/// added, filled with `u64::MAX` bytes at once.
+///
+/// A table of 4 MiB or more is aligned to 2 MiB and, on Linux, the kernel
+/// is asked to back it with huge pages (`madvise(MADV_HUGEPAGE)`): probes
+/// land anywhere in the table, and with 4 KiB pages nearly every one would
+/// also miss the processor's address-translation cache. The advice changes
+/// nothing but timing, and is ignored where huge pages are off.
+///
+/// On Linux such a table lives at the start of a reservation of address
+/// space ([`RESERVE`] bytes, mapped without reserving memory for it), and
+/// grows into it in place ([`Buckets::extend`]): only the added buckets are
+/// new memory, where a new table would fault in every page again (which on
+/// the benchmark machine, a virtual one, costs more than the rehash).
+/// Elsewhere, or when the reservation cannot be made, a table is one heap
+/// allocation and growing makes a new one.
 struct Buckets {
     ptr: std::ptr::NonNull<AtomicBucket>,
     len: usize,
-    layout: std::alloc::Layout,
+    source: Source,
 }
 
-// SAFETY: `Buckets` owns its allocation, like a `Box<[AtomicBucket]>`, and
+/// Where the memory of [`Buckets`] comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    Heap(std::alloc::Layout),
+    /// A mapping of `bytes` bytes at `base` (the buckets start at the first
+    /// 2 MiB boundary in it), room for `most` buckets.
+    #[cfg(target_os = "linux")]
+    Mapped {
+        base: *mut u8,
+        bytes: usize,
+        most: usize,
+    },
+}
+
+// SAFETY: `Buckets` owns its memory, like a `Box<[AtomicBucket]>`, and
 // `AtomicBucket` is `Send` and `Sync`.
 unsafe impl Send for Buckets {}
 // SAFETY: as above; shared access only hands out `&[AtomicBucket]`.
 unsafe impl Sync for Buckets {}
 
-/// Tables this large get huge pages.
-const HUGE: usize = 4 << 20;
+/// Tables this large get huge pages (and, on Linux, room to grow in
+/// place). Small in tests, so that they exercise it.
+const HUGE: usize = if cfg!(test) { 64 << 10 } else { 4 << 20 };
 /// The huge page size the alignment is for.
 const HUGE_PAGE: usize = 2 << 20;
+/// The address space a growing table reserves: 64 GiB, of which only the
+/// buckets in use are ever touched (the rest is never backed by memory).
+#[cfg(target_os = "linux")]
+const RESERVE: usize = 64 << 30;
 
 impl Buckets {
     fn new(len: usize) -> Buckets {
         let len = len.max(1);
         let bytes = len * std::mem::size_of::<AtomicBucket>();
+        #[cfg(target_os = "linux")]
+        if bytes >= HUGE
+            && let Some(buckets) = Self::mapped(len)
+        {
+            return buckets;
+        }
         let align = if bytes >= HUGE {
             HUGE_PAGE
         } else {
@@ -621,23 +655,89 @@ impl Buckets {
         if align == HUGE_PAGE {
             advise_huge_pages(raw, bytes);
         }
-        // All ones is `EMPTY` in every slot (an `AtomicU64` has the
-        // representation of a `u64`). Filled in parallel on the current
-        // rayon pool: the first touch of each page, by the kernel, is most
-        // of the cost.
-        const PART: usize = 1 << 20;
-        let base = raw as usize;
-        (0..bytes.div_ceil(PART)).into_par_iter().for_each(|i| {
-            let start = i * PART;
-            // SAFETY: `[start, start + n)` lies in the allocation of `bytes`
-            // bytes at `base`, and the parts are disjoint.
-            unsafe {
-                std::ptr::write_bytes((base + start) as *mut u8, 0xff, PART.min(bytes - start))
-            };
-        });
+        // SAFETY: the allocation holds `len` buckets.
+        unsafe { fill_empty(raw, bytes) };
         // Now `len` initialised buckets.
-        Buckets { ptr, len, layout }
+        Buckets {
+            ptr,
+            len,
+            source: Source::Heap(layout),
+        }
     }
+
+    /// `len` empty buckets at the start of a new reservation, or `None`
+    /// when the kernel refuses it (a limit on address space, say).
+    #[cfg(target_os = "linux")]
+    fn mapped(len: usize) -> Option<Buckets> {
+        let bytes = RESERVE + HUGE_PAGE;
+        let most = RESERVE / std::mem::size_of::<AtomicBucket>();
+        if len > most {
+            return None;
+        }
+        // SAFETY: a new private anonymous mapping; no memory of ours is
+        // touched. MAP_NORESERVE: the kernel sets no memory aside for the
+        // part never used.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let base = base.cast::<u8>();
+        let start = base.wrapping_add(base.align_offset(HUGE_PAGE));
+        advise_huge_pages(start, RESERVE);
+        let ptr = std::ptr::NonNull::new(start.cast::<AtomicBucket>())?;
+        // SAFETY: the first `len` buckets lie in the mapping, past `start`.
+        unsafe { fill_empty(start, len * std::mem::size_of::<AtomicBucket>()) };
+        Some(Buckets {
+            ptr,
+            len,
+            source: Source::Mapped { base, bytes, most },
+        })
+    }
+
+    /// Grows to `len` buckets in place, the new ones empty, when the
+    /// memory allows it (see [`Buckets`]); false (and nothing changed)
+    /// when not.
+    fn extend(&mut self, len: usize) -> bool {
+        match self.source {
+            #[cfg(target_os = "linux")]
+            Source::Mapped { most, .. } if len <= most && len >= self.len => {
+                let size = std::mem::size_of::<AtomicBucket>();
+                let from = self.ptr.as_ptr().cast::<u8>().wrapping_add(self.len * size);
+                // SAFETY: buckets `self.len..len` lie in the mapping.
+                unsafe { fill_empty(from, (len - self.len) * size) };
+                self.len = len;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Sets `bytes` bytes at `p` to all ones, `EMPTY` in every slot (an
+/// `AtomicU64` has the representation of a `u64`), in parallel on the
+/// current rayon pool: the first touch of each page, by the kernel, is
+/// most of the cost.
+///
+/// # Safety
+/// `[p, p + bytes)` must be memory of ours that nothing else uses now.
+unsafe fn fill_empty(p: *mut u8, bytes: usize) {
+    const PART: usize = 1 << 20;
+    let base = p as usize;
+    (0..bytes.div_ceil(PART)).into_par_iter().for_each(|i| {
+        let start = i * PART;
+        // SAFETY: `[start, start + n)` lies in `[p, p + bytes)`, which the
+        // caller gave us, and the parts are disjoint.
+        unsafe { std::ptr::write_bytes((base + start) as *mut u8, 0xff, PART.min(bytes - start)) };
+    });
 }
 
 impl std::ops::Deref for Buckets {
@@ -649,11 +749,28 @@ impl std::ops::Deref for Buckets {
     }
 }
 
+impl std::ops::DerefMut for Buckets {
+    fn deref_mut(&mut self) -> &mut [AtomicBucket] {
+        // SAFETY: as for `deref`, and `&mut self` is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
 impl Drop for Buckets {
     fn drop(&mut self) {
-        // SAFETY: allocated in `Buckets::new` with this layout; the buckets
-        // need no drop.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast::<u8>(), self.layout) };
+        match self.source {
+            // SAFETY: allocated in `Buckets::new` with this layout; the
+            // buckets need no drop.
+            Source::Heap(layout) => unsafe {
+                std::alloc::dealloc(self.ptr.as_ptr().cast::<u8>(), layout)
+            },
+            // SAFETY: the mapping made in `Buckets::mapped`, used by
+            // nothing else; the buckets need no drop.
+            #[cfg(target_os = "linux")]
+            Source::Mapped { base, bytes, .. } => unsafe {
+                libc::munmap(base.cast(), bytes);
+            },
+        }
     }
 }
 
@@ -665,29 +782,14 @@ impl std::fmt::Debug for Buckets {
 
 /// Asks Linux to back `[p, p + len)` with huge pages (a hint; errors are
 /// ignored: the table works the same without them).
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
+#[cfg(target_os = "linux")]
 fn advise_huge_pages(p: *mut u8, len: usize) {
-    unsafe extern "C" {
-        fn madvise(
-            addr: *mut std::ffi::c_void,
-            len: usize,
-            advice: std::ffi::c_int,
-        ) -> std::ffi::c_int;
-    }
-    /// `MADV_HUGEPAGE` on these architectures.
-    const MADV_HUGEPAGE: std::ffi::c_int = 14;
-    // SAFETY: `[p, p + len)` is one live allocation of ours, aligned to a
-    // page; `madvise` with this advice reads and writes no memory.
-    unsafe { madvise(p.cast(), len, MADV_HUGEPAGE) };
+    // SAFETY: `[p, p + len)` is memory of ours, aligned to a page;
+    // `madvise` with this advice reads and writes no memory.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
 }
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
+#[cfg(not(target_os = "linux"))]
 fn advise_huge_pages(_: *mut u8, _: usize) {}
 
 impl SharedKeySet {
@@ -724,6 +826,11 @@ impl SharedKeySet {
             return;
         }
         let n = (self.buckets.len() + self.buckets.len() / 2).max((need * 16 / 15).div_ceil(8) + 1);
+        let before = self.buckets.len();
+        if self.buckets.extend(n) {
+            self.rehash_in_place(before);
+            return;
+        }
         let old = std::mem::replace(&mut self.buckets, Buckets::new(n));
         old.par_chunks(1024).for_each(|part| {
             for slot in part.iter().flat_map(|b| &b.0) {
@@ -733,6 +840,57 @@ impl SharedKeySet {
                 }
             }
         });
+    }
+    /// Moves every key to its place in the table's new size after
+    /// [`Buckets::extend`] from `before` buckets, in place: old buckets
+    /// from the last to the first, each emptied and its keys placed from
+    /// their new home upwards, where every bucket has been emptied already
+    /// (a key's new home is never below its old one, and almost never
+    /// below its bucket). The few keys whose new home lies below their
+    /// bucket (they ran far past their home), or whose search would run
+    /// past the end, wait in a list and are placed last, as any insertion
+    /// is. (The keys of a cluster that wrapped around the old end, at the
+    /// start of the table, have new homes near the end: they are placed,
+    /// or wait, like any other.)
+    fn rehash_in_place(&mut self, before: usize) {
+        let tag_bits = self.tag_bits;
+        let len = self.buckets.len();
+        let home = |value: u64, n: usize| KeySet::home(value >> tag_bits, n);
+        let buckets: &mut [AtomicBucket] = &mut self.buckets;
+        let mut later = Vec::new();
+        // Places `value` in the first empty slot from bucket `from` on,
+        // below `end`; false when there is none.
+        let place_below = |buckets: &mut [AtomicBucket], value: u64, from: usize, end: usize| {
+            for bucket in &mut buckets[from..end] {
+                if let Some(slot) = bucket
+                    .0
+                    .iter_mut()
+                    .find(|s| s.load(Ordering::Relaxed) == EMPTY)
+                {
+                    *slot.get_mut() = value;
+                    return true;
+                }
+            }
+            false
+        };
+        for b in (0..before).rev() {
+            let values = buckets[b]
+                .0
+                .each_mut()
+                .map(|slot| std::mem::replace(slot.get_mut(), EMPTY));
+            for value in values.into_iter().filter(|&v| v != EMPTY) {
+                let h = home(value, len);
+                if h < b || !place_below(buckets, value, h, len) {
+                    later.push(value);
+                }
+            }
+        }
+        for value in later {
+            let h = home(value, len);
+            if !place_below(buckets, value, h, len) {
+                assert!(place_below(buckets, value, 0, h), "a table with room");
+            }
+        }
     }
     /// The bucket where a search for `key` begins.
     #[inline(always)]
@@ -1114,6 +1272,57 @@ mod tests {
                 }
             });
             assert_eq!(inserted.into_inner(), keys, "round {round}");
+        }
+    }
+
+    /// Growing in place (tables from 64 KiB up, in tests): every key is
+    /// kept exactly once, through clusters that wrap around the end of
+    /// the table and crowded stretches whose keys run far past their home.
+    #[test]
+    fn shared_key_set_grows_in_place_keeping_every_key_once() {
+        const INVERSE: u64 = 0xf1de_83e1_9937_733d; // of 0x9e37_79b9_7f4a_7c15
+        // A key whose hash (see `KeySet::home`) is `hash`.
+        let with_hash = |hash: u64| hash.wrapping_mul(INVERSE);
+        let mut keys = Vec::new();
+        for j in 1..=4_000u64 {
+            // Hashes just below the top (homes in the last buckets, at
+            // every size), and at a third of the range.
+            keys.push(with_hash(0u64.wrapping_sub(j << 20)));
+            keys.push(with_hash((u64::MAX / 3).wrapping_sub(j << 16)));
+        }
+        let mut rng = crate::seed::rng(9);
+        keys.extend((0..120_000).map(|_| rand::Rng::next_u64(&mut rng)));
+        keys.retain(|&k| k != EMPTY);
+        let mut set = SharedKeySet::with_capacity(8, 0);
+        let mut distinct = std::collections::HashSet::new();
+        let mut in_place = 0;
+        for part in keys.chunks(4_000) {
+            let bytes = set.bytes();
+            let was_mapped = !matches!(set.buckets.source, Source::Heap(_));
+            set.reserve(distinct.len(), part.len());
+            if set.bytes() != bytes {
+                in_place += usize::from(was_mapped);
+                let stored: Vec<u64> = set
+                    .buckets
+                    .iter()
+                    .flat_map(|b| b.0.iter().map(|s| s.load(Ordering::Relaxed)))
+                    .filter(|&v| v != EMPTY)
+                    .collect();
+                assert_eq!(stored.len(), distinct.len(), "each key once");
+                for &k in &distinct {
+                    assert!(
+                        set.found_untagged(k, set.home(k))
+                            || set.insert_with(k, set.home(k), || 0) == Some(0)
+                    );
+                }
+            }
+            for &k in part {
+                let fresh = set.insert_with(k, set.home(k), || 0).is_none();
+                assert_eq!(fresh, distinct.insert(k));
+            }
+        }
+        if cfg!(target_os = "linux") {
+            assert!(in_place >= 4, "{in_place} growths in place");
         }
     }
 
