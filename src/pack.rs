@@ -1284,19 +1284,20 @@ mod tests {
         // A key whose hash (see `KeySet::home`) is `hash`.
         let with_hash = |hash: u64| hash.wrapping_mul(INVERSE);
         let mut keys = Vec::new();
-        for j in 1..=4_000u64 {
-            // Hashes just below the top (homes in the last buckets, at
-            // every size), and at a third of the range.
+        for j in 1..=600u64 {
+            // Hashes just below the top (homes in the last bucket, at
+            // every size: a cluster of 75 buckets or more that wraps
+            // around), and at a third of the range.
             keys.push(with_hash(0u64.wrapping_sub(j << 20)));
             keys.push(with_hash((u64::MAX / 3).wrapping_sub(j << 16)));
         }
         let mut rng = crate::seed::rng(9);
-        keys.extend((0..120_000).map(|_| rand::Rng::next_u64(&mut rng)));
+        keys.extend((0..60_000).map(|_| rand::Rng::next_u64(&mut rng)));
         keys.retain(|&k| k != EMPTY);
         let mut set = SharedKeySet::with_capacity(8, 0);
         let mut distinct = std::collections::HashSet::new();
         let mut in_place = 0;
-        for part in keys.chunks(4_000) {
+        for part in keys.chunks(2_000) {
             let bytes = set.bytes();
             let was_mapped = !matches!(set.buckets.source, Source::Heap(_));
             set.reserve(distinct.len(), part.len());
