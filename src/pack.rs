@@ -842,56 +842,81 @@ impl SharedKeySet {
         });
     }
     /// Moves every key to its place in the table's new size after
-    /// [`Buckets::extend`] from `before` buckets, in place: old buckets
-    /// from the last to the first, each emptied and its keys placed from
-    /// their new home upwards, where every bucket has been emptied already
-    /// (a key's new home is never below its old one, and almost never
-    /// below its bucket). The few keys whose new home lies below their
-    /// bucket (they ran far past their home), or whose search would run
-    /// past the end, wait in a list and are placed last, as any insertion
-    /// is. (The keys of a cluster that wrapped around the old end, at the
-    /// start of the table, have new homes near the end: they are placed,
-    /// or wait, like any other.)
+    /// [`Buckets::extend`] from `before` buckets, in place, in steps from
+    /// the end of the table down, each on every worker of the current
+    /// rayon pool.
+    ///
+    /// A key's new home is its old one scaled by `len / before` (or one
+    /// less), so the keys of the old buckets `[low, top)`, with `low` =
+    /// `top * before / len` rounded up, have new homes at `top` or above,
+    /// where the steps before have emptied every old bucket: a step empties
+    /// `[low, top)` and places those keys in `[top, len)`, each worker
+    /// taking a stretch of the old buckets and the stretch of the new ones
+    /// their keys' homes fall in, so that no two workers touch the same
+    /// bucket. The few keys that do not fit that pattern (a new home
+    /// outside the worker's stretch, from a key that ran far past its old
+    /// home, or a search that runs past the stretch's end) wait in a list
+    /// and are placed last, as any insertion is.
     fn rehash_in_place(&mut self, before: usize) {
         let tag_bits = self.tag_bits;
         let len = self.buckets.len();
-        let home = |value: u64, n: usize| KeySet::home(value >> tag_bits, n);
+        let home = |value: u64| KeySet::home(value >> tag_bits, len);
+        let workers = rayon::current_num_threads().max(1);
         let buckets: &mut [AtomicBucket] = &mut self.buckets;
         let mut later = Vec::new();
-        // Places `value` in the first empty slot from bucket `from` on,
-        // below `end`; false when there is none.
-        let place_below = |buckets: &mut [AtomicBucket], value: u64, from: usize, end: usize| {
-            for bucket in &mut buckets[from..end] {
-                if let Some(slot) = bucket
-                    .0
-                    .iter_mut()
-                    .find(|s| s.load(Ordering::Relaxed) == EMPTY)
-                {
-                    *slot.get_mut() = value;
-                    return true;
-                }
+        let mut top = before;
+        while top > 0 {
+            let low = (top * before).div_ceil(len).min(top - 1);
+            let (old, new) = buckets.split_at_mut(top);
+            // Worker `i` empties old buckets from `low + i * width` and
+            // fills new ones from `top + starts[i]`.
+            let width = (top - low).div_ceil(workers);
+            let mut starts: Vec<usize> = (0..workers)
+                .map(|i| ((low + i * width) * len).div_ceil(before).clamp(top, len) - top)
+                .collect();
+            starts[0] = 0;
+            let mut work = Vec::with_capacity(workers);
+            let (mut old, mut new) = (&mut old[low..], new);
+            for i in 0..workers {
+                let (read, rest) = old.split_at_mut(width.min(old.len()));
+                old = rest;
+                let end = starts.get(i + 1).map_or(new.len(), |&s| s - starts[i]);
+                let (write, rest) = std::mem::take(&mut new).split_at_mut(end);
+                new = rest;
+                work.push((read, top + starts[i], write));
             }
-            false
-        };
-        for b in (0..before).rev() {
-            let values = buckets[b]
-                .0
-                .each_mut()
-                .map(|slot| std::mem::replace(slot.get_mut(), EMPTY));
-            for value in values.into_iter().filter(|&v| v != EMPTY) {
-                let h = home(value, len);
-                if h < b || !place_below(buckets, value, h, len) {
-                    later.push(value);
-                }
-            }
+            let waiting: Vec<Vec<u64>> = work
+                .into_par_iter()
+                .map(|(read, from, write)| {
+                    let mut waiting = Vec::new();
+                    for bucket in read.iter_mut() {
+                        let values = bucket
+                            .0
+                            .each_mut()
+                            .map(|s| std::mem::replace(s.get_mut(), EMPTY));
+                        for value in values.into_iter().filter(|&v| v != EMPTY) {
+                            let h = home(value);
+                            let placed = (from..from + write.len()).contains(&h)
+                                && place_from(write, value, h - from);
+                            if !placed {
+                                waiting.push(value);
+                            }
+                        }
+                    }
+                    waiting
+                })
+                .collect();
+            later.extend(waiting.into_iter().flatten());
+            top = low;
         }
         for value in later {
-            let h = home(value, len);
-            if !place_below(buckets, value, h, len) {
-                assert!(place_below(buckets, value, 0, h), "a table with room");
+            let h = home(value);
+            if !place_from(&mut buckets[..], value, h) {
+                assert!(place_from(&mut buckets[..h], value, 0), "a table with room");
             }
         }
     }
+
     /// The bucket where a search for `key` begins.
     #[inline(always)]
     pub fn home(&self, key: u64) -> usize {
@@ -1004,6 +1029,22 @@ impl SharedKeySet {
             }
         }
     }
+}
+
+/// Puts `value` in the first empty slot of `buckets` from bucket `from`
+/// on; false when there is none.
+fn place_from(buckets: &mut [AtomicBucket], value: u64, from: usize) -> bool {
+    for bucket in &mut buckets[from..] {
+        if let Some(slot) = bucket
+            .0
+            .iter_mut()
+            .find(|s| s.load(Ordering::Relaxed) == EMPTY)
+        {
+            *slot.get_mut() = value;
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether a slot of `bucket` holds `value`, without a branch per slot:
@@ -1294,6 +1335,17 @@ mod tests {
         let mut rng = crate::seed::rng(9);
         keys.extend((0..60_000).map(|_| rand::Rng::next_u64(&mut rng)));
         keys.retain(|&k| k != EMPTY);
+        // The rehash splits its steps among the workers of the pool.
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| grow_through(&keys));
+        }
+    }
+
+    fn grow_through(keys: &[u64]) {
         let mut set = SharedKeySet::with_capacity(8, 0);
         let mut distinct = std::collections::HashSet::new();
         let mut in_place = 0;
