@@ -12,7 +12,7 @@ fn main() {
     divan::main();
 }
 
-const WALK_RUNS: u64 = 8192;
+const WALK_RUNS: u64 = 65_536;
 const WALK_STEPS: usize = 50;
 
 /// One walker on the calling thread: the engine alone, G=2, V=4, `fixed`,
