@@ -46,7 +46,13 @@
 //! the step invariants' verdict on it; and a new state's state invariants
 //! and action count come from its key's parts too (`LocalTable::judge`,
 //! a sum of per-part tables that equals [`invariant::check_state`]).
+//! A chunk's successors are all found first, then inserted in one stream,
+//! each bucket prefetched 64 insertions ahead.
 //! `counts_like_the_plainest_checker` runs both ways.
+//!
+//! What a probe of the visited set costs decides the speed of the search;
+//! `SharedKeySet` compares a bucket's eight slots at once and grows in
+//! place (see `pack.rs` and BENCHMARKS.md).
 //!
 //! A violation does not stop the search (engines never stop at a violation
 //! of their own accord), so the counts are those of the whole reachable
