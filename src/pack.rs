@@ -936,7 +936,7 @@ impl SharedKeySet {
     }
     /// Whether `key` is in its home bucket with tag 0: the common case of
     /// [`SharedKeySet::insert_with`] (which would return `Some(0)`), decided
-    /// without a branch per slot ([`bucket_holds`]). False says nothing:
+    /// without a branch per slot (`bucket_holds`). False says nothing:
     /// insert then.
     #[inline(always)]
     pub fn found_untagged(&self, key: u64, home: usize) -> bool {
