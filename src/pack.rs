@@ -707,18 +707,19 @@ impl Buckets {
     /// memory allows it (see [`Buckets`]); false (and nothing changed)
     /// when not.
     fn extend(&mut self, len: usize) -> bool {
-        match self.source {
-            #[cfg(target_os = "linux")]
-            Source::Mapped { most, .. } if len <= most && len >= self.len => {
-                let size = std::mem::size_of::<AtomicBucket>();
-                let from = self.ptr.as_ptr().cast::<u8>().wrapping_add(self.len * size);
-                // SAFETY: buckets `self.len..len` lie in the mapping.
-                unsafe { fill_empty(from, (len - self.len) * size) };
-                self.len = len;
-                true
-            }
-            _ => false,
+        #[cfg(target_os = "linux")]
+        if let Source::Mapped { most, .. } = self.source
+            && (self.len..=most).contains(&len)
+        {
+            let size = std::mem::size_of::<AtomicBucket>();
+            let from = self.ptr.as_ptr().cast::<u8>().wrapping_add(self.len * size);
+            // SAFETY: buckets `self.len..len` lie in the mapping.
+            unsafe { fill_empty(from, (len - self.len) * size) };
+            self.len = len;
+            return true;
         }
+        let _ = len;
+        false
     }
 }
 
@@ -1073,13 +1074,7 @@ fn bucket_holds(bucket: &AtomicBucket, value: u64) -> bool {
         }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        let mut hits = 0u32;
-        for (j, slot) in bucket.0.iter().enumerate() {
-            hits |= u32::from(slot.load(Ordering::Relaxed) == value) << j;
-        }
-        std::hint::black_box(hits) != 0
-    }
+    scalar::holds(bucket, value)
 }
 
 /// One read of `bucket`, as masks (bit `j` for slot `j`): the slots that
@@ -1109,7 +1104,29 @@ fn bucket_scan(bucket: &AtomicBucket, key: u64, tag_bits: u32) -> (u32, u32) {
         }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
+    scalar::scan(bucket, key, tag_bits)
+}
+
+/// [`bucket_holds`] and [`bucket_scan`] without SSE2, one slot at a time
+/// (still without a branch per slot); the tests hold the SSE2 versions to
+/// these.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+mod scalar {
+    use super::{AtomicBucket, EMPTY};
+    use std::sync::atomic::Ordering;
+
+    pub(super) fn holds(bucket: &AtomicBucket, value: u64) -> bool {
+        let mut hits = 0u32;
+        for (j, slot) in bucket.0.iter().enumerate() {
+            hits |= u32::from(slot.load(Ordering::Relaxed) == value) << j;
+        }
+        std::hint::black_box(hits) != 0
+    }
+
+    pub(super) fn scan(bucket: &AtomicBucket, key: u64, tag_bits: u32) -> (u32, u32) {
         let (mut hits, mut empties) = (0u32, 0u32);
         for (j, slot) in bucket.0.iter().enumerate() {
             let k = slot.load(Ordering::Relaxed);
@@ -1257,6 +1274,42 @@ mod tests {
             assert!(bucket_holds(&empty, EMPTY));
             let others = AtomicBucket(std::array::from_fn(|j| AtomicU64::new(near[j % 7])));
             assert!(!bucket_holds(&others, value));
+        }
+    }
+
+    /// The SSE2 probes answer as the slot-by-slot ones do, on buckets of
+    /// random keys, some repeated, some near the probed one, and empty
+    /// slots.
+    #[test]
+    fn bucket_probes_agree_with_slot_by_slot() {
+        let mut rng = crate::seed::rng(3);
+        let mut next = || rand::Rng::next_u64(&mut rng);
+        for _ in 0..20_000 {
+            let base = next() >> 4;
+            let pick = |r: u64| match r % 6 {
+                0 => EMPTY,
+                1 => base,
+                2 => base ^ (1 << (r % 60)),
+                3 => (base << 3) | ((r >> 8) % 8),
+                _ => r >> 3,
+            };
+            let slots: [u64; 8] = std::array::from_fn(|_| pick(next()));
+            let bucket = AtomicBucket(slots.map(AtomicU64::new));
+            for probe in [
+                base,
+                base << 3,
+                base ^ 1,
+                EMPTY,
+                slots[(next() % 8) as usize],
+            ] {
+                assert_eq!(bucket_holds(&bucket, probe), scalar::holds(&bucket, probe));
+                for tag_bits in [0, 3] {
+                    assert_eq!(
+                        bucket_scan(&bucket, probe, tag_bits),
+                        scalar::scan(&bucket, probe, tag_bits)
+                    );
+                }
+            }
         }
     }
 
