@@ -1427,9 +1427,13 @@ mod tests {
                 assert_eq!(fresh, distinct.insert(k));
             }
         }
-        if cfg!(target_os = "linux") {
+        // On Linux, unless the address space is limited (`ulimit -v`),
+        // the table reserves room and grows in place.
+        #[cfg(target_os = "linux")]
+        if Buckets::mapped(1).is_some() {
             assert!(in_place >= 4, "{in_place} growths in place");
         }
+        let _ = in_place;
     }
 
     #[test]
