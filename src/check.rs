@@ -440,12 +440,31 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     next_actions.extend_from_slice(&out.fresh_actions);
                 }
             };
-            for (round, round_actions) in frontier
-                .chunks(CHUNK * ROUND)
-                .zip(actions.chunks(CHUNK * ROUND))
-            {
-                let bound = round_actions.iter().map(|&n| usize::from(n)).sum();
-                set.reserve(unique, bound);
+            let mut start = 0;
+            while start < frontier.len() {
+                // A round is up to ROUND chunks: as many as the table has
+                // room for, each chunk bounded by its states' actions. The
+                // table grows when it is 3/4 full, or when not even one
+                // chunk fits; so its size follows the states it holds, not
+                // the rounds' bounds, which are far above them.
+                let bounds = actions[start..]
+                    .chunks(CHUNK)
+                    .take(ROUND)
+                    .map(|c| c.iter().map(|&n| usize::from(n)).sum::<usize>());
+                let mut room = 0;
+                let (mut end, mut bound) = (start, 0);
+                for (i, b) in bounds.enumerate() {
+                    if i == 0 {
+                        set.reserve(unique, b);
+                        room = set.room(unique);
+                    } else if bound + b > room {
+                        break;
+                    }
+                    bound += b;
+                    end = (end + CHUNK).min(frontier.len());
+                }
+                let round = &frontier[start..end];
+                start = end;
                 let done = std::mem::take(&mut pending);
                 let (outs, ()) = rayon::join(
                     || {

@@ -918,6 +918,13 @@ impl SharedKeySet {
         }
     }
 
+    /// How many more keys a set that holds `len` takes before it is
+    /// 15/16 full: what a round of insertions may add without a
+    /// [`SharedKeySet::reserve`] (which grows it at 3/4).
+    pub fn room(&self, len: usize) -> usize {
+        (self.buckets.len() * 8 * 15 / 16).saturating_sub(len)
+    }
+
     /// The bucket where a search for `key` begins.
     #[inline(always)]
     pub fn home(&self, key: u64) -> usize {

@@ -252,7 +252,7 @@ fn counts_and_counterexamples_do_not_depend_on_threads() {
 /// device with more than a few thousand states, whatever the thread count.
 #[test]
 fn visited_set_is_at_most_16_bytes_a_state() {
-    for (g, v) in [(2, 4), (2, 5), (1, 6)] {
+    for (g, v) in [(2, 4), (2, 5), (1, 5), (1, 6)] {
         let d = Device::uniform(g, v, 1).unwrap();
         for t in [1, 2] {
             let r = Checker::new(&Builtin::Fixed, d).threads(t).run().unwrap();
