@@ -1246,10 +1246,6 @@ mod tests {
         assert!((0.5..=0.75).contains(&load), "{load}");
     }
 
-    /// Threads inserting overlapping keys at once: each key is inserted by
-    /// exactly one of them, and every other sees the tag it was inserted
-    /// with. (Each key's tag is a function of the key, as the checker's
-    /// verdicts are of the state.)
     /// A bucket holds a value exactly when some slot equals it in all 64
     /// bits: at every slot, and not for values that share only one
     /// 32-bit half with a slot.
@@ -1347,6 +1343,10 @@ mod tests {
         assert_eq!(bucket_scan(&full, 2, 1), (0b11_0000, 0));
     }
 
+    /// Threads inserting overlapping keys at once: each key is inserted by
+    /// exactly one of them, and every other sees the tag it was inserted
+    /// with. (Each key's tag is a function of the key, as the checker's
+    /// verdicts are of the state.)
     #[test]
     fn shared_key_set_inserts_each_key_once_under_races() {
         let tag_of = |k: u64| k % 7;
