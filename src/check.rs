@@ -447,17 +447,16 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 // table grows when it is 3/4 full, or when not even one
                 // chunk fits; so its size follows the states it holds, not
                 // the rounds' bounds, which are far above them.
-                let bounds = actions[start..]
+                let mut bounds = actions[start..]
                     .chunks(CHUNK)
                     .take(ROUND)
                     .map(|c| c.iter().map(|&n| usize::from(n)).sum::<usize>());
-                let mut room = 0;
-                let (mut end, mut bound) = (start, 0);
-                for (i, b) in bounds.enumerate() {
-                    if i == 0 {
-                        set.reserve(unique, b);
-                        room = set.room(unique);
-                    } else if bound + b > room {
+                let mut bound = bounds.next().unwrap_or(0);
+                set.reserve(unique, bound);
+                let room = set.room(unique);
+                let mut end = (start + CHUNK).min(frontier.len());
+                for b in bounds {
+                    if bound + b > room {
                         break;
                     }
                     bound += b;

@@ -171,17 +171,15 @@ impl LocalTable {
             table.base[slot] = at * per_block;
         }
         table.cells = blocks.concat();
-        // The move of an entry of the cell of (`part`, `head`) of a slot at
-        // `shift`, or of Kubernetes' cell with `shift` = None.
+        // What to XOR into a key with head `head` to change it to
+        // `new_head`; and, for an entry of the cell of (`part`, `head`) of
+        // the slot at `shift`, to make the entry's successor.
         let slot_mask = (1u32 << slot_bits) - 1;
         let head_mask = (1u32 << head_bits) - 1;
-        let move_of = |e: u32, part: usize, head: usize, shift: Option<u32>| -> u64 {
-            let (new_part, new_head) = match shift {
-                Some(_) => (e & slot_mask, (e >> slot_bits) & head_mask),
-                None => (0, e & head_mask),
-            };
-            let part_move = shift.map_or(0, |s| u64::from(new_part ^ part as u32) << s);
-            part_move | (u64::from(new_head ^ head as u32) << body_bits)
+        let head_move = |new_head: u32, head: usize| u64::from(new_head ^ head as u32) << body_bits;
+        let move_of = |e: u32, part: usize, head: usize, shift: u32| -> u64 {
+            (u64::from((e & slot_mask) ^ part as u32) << shift)
+                | head_move((e >> slot_bits) & head_mask, head)
         };
         table.moves = vec![[0; 4]; vms * per_block];
         for slot in 0..vms {
@@ -194,7 +192,7 @@ impl LocalTable {
                 let m = &mut table.moves[slot * per_block + at];
                 m[0] = u64::from(count);
                 for (j, &e) in cell[1..].iter().enumerate().take((count & 3) as usize) {
-                    m[1 + j] = move_of(e, part, head, Some(table.shift[slot]));
+                    m[1 + j] = move_of(e, part, head, table.shift[slot]);
                 }
             }
         }
@@ -233,7 +231,7 @@ impl LocalTable {
                 let cell = table.kube[head];
                 let mut m = [u64::from(cell[0]), 0, 0];
                 for (j, &e) in cell[1..].iter().enumerate().take((cell[0] & 3) as usize) {
-                    m[1 + j] = move_of(e, 0, head, None);
+                    m[1 + j] = head_move(e & head_mask, head);
                 }
                 m
             })
