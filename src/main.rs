@@ -50,10 +50,29 @@ fn die_quietly_on_closed_pipes() {
     unsafe { signal(SIGPIPE, SIG_DFL) };
 }
 
+/// The command line, where a value that looks like a negative number
+/// (`--runs -5`, `--arrival-per-hour -3`) is taken as the flag's value, so
+/// that the error says what the flag accepts instead of clap's "unexpected
+/// argument '-5'".
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommands(|sub| {
+        sub.mut_args(|arg| {
+            if arg.get_action().takes_values() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        })
+    });
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
     #[cfg(unix)]
     die_quietly_on_closed_pipes();
-    let cli = Cli::parse();
+    let cli = parse();
     if !matches!(cli.command, Command::Nightly(_)) {
         // Ctrl-C or SIGTERM ends a run at once, without the outputs it was
         // still writing (their folders keep what they held before). `nightly`

@@ -293,6 +293,18 @@ fn bad_flags_are_refused_clearly() {
             ],
             "1024",
         ),
+        // A negative number is the flag's value, refused for what it is
+        // (clap alone would call it an unexpected argument).
+        (
+            &["check", "--gpus", "-1", "--vms", "1", "--policy", "fixed"],
+            "invalid value '-1' for '--gpus <G>': -1 is not in 1..=8",
+        ),
+        (
+            &[
+                "explore", "--gpus", "1", "--vms", "1", "--policy", "fixed", "--runs", "-5",
+            ],
+            "invalid value '-5' for '--runs <N>'",
+        ),
     ];
     for (args, needle) in cases {
         let o = gpuclaim(args);

@@ -490,6 +490,11 @@ fn absurd_sizes_are_refused_before_running() {
             &["--arrival-per-hour", "1e12"],
             "--arrival-per-hour must be a rate of 0 to 1e6 per hour",
         ),
+        // A negative number is the flag's value, not an unknown argument.
+        (
+            &["--arrival-per-hour", "-3"],
+            "--arrival-per-hour must be a rate of 0 to 1e6 per hour",
+        ),
         (
             &["--arrival-per-hour", "1e6"],
             "--arrival-per-hour 1000000 over a horizon of 720 hours is 7.2e8 expected arrivals per run, more than 1e8",
