@@ -646,6 +646,14 @@ impl Scenario {
     }
 
     /// The device: `gpus` GPUs, one slot per VM name, size from `[vms]` or 1.
+    ///
+    /// # Panics
+    /// When the scenario was built by hand (its fields are public) with a
+    /// device that [`Device::new`] refuses: no GPUs or more than
+    /// [`MAX_GPUS`], a VM larger than the device, more than [`MAX_VMS`]
+    /// VMs. [`parse`] refuses such files, so a parsed scenario
+    /// never panics here; build `Device::new` first to check a hand-built
+    /// one.
     pub fn device(&self) -> Device {
         let names = self.vm_names();
         let sizes: Vec<u8> = names
@@ -669,6 +677,10 @@ impl Scenario {
     }
 
     /// Runs the scenario under one policy and compares the expectations.
+    ///
+    /// # Panics
+    /// As [`Scenario::device`] does, on a hand-built scenario whose device
+    /// the model refuses.
     pub fn run<P: Policy + ?Sized>(&self, policy: &P) -> PolicyRun {
         let device = self.device();
         let names = self.vm_names();
