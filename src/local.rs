@@ -12,7 +12,8 @@
 //! action once, through [`model::apply_in_place`] and so the policy's
 //! hooks, on a state made of exactly those parts (every other slot absent),
 //! together with the step invariants' verdict on it. Slots whose tables
-//! come out equal share one. The checker then looks successors up
+//! come out equal share one. An action that changes nothing (a `no-gpu`
+//! start of a stopped VM) is counted, not listed, among the successors. The checker then looks successors up
 //! instead of stepping. It judges a new state from its key as well: the
 //! state invariants as a sum of each slot's and the head's part
 //! ([`invariant::vm_part`]), and its action count as the sum of its
@@ -38,6 +39,10 @@ const VERDICT_SHIFT: u32 = 24;
 const HAS_VERDICT: u32 = 1 << 31;
 /// Successors [`LocalTable::successors`] may write past those it returns.
 pub(crate) const SLACK: usize = 3;
+/// In a move's count word: how many of the cell's actions lead back to
+/// the state itself (two bits from here; the count of the others is the
+/// low two).
+const LOOPS_SHIFT: u32 = 2;
 
 /// The successors of every slot part and head, for one policy and device.
 pub(crate) struct LocalTable {
@@ -63,9 +68,12 @@ pub(crate) struct LocalTable {
     head_parts: Vec<u64>,
     gpus: u8,
     /// The cells again, as moves: per `slot << (slot_bits + head_bits) |
-    /// slot part << head_bits | head`, the cell's count word, then each
-    /// entry as what to XOR into a key to make the successor's (the slot
-    /// part and head bits that change, in place). Every slot has its own.
+    /// slot part << head_bits | head`, a count word, then each entry that
+    /// changes the state as what to XOR into a key to make the
+    /// successor's (the slot part and head bits that change, in place).
+    /// The count word is the cell's [`HAS_VERDICT`], how many entries
+    /// lead back to the state itself (XOR 0) << [`LOOPS_SHIFT`], and how
+    /// many others there are. Every slot has its own.
     moves: Vec<[u64; 4]>,
     /// Per head, the Kubernetes cell as moves.
     kube_moves: Vec<[u64; 3]>,
@@ -188,12 +196,11 @@ impl LocalTable {
                 .enumerate()
             {
                 let (part, head) = (at >> head_bits, at & (heads - 1));
-                let count = cell[0];
-                let m = &mut table.moves[slot * per_block + at];
-                m[0] = u64::from(count);
-                for (j, &e) in cell[1..].iter().enumerate().take((count & 3) as usize) {
-                    m[1 + j] = move_of(e, part, head, table.shift[slot]);
-                }
+                let moves = cell[1..]
+                    .iter()
+                    .take((cell[0] & 3) as usize)
+                    .map(|&e| move_of(e, part, head, table.shift[slot]));
+                table.moves[slot * per_block + at] = as_moves(cell[0], moves);
             }
         }
         for head in (0..heads).filter(|&h| valid_head(h)) {
@@ -229,11 +236,12 @@ impl LocalTable {
         table.kube_moves = (0..heads)
             .map(|head| {
                 let cell = table.kube[head];
-                let mut m = [u64::from(cell[0]), 0, 0];
-                for (j, &e) in cell[1..].iter().enumerate().take((cell[0] & 3) as usize) {
-                    m[1 + j] = head_move(e & head_mask, head);
-                }
-                m
+                let moves = cell[1..]
+                    .iter()
+                    .take((cell[0] & 3) as usize)
+                    .map(|&e| head_move(e & head_mask, head));
+                let m: [u64; 4] = as_moves(cell[0], moves);
+                [m[0], m[1], m[2]]
             })
             .collect();
         Some(table)
@@ -261,18 +269,26 @@ impl LocalTable {
         (invariant::verdict_of_sum(sum, self.gpus), actions as u8)
     }
 
-    /// Writes the keys of the successors of the state of `key` to the
-    /// front of `out` and returns how many; it may write up to [`SLACK`]
-    /// more after them. Adds the step invariants' verdict on each
-    /// transition to `violated`. Without a branch per action: each slot's
-    /// three entries are written and the count advances by how many it
-    /// has.
+    /// Writes the keys of the successors of the state of `key` that
+    /// differ from it to the front of `out`, and returns how many, and how
+    /// many actions lead back to the state itself (a rejected request, say:
+    /// transitions too, whose successor need not be looked up); it may
+    /// write up to [`SLACK`] more keys after them. Adds the step
+    /// invariants' verdict on each transition, both kinds, to `violated`.
+    /// Without a branch per action: each slot's three entries are written
+    /// and the count advances by how many it has.
     #[inline(always)]
-    pub(crate) fn successors(&self, key: u64, out: &mut [u64], violated: &mut [u64; 4]) -> usize {
+    pub(crate) fn successors(
+        &self,
+        key: u64,
+        out: &mut [u64],
+        violated: &mut [u64; 4],
+    ) -> (usize, usize) {
         let head = (key >> self.body_bits) as usize;
         let slot_mask = (1u64 << self.slot_bits) - 1;
         let cell_bits = self.slot_bits + self.head_bits;
         let mut n = 0;
+        let mut loops = 0;
         for v in 0..self.vms {
             let part = ((key >> self.shift[v]) & slot_mask) as usize;
             let at = (part << self.head_bits) | head;
@@ -286,6 +302,7 @@ impl LocalTable {
                 count_verdicts(&cell[1..], cell[0], violated);
             }
             n += (m[0] & 3) as usize;
+            loops += (m[0] >> LOOPS_SHIFT) & 3;
         }
         let m = &self.kube_moves[head];
         let slots = &mut out[n..n + 2];
@@ -296,8 +313,27 @@ impl LocalTable {
             let cell = &self.kube[head];
             count_verdicts(&cell[1..], cell[0], violated);
         }
-        n + (m[0] & 3) as usize
+        loops += (m[0] >> LOOPS_SHIFT) & 3;
+        (n + (m[0] & 3) as usize, loops as usize)
     }
+}
+
+/// A cell (count word `count`) as moves: the count word of
+/// [`LocalTable::moves`], then the moves that change the state, in order,
+/// the rest 0.
+fn as_moves(count: u32, moves: impl Iterator<Item = u64>) -> [u64; 4] {
+    let mut m = [u64::from(count & HAS_VERDICT), 0, 0, 0];
+    let (mut n, mut loops) = (0, 0);
+    for d in moves {
+        if d == 0 {
+            loops += 1;
+        } else {
+            m[1 + n] = d;
+            n += 1;
+        }
+    }
+    m[0] |= (loops << LOOPS_SHIFT) | n as u64;
+    m
 }
 
 /// Adds the verdicts of a cell's first `count & 3` entries to `violated`.
@@ -357,7 +393,7 @@ mod tests {
                 let mut seen = HashSet::from([init]);
                 let mut todo = vec![init];
                 let mut buf = vec![0; table.most_successors() + SLACK];
-                let (mut states, mut steals, mut broken) = (0, 0, 0);
+                let (mut states, mut steals, mut broken, mut all_loops) = (0, 0, 0, 0);
                 while let Some(key) = todo.pop() {
                     states += 1;
                     let state = packer.unpack(key);
@@ -377,8 +413,11 @@ mod tests {
                     assert_eq!(table.judge(key), judged, "{what}");
                     broken += usize::from(!judged.0.is_empty());
                     let mut violated = [0u64; 4];
-                    let n = table.successors(key, &mut buf, &mut violated);
+                    let (n, loops) = table.successors(key, &mut buf, &mut violated);
                     let mut got = buf[..n].to_vec();
+                    assert!(!got.contains(&key), "a loop listed as a successor: {what}");
+                    got.extend(std::iter::repeat_n(key, loops));
+                    all_loops += loops;
                     want.sort_unstable();
                     got.sort_unstable();
                     assert_eq!(got, want, "{what}");
@@ -391,6 +430,14 @@ mod tests {
                     }
                 }
                 assert!(states >= 3, "{states}");
+                // Under `fixed`, a VM that needs a GPU can be stopped
+                // (deallocated) and Kubernetes configured to take the GPU:
+                // starting it again is then `no-gpu` and changes nothing,
+                // an action back to the same state.
+                if policy.name() == "fixed" {
+                    let needs_gpu = device.sizes().iter().any(|&s| s > 0);
+                    assert_eq!(all_loops > 0, needs_gpu, "{device:?}");
+                }
                 // `legacy` steals by an event of Kubernetes, the other by
                 // a VM's step, on every device with a slot that holds a
                 // GPU; no other policy does.
