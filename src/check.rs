@@ -19,10 +19,14 @@
 //! reduction on, a state stands for its class under permutations of
 //! same-size VM slots ([`Packer::pack_canonical`]).
 //!
-//! The search goes level by level, and each level in rounds of 64
+//! The search goes level by level, and each level in rounds of up to 64
 //! chunks of 512 frontier states. Before a round the visited set (one
 //! table shared by every worker, [`SharedKeySet`]) makes room for every
-//! successor the round could add; then the round's chunks are expanded in
+//! successor the round could add (a round takes as many chunks as fit),
+//! and grows when 3/4 full, unless the levels have begun to shrink and
+//! the states they promise still fit in 7/8 of it (`expected_more`: the
+//! last growth of a search would otherwise often move every key for its
+//! last few thousand states); then the round's chunks are expanded in
 //! parallel, each worker inserting successors into the shared table with a
 //! compare-and-swap, and the successors a chunk inserted first are its part
 //! of the next frontier (merged into it while the next round is expanded).
@@ -463,7 +467,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     .take(ROUND)
                     .map(|c| c.iter().map(|&n| usize::from(n & !VIOLATES)).sum::<usize>());
                 let mut bound = bounds.next().unwrap_or(0);
-                set.reserve(unique, bound);
+                set.reserve_expecting(unique, bound, expected_more(&levels, frontier.len()));
                 let room = set.room(unique);
                 let mut end = (start + CHUNK).min(frontier.len());
                 for b in bounds {
@@ -804,6 +808,23 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     }
 }
 
+/// A guess at how many states a search will still find, from the sizes of
+/// its levels so far and of the one it is expanding (`current`): once
+/// levels shrink, by the ratio `r` of the last two, the rest is about
+/// `current * r / (1 - r)` (each later level `r` times the one before);
+/// while they grow, anything (`usize::MAX`).
+fn expected_more(levels: &[u64], current: usize) -> usize {
+    let Some(&before) = levels.iter().rev().nth(1) else {
+        return usize::MAX;
+    };
+    let (now, before) = (current as f64, before as f64);
+    if now >= before {
+        return usize::MAX;
+    }
+    let r = now / before;
+    (now * r / (1.0 - r)) as usize
+}
+
 #[inline]
 fn count(violated: &mut [u64; 4], set: InvariantSet) {
     for inv in set.iter() {
@@ -946,6 +967,19 @@ mod tests {
     /// `on_level` is called once per level found, in order, with the
     /// running totals a plain breadth-first search has at that level, on
     /// one and two threads, on the table path and on the stepping path.
+    /// While levels grow, anything may come; once they shrink by `r`, the
+    /// rest of a geometric tail.
+    #[test]
+    fn expected_more_follows_shrinking_levels() {
+        assert_eq!(expected_more(&[1], 1), usize::MAX);
+        assert_eq!(expected_more(&[1, 8, 57], 57), usize::MAX);
+        assert_eq!(expected_more(&[100, 100], 100), usize::MAX);
+        // r = 1/2: 100 * 1/2 / (1/2).
+        assert_eq!(expected_more(&[200, 100], 100), 100);
+        // r = 1/4: 100 * 1/4 / (3/4).
+        assert_eq!(expected_more(&[1, 400, 100], 100), 33);
+    }
+
     #[test]
     fn on_level_reports_each_level_with_running_totals() {
         let d = Device::uniform(2, 3, 1).unwrap();

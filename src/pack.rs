@@ -819,11 +819,22 @@ impl SharedKeySet {
     /// within its bound never fills it. The rehash runs on the current
     /// rayon pool.
     pub fn reserve(&mut self, len: usize, additional: usize) {
+        self.reserve_expecting(len, additional, usize::MAX);
+    }
+    /// [`SharedKeySet::reserve`], told that about `expected` more keys
+    /// will come in all (a guess, which decides only when the table
+    /// grows): past 3/4 full it does not grow while those would leave it
+    /// at most 7/8 full, so a search that is nearly done is not made to
+    /// move every key for its last few. A wrong guess costs time, never
+    /// room: a round's bound past 15/16 still grows it.
+    pub fn reserve_expecting(&mut self, len: usize, additional: usize, expected: usize) {
         let slots = self.buckets.len() * 8;
-        // Grow when 3/4 full; and, so that the round cannot fill it, when
-        // the round's bound would pass 15/16.
+        // Grow when 3/4 full, unless the rest is expected to fit in 7/8;
+        // and, so that the round cannot fill it, when the round's bound
+        // would pass 15/16.
         let need = len + additional;
-        if len * 4 <= slots * 3 && additional <= self.room(len) {
+        let full = len * 4 > slots * 3 && len.saturating_add(expected) > slots / 8 * 7;
+        if !full && additional <= self.room(len) {
             return;
         }
         let n = (self.buckets.len() + self.buckets.len() / 2).max((need * 16 / 15).div_ceil(8) + 1);
@@ -1342,6 +1353,38 @@ mod tests {
         let full = AtomicBucket(std::array::from_fn(|j| AtomicU64::new(j as u64)));
         assert_eq!(bucket_scan(&full, 9, 0), (0, 0));
         assert_eq!(bucket_scan(&full, 2, 1), (0b11_0000, 0));
+    }
+
+    /// Past 3/4 full, the set grows unless the keys expected to come fit
+    /// in 7/8 of it; a round's bound past 15/16 grows it whatever is
+    /// expected; and the keys stay.
+    #[test]
+    fn reserve_expecting_grows_only_for_what_is_to_come() {
+        let filled = || {
+            let mut set = SharedKeySet::with_capacity(1000, 3);
+            let slots = set.bytes() / 8;
+            let len = slots * 3 / 4 + 1;
+            set.reserve(0, len);
+            assert_eq!(set.bytes() / 8, slots, "room for them without growing");
+            for k in 0..len as u64 {
+                assert_eq!(set.insert_with(k, set.home(k), || k % 8), None);
+            }
+            (set, slots, len)
+        };
+        let (mut set, slots, len) = filled();
+        set.reserve_expecting(len, 1, slots / 8 * 7 - len);
+        assert_eq!(set.bytes() / 8, slots, "the rest fits in 7/8");
+        set.reserve_expecting(len, 1, slots / 8 * 7 - len + 1);
+        assert!(set.bytes() / 8 > slots, "the rest does not fit");
+        for k in 0..len as u64 {
+            assert_eq!(set.insert_with(k, set.home(k), || 9), Some(k % 8));
+        }
+        let (mut set, slots, len) = filled();
+        set.reserve(len, 1);
+        assert!(set.bytes() / 8 > slots, "no guess: grows at 3/4");
+        let (mut set, slots, len) = filled();
+        set.reserve_expecting(len, slots, 0);
+        assert!(set.bytes() / 8 > slots, "a round's bound still counts");
     }
 
     /// Threads inserting overlapping keys at once: each key is inserted by
