@@ -964,9 +964,6 @@ mod tests {
         }
     }
 
-    /// `on_level` is called once per level found, in order, with the
-    /// running totals a plain breadth-first search has at that level, on
-    /// one and two threads, on the table path and on the stepping path.
     /// While levels grow, anything may come; once they shrink by `r`, the
     /// rest of a geometric tail.
     #[test]
@@ -980,6 +977,9 @@ mod tests {
         assert_eq!(expected_more(&[1, 400, 100], 100), 33);
     }
 
+    /// `on_level` is called once per level found, in order, with the
+    /// running totals a plain breadth-first search has at that level, on
+    /// one and two threads, on the table path and on the stepping path.
     #[test]
     fn on_level_reports_each_level_with_running_totals() {
         let d = Device::uniform(2, 3, 1).unwrap();

@@ -13,11 +13,11 @@
 //! hooks, on a state made of exactly those parts (every other slot absent),
 //! together with the step invariants' verdict on it. Slots whose tables
 //! come out equal share one. An action that changes nothing (a `no-gpu`
-//! start of a stopped VM) is counted, not listed, among the successors. The checker then looks successors up
-//! instead of stepping. It judges a new state from its key as well: the
-//! state invariants as a sum of each slot's and the head's part
-//! ([`invariant::vm_part`]), and its action count as the sum of its
-//! cells' counts.
+//! start of a stopped VM) is counted, not listed, among the successors.
+//! The checker then looks successors up instead of stepping. It judges a
+//! new state from its key as well: the state invariants as a sum of each
+//! slot's and the head's part ([`invariant::vm_part`]), and its action
+//! count as the sum of its cells' counts.
 
 use crate::invariant;
 use crate::model::{self, Device, KubeState, MAX_VMS, VmState};
@@ -271,8 +271,9 @@ impl LocalTable {
 
     /// Writes the keys of the successors of the state of `key` that
     /// differ from it to the front of `out`, and returns how many, and how
-    /// many actions lead back to the state itself (a rejected request, say:
-    /// transitions too, whose successor need not be looked up); it may
+    /// many actions lead back to the state itself (a `no-gpu` start of a
+    /// stopped VM: transitions too, whose successor need not be looked
+    /// up); it may
     /// write up to [`SLACK`] more keys after them. Adds the step
     /// invariants' verdict on each transition, both kinds, to `violated`.
     /// Without a branch per action: each slot's three entries are written
