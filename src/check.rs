@@ -455,11 +455,14 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     next_actions.extend_from_slice(&out.fresh_actions);
                 }
             };
+            // The frontier is the last level found.
+            let expected = expected_more(&levels);
             let mut start = 0;
             while start < frontier.len() {
                 // A round is up to ROUND chunks: as many as the table has
                 // room for, each chunk bounded by its states' actions. The
-                // table grows when it is 3/4 full, or when not even one
+                // table grows when it is 3/4 full (unless the levels promise
+                // few more states: `expected_more`), or when not even one
                 // chunk fits; so its size follows the states it holds, not
                 // the rounds' bounds, which are far above them.
                 let mut bounds = actions[start..]
@@ -467,7 +470,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     .take(ROUND)
                     .map(|c| c.iter().map(|&n| usize::from(n & !VIOLATES)).sum::<usize>());
                 let mut bound = bounds.next().unwrap_or(0);
-                set.reserve_expecting(unique, bound, expected_more(&levels, frontier.len()));
+                set.reserve_expecting(unique, bound, expected);
                 let room = set.room(unique);
                 let mut end = (start + CHUNK).min(frontier.len());
                 for b in bounds {
@@ -667,7 +670,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// every state of the chunk are looked up in `table`
     /// ([`LocalTable::successors`]) first; then they are inserted in order,
     /// each bucket prefetched [`AHEAD`] successors before its insertion
-    /// (a steady stream of prefetches: on this machine a memory access
+    /// (a steady stream of prefetches: on the benchmark machines a memory access
     /// takes about as long as 60 insertions, see BENCHMARKS.md).
     fn expand_local(
         &self,
@@ -809,12 +812,12 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
 }
 
 /// A guess at how many states a search will still find, from the sizes of
-/// its levels so far and of the one it is expanding (`current`): once
+/// its levels so far, the last the one it is expanding (`current`): once
 /// levels shrink, by the ratio `r` of the last two, the rest is about
 /// `current * r / (1 - r)` (each later level `r` times the one before);
 /// while they grow, anything (`usize::MAX`).
-fn expected_more(levels: &[u64], current: usize) -> usize {
-    let Some(&before) = levels.iter().rev().nth(1) else {
+fn expected_more(levels: &[u64]) -> usize {
+    let &[.., before, current] = levels else {
         return usize::MAX;
     };
     let (now, before) = (current as f64, before as f64);
@@ -968,13 +971,13 @@ mod tests {
     /// rest of a geometric tail.
     #[test]
     fn expected_more_follows_shrinking_levels() {
-        assert_eq!(expected_more(&[1], 1), usize::MAX);
-        assert_eq!(expected_more(&[1, 8, 57], 57), usize::MAX);
-        assert_eq!(expected_more(&[100, 100], 100), usize::MAX);
+        assert_eq!(expected_more(&[1]), usize::MAX);
+        assert_eq!(expected_more(&[1, 8, 57]), usize::MAX);
+        assert_eq!(expected_more(&[100, 100]), usize::MAX);
         // r = 1/2: 100 * 1/2 / (1/2).
-        assert_eq!(expected_more(&[200, 100], 100), 100);
+        assert_eq!(expected_more(&[200, 100]), 100);
         // r = 1/4: 100 * 1/4 / (3/4).
-        assert_eq!(expected_more(&[1, 400, 100], 100), 33);
+        assert_eq!(expected_more(&[1, 400, 100]), 33);
     }
 
     /// `on_level` is called once per level found, in order, with the

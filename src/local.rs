@@ -240,8 +240,7 @@ impl LocalTable {
                     .iter()
                     .take((cell[0] & 3) as usize)
                     .map(|&e| head_move(e & head_mask, head));
-                let m: [u64; 4] = as_moves(cell[0], moves);
-                [m[0], m[1], m[2]]
+                as_moves(cell[0], moves)
             })
             .collect();
         Some(table)
@@ -273,8 +272,7 @@ impl LocalTable {
     /// differ from it to the front of `out`, and returns how many, and how
     /// many actions lead back to the state itself (a `no-gpu` start of a
     /// stopped VM: transitions too, whose successor need not be looked
-    /// up); it may
-    /// write up to [`SLACK`] more keys after them. Adds the step
+    /// up); it may write up to [`SLACK`] more keys after them. Adds the step
     /// invariants' verdict on each transition, both kinds, to `violated`.
     /// Without a branch per action: each slot's three entries are written
     /// and the count advances by how many it has.
@@ -319,11 +317,12 @@ impl LocalTable {
     }
 }
 
-/// A cell (count word `count`) as moves: the count word of
-/// [`LocalTable::moves`], then the moves that change the state, in order,
-/// the rest 0.
-fn as_moves(count: u32, moves: impl Iterator<Item = u64>) -> [u64; 4] {
-    let mut m = [u64::from(count & HAS_VERDICT), 0, 0, 0];
+/// A cell (count word `count`, at most `N - 1` entries) as moves: the
+/// count word of [`LocalTable::moves`], then the moves that change the
+/// state, in order, the rest 0.
+fn as_moves<const N: usize>(count: u32, moves: impl Iterator<Item = u64>) -> [u64; N] {
+    let mut m = [0; N];
+    m[0] = u64::from(count & HAS_VERDICT);
     let (mut n, mut loops) = (0, 0);
     for d in moves {
         if d == 0 {
