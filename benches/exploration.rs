@@ -125,8 +125,8 @@ fn model_transitions_g2_v4(b: Bencher) {
 /// size the check ends with (1,861,276 buckets, 119 MB), empty,
 /// probed once per transition of that check (77,820,567) at keys that
 /// scatter like the checker's, each probe's bucket prefetched 64 probes
-/// ahead (with the next bucket) as the checker does, and nothing else: no successors, no
-/// insertions, no growth. The counter is probes.
+/// ahead (with the next bucket) as the checker does, and nothing else: no
+/// successors, no insertions, no growth. The counter is probes.
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn visited_probe_floor_g2_v7(b: Bencher) {
     use gpuclaim::pack::SharedKeySet;
