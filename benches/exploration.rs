@@ -126,9 +126,11 @@ fn model_transitions_g2_v4(b: Bencher) {
 /// probed once per transition of that check (77,820,567) at keys that
 /// scatter like the checker's, each probe's bucket prefetched 64 probes
 /// ahead (with the next bucket) as the checker does, and nothing else: no
-/// successors, no insertions, no growth. The counter is probes.
-#[divan::bench(sample_count = 3, sample_size = 1)]
-fn visited_probe_floor_g2_v7(b: Bencher) {
+/// successors, no insertions, no growth. The counter is probes. On two
+/// threads each probes half the keys: what the machine's memory gives two
+/// cores at once, against which the checker's two threads are measured.
+#[divan::bench(args = [1, 2], sample_count = 3, sample_size = 1)]
+fn visited_probe_floor_g2_v7(b: Bencher, threads: u64) {
     use gpuclaim::pack::SharedKeySet;
     const PROBES: u64 = 77_820_567;
     const AHEAD: u64 = 64;
@@ -137,13 +139,26 @@ fn visited_probe_floor_g2_v7(b: Bencher) {
     // Odd multiples of a large odd constant: distinct keys, spread over
     // every bucket by the set's own hash.
     let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 14;
-    b.counter(ItemsCount::new(PROBES as usize)).bench_local(|| {
+    let probe = |from: u64, to: u64| {
         let mut found = 0u64;
-        for i in 0..PROBES {
+        for i in from..to {
             set.prefetch(set.home(key(i + AHEAD)));
             let k = key(i);
             found += u64::from(set.found_untagged(k, set.home(k)));
         }
+        found
+    };
+    b.counter(ItemsCount::new(PROBES as usize)).bench_local(|| {
+        let share = PROBES.div_ceil(threads);
+        let found: u64 = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| s.spawn(move || probe(t * share, ((t + 1) * share).min(PROBES))))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a probing thread"))
+                .sum()
+        });
         assert_eq!(found, 0);
         divan::black_box(found)
     });

@@ -19,20 +19,22 @@
 //! reduction on, a state stands for its class under permutations of
 //! same-size VM slots ([`Packer::pack_canonical`]).
 //!
-//! The search goes level by level, and each level in rounds of up to 64
-//! chunks of 512 frontier states. Before a round the visited set (one
-//! table shared by every worker, [`SharedKeySet`]) makes room for every
-//! successor the round could add (a round takes as many chunks as fit),
-//! and grows when 3/4 full, unless the levels have begun to shrink and
-//! the states they promise still fit in 7/8 of it (`expected_more`: the
-//! last growth of a search would otherwise often move every key for its
-//! last few thousand states); then the round's chunks are expanded in
-//! parallel, each worker inserting successors into the shared table with a
-//! compare-and-swap, and the successors a chunk inserted first are its part
-//! of the next frontier (merged into it while the next round is expanded).
-//! Which chunk inserts a state first, and so the order of the next
-//! frontier, may differ between runs on several threads; the set of states
-//! of each level, and every count, does not (see
+//! The search goes level by level, and each level in chunks of 512
+//! frontier states, which the workers take one at a time, each inserting
+//! successors into the visited set (one table shared by every worker,
+//! [`SharedKeySet`]) with a compare-and-swap and keeping the successors it
+//! inserted first as its part of the next level. The table grows between
+//! rounds: a round hands out chunks until the table is due to grow (3/4
+//! full, unless the levels have begun to shrink and the states they
+//! promise still fit in 7/8 of it: `expected_more`; the last growth of a
+//! search would otherwise often move every key for its last few thousand
+//! states) or has no room left for every successor the chunks handed out
+//! could still add (their action counts); then it grows, and the next
+//! round goes on with the level. So the workers wait for each other only
+//! when the table grows and at the end of a level (on G=2 V=7, 50 times in
+//! 8 million states). Which worker inserts a state first, and so the order
+//! of the next level, may differ between runs on several threads; the set
+//! of states of each level, and every count, does not (see
 //! `counts_like_the_plainest_checker`).
 //!
 //! Within a chunk the actions are taken kind by kind
@@ -75,8 +77,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use crate::invariant::{self, Invariant, InvariantSet};
 use crate::local::{LocalTable, SLACK};
 use crate::model::{self, Action, Device, MAX_VMS, State};
@@ -85,8 +85,6 @@ use crate::policy::Policy;
 
 /// Frontier states per work unit.
 const CHUNK: usize = 512;
-/// Chunks whose insertions share one reservation of the visited set.
-const ROUND: usize = 64;
 /// Transitions applied, judged and inserted together.
 const BATCH: usize = 32;
 /// In a frontier state's action count, with a successor table: the state
@@ -196,9 +194,13 @@ pub struct Progress {
     pub transitions: u64,
 }
 
-/// What expanding one chunk of the frontier gave.
-struct ChunkOut {
-    /// Successors this chunk inserted into the visited set first.
+/// What one worker found in a level: its part of the next one, and its
+/// counts. Aligned so that no two workers' outputs share a cache line (a
+/// line written by both would move between their cores at every push).
+#[derive(Default)]
+#[repr(align(128))]
+struct WorkerOut {
+    /// Successors this worker inserted into the visited set first.
     fresh: Vec<u64>,
     /// How many actions each of them enables.
     fresh_actions: Vec<u8>,
@@ -208,17 +210,51 @@ struct ChunkOut {
     inexact: bool,
 }
 
-impl ChunkOut {
-    /// Nothing yet, with room for the successors a chunk of `len` states
-    /// usually inserts first.
-    fn for_chunk(len: usize) -> ChunkOut {
-        ChunkOut {
-            fresh: Vec::with_capacity(len * 2),
-            fresh_actions: Vec::with_capacity(len * 2),
-            transitions: 0,
-            violated: [0; 4],
-            inexact: false,
+/// One round of a level: its chunks, from `Claims::next` on, go to
+/// whichever worker asks first, as long as the visited set is not due to
+/// grow and has room for every successor they could add (their bound).
+struct Round<'b> {
+    /// Per chunk of the level, the most successors it can insert.
+    bounds: &'b [usize],
+    /// Keys in the visited set when the round began.
+    base: usize,
+    /// Most keys the set may hold before it grows (15/16 of its slots).
+    cap: usize,
+    /// The guess of states still to come (`expected_more`).
+    expected: usize,
+    claims: std::sync::Mutex<Claims>,
+}
+
+/// Where a round has got to.
+struct Claims {
+    /// The first chunk not yet handed out.
+    next: usize,
+    /// Keys inserted by the chunks done in this round.
+    added: usize,
+    /// The bounds of the chunks handed out and not yet done.
+    outstanding: usize,
+}
+
+impl Round<'_> {
+    /// Reports a worker's last chunk done (its bound, and the keys it
+    /// inserted) and hands it the next one, if the round goes on.
+    fn take(&self, set: &SharedKeySet, done: Option<(usize, usize)>) -> Option<usize> {
+        let mut c = self
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((bound, inserted)) = done {
+            c.outstanding -= bound;
+            c.added += inserted;
         }
+        let &bound = self.bounds.get(c.next)?;
+        let len = self.base + c.added;
+        if set.due_to_grow(len, self.expected) || len + c.outstanding + bound > self.cap {
+            return None;
+        }
+        c.next += 1;
+        c.outstanding += bound;
+        Some(c.next - 1)
     }
 }
 
@@ -397,8 +433,9 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
     }
 
-    /// The breadth-first search, level by level; each level in rounds of
-    /// [`ROUND`] chunks (see the module documentation). `None` when judging
+    /// The breadth-first search, level by level; each level in rounds
+    /// that end when the visited set must grow (see the module
+    /// documentation and [`Round`]). `None` when judging
     /// once per state and a successor is not exactly its key's state.
     ///
     /// With `table` (judging once per state, no symmetry), successors are
@@ -427,112 +464,132 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         };
         set.insert_with(init, set.home(init), || init_tag);
         let mut unique = 1usize;
-        let mut frontier = vec![init];
-        // How many actions each frontier state enables: a round adds at
-        // most that many states.
-        let mut actions =
-            vec![self.actions(packer, init) | if init_tag != 0 { VIOLATES } else { 0 }];
+        // The frontier, in pieces: one per worker that found states of the
+        // level, each with how many actions its states enable (a round
+        // adds at most that many states).
+        let mut frontier = vec![(
+            vec![init],
+            vec![self.actions(packer, init) | if init_tag != 0 { VIOLATES } else { 0 }],
+        )];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
         let mut violated = [0u64; 4];
         let mut peak = 1usize;
         let vms = self.device.vms();
+        let workers = rayon::current_num_threads();
+        let mut spare: Vec<(Vec<u64>, Vec<u8>)> = Vec::new();
         loop {
-            let mut next = Vec::new();
-            let mut next_actions = Vec::new();
-            // A round's outputs are merged into the next frontier while the
-            // following round is expanded.
-            let mut pending: Vec<ChunkOut> = Vec::new();
-            let mut inexact = false;
-            let mut merge = |outs: Vec<ChunkOut>| {
-                for out in outs {
-                    inexact |= out.inexact;
-                    transitions += out.transitions;
-                    for (total, n) in violated.iter_mut().zip(out.violated) {
-                        *total += n;
-                    }
-                    next.extend_from_slice(&out.fresh);
-                    next_actions.extend_from_slice(&out.fresh_actions);
+            let mut chunks = Vec::new();
+            let mut bounds = Vec::new();
+            for (keys, actions) in &frontier {
+                for (chunk, actions) in keys.chunks(CHUNK).zip(actions.chunks(CHUNK)) {
+                    chunks.push((chunk, actions));
+                    bounds.push(actions.iter().map(|&n| usize::from(n & !VIOLATES)).sum());
                 }
-            };
+            }
+            // The workers' parts of the next level go in the buffers of the
+            // level before this one, whose memory is in use already.
+            let outs: Vec<std::sync::Mutex<WorkerOut>> = (0..workers)
+                .map(|_| {
+                    let (mut fresh, mut fresh_actions) = spare.pop().unwrap_or_default();
+                    fresh.clear();
+                    fresh_actions.clear();
+                    std::sync::Mutex::new(WorkerOut {
+                        fresh,
+                        fresh_actions,
+                        ..Default::default()
+                    })
+                })
+                .collect();
             // The frontier is the last level found.
             let expected = expected_more(&levels);
             let mut start = 0;
-            while start < frontier.len() {
-                // A round is up to ROUND chunks: as many as the table has
-                // room for, each chunk bounded by its states' actions. The
-                // table grows when it is 3/4 full (unless the levels promise
-                // few more states: `expected_more`), or when not even one
-                // chunk fits; so its size follows the states it holds, not
-                // the rounds' bounds, which are far above them.
-                let mut bounds = actions[start..]
-                    .chunks(CHUNK)
-                    .take(ROUND)
-                    .map(|c| c.iter().map(|&n| usize::from(n & !VIOLATES)).sum::<usize>());
-                let mut bound = bounds.next().unwrap_or(0);
-                set.reserve_expecting(unique, bound, expected);
-                let room = set.room(unique);
-                let mut end = (start + CHUNK).min(frontier.len());
-                for b in bounds {
-                    if bound + b > room {
-                        break;
-                    }
-                    bound += b;
-                    end = (end + CHUNK).min(frontier.len());
-                }
-                let round = &frontier[start..end];
-                let round_actions = &actions[start..end];
-                start = end;
-                let done = std::mem::take(&mut pending);
-                let (outs, ()) = rayon::join(
-                    || {
-                        round
-                            .par_chunks(CHUNK)
-                            .zip(round_actions.par_chunks(CHUNK))
-                            .map(|(chunk, chunk_actions)| {
-                                SCRATCH.with_borrow_mut(|scratch| {
-                                    if let Some(table) = table {
-                                        return self.expand_local(
-                                            table,
-                                            &set,
-                                            chunk,
-                                            chunk_actions,
-                                            scratch,
-                                        );
-                                    }
-                                    scratch.fit(vms);
-                                    let every = judge == Judge::EveryTransition;
-                                    match (every, self.symmetry) {
-                                        (false, false) => self
-                                            .expand::<false, false>(packer, &set, chunk, scratch),
-                                        (false, true) => {
-                                            self.expand::<false, true>(packer, &set, chunk, scratch)
-                                        }
-                                        (true, false) => {
-                                            self.expand::<true, false>(packer, &set, chunk, scratch)
-                                        }
-                                        (true, true) => {
-                                            self.expand::<true, true>(packer, &set, chunk, scratch)
-                                        }
-                                    }
-                                })
-                            })
-                            .collect::<Vec<ChunkOut>>()
-                    },
-                    || merge(done),
-                );
-                unique += outs.iter().map(|out| out.fresh.len()).sum::<usize>();
-                pending = outs;
+            while start < chunks.len() {
+                // A round goes on until the visited set is due to grow (3/4
+                // full, unless the levels promise few more states:
+                // `expected_more`) or has no room left for what the next
+                // chunk could add; so the set's size follows the states it
+                // holds, not the chunks' bounds, which are far above them.
+                set.reserve_expecting(unique, bounds[start], expected);
+                let round = Round {
+                    bounds: &bounds,
+                    base: unique,
+                    cap: unique + set.room(unique),
+                    expected,
+                    claims: std::sync::Mutex::new(Claims {
+                        next: start,
+                        added: 0,
+                        outstanding: 0,
+                    }),
+                };
+                rayon::broadcast(|ctx| {
+                    let mut out = outs[ctx.index()]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    SCRATCH.with_borrow_mut(|scratch| {
+                        let mut done = None;
+                        while let Some(i) = round.take(&set, done) {
+                            let (chunk, chunk_actions) = chunks[i];
+                            let before = out.fresh.len();
+                            if let Some(table) = table {
+                                self.expand_local(
+                                    table,
+                                    &set,
+                                    chunk,
+                                    chunk_actions,
+                                    scratch,
+                                    &mut out,
+                                );
+                            } else {
+                                scratch.fit(vms);
+                                let every = judge == Judge::EveryTransition;
+                                let expand = match (every, self.symmetry) {
+                                    (false, false) => Self::expand::<false, false>,
+                                    (false, true) => Self::expand::<false, true>,
+                                    (true, false) => Self::expand::<true, false>,
+                                    (true, true) => Self::expand::<true, true>,
+                                };
+                                expand(self, packer, &set, chunk, scratch, &mut out);
+                            }
+                            done = Some((bounds[i], out.fresh.len() - before));
+                        }
+                    });
+                });
+                let claims = round
+                    .claims
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // `reserve_expecting` left the set not due to grow, with
+                // room for the first chunk.
+                assert!(claims.next > start, "a round takes its first chunk");
+                start = claims.next;
+                unique += claims.added;
             }
-            merge(pending);
+            let mut next = Vec::new();
+            let mut inexact = false;
+            for out in outs {
+                let out = out
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                inexact |= out.inexact;
+                transitions += out.transitions;
+                for (total, n) in violated.iter_mut().zip(out.violated) {
+                    *total += n;
+                }
+                if !out.fresh.is_empty() {
+                    next.push((out.fresh, out.fresh_actions));
+                }
+            }
             if inexact && judge == Judge::OncePerState {
                 return None;
             }
-            if next.is_empty() {
+            let found: usize = next.iter().map(|(keys, _)| keys.len()).sum();
+            if found == 0 {
                 break;
             }
-            peak = peak.max(frontier.len() + next.len());
-            levels.push(next.len() as u64);
+            let current: usize = frontier.iter().map(|(keys, _)| keys.len()).sum();
+            peak = peak.max(current + found);
+            levels.push(found as u64);
             if let Some(f) = self.on_level {
                 f(Progress {
                     depth: levels.len() as u32 - 1,
@@ -540,8 +597,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     transitions,
                 });
             }
-            frontier = next;
-            actions = next_actions;
+            spare = std::mem::replace(&mut frontier, next);
         }
         Some((levels, transitions, violated, set.bytes(), peak))
     }
@@ -563,8 +619,8 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         set: &SharedKeySet,
         chunk: &[u64],
         scratch: &mut Scratch,
-    ) -> ChunkOut {
-        let mut out = ChunkOut::for_chunk(chunk.len());
+        out: &mut WorkerOut,
+    ) {
         let Scratch {
             states,
             codes,
@@ -645,15 +701,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                     let home = set.home(k);
                     set.prefetch(home);
                     if j < pending {
-                        self.insert::<EVERY, SYM>(
-                            packer, set, keys[j], homes[j], &before[j], &mut out,
-                        );
+                        self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], out);
                     }
                     keys[j] = k;
                     homes[j] = home;
                 }
                 for j in batch.len()..pending {
-                    self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], &mut out);
+                    self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], out);
                 }
                 pending = batch.len();
                 cur ^= 1;
@@ -661,9 +715,8 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
         let before = &nexts[cur ^ 1];
         for j in 0..pending {
-            self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], &mut out);
+            self.insert::<EVERY, SYM>(packer, set, keys[j], homes[j], &before[j], out);
         }
-        out
     }
 
     /// [`Checker::expand`] for a slot-local policy: the successors of
@@ -679,10 +732,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         chunk: &[u64],
         chunk_actions: &[u8],
         scratch: &mut Scratch,
-    ) -> ChunkOut {
+        out: &mut WorkerOut,
+    ) {
         /// Successors between a bucket's prefetch and its insertion.
         const AHEAD: usize = 64;
-        let mut out = ChunkOut::for_chunk(chunk.len());
         let most = table.most_successors();
         let Scratch { keys, homes, .. } = scratch;
         let need = chunk.len() * most + SLACK;
@@ -714,10 +767,9 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 set.prefetch(home);
                 homes[i + AHEAD] = home;
             }
-            self.insert_key(table, set, keys[i], homes[i], &mut out);
+            self.insert_key(table, set, keys[i], homes[i], out);
         }
-        out.transitions = (n + loops) as u64;
-        out
+        out.transitions += (n + loops) as u64;
     }
 
     /// [`Checker::insert`] for a successor known by its key alone: when it
@@ -729,7 +781,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         set: &SharedKeySet,
         key: u64,
         home: usize,
-        out: &mut ChunkOut,
+        out: &mut WorkerOut,
     ) {
         if set.found_untagged(key, home) {
             return;
@@ -774,7 +826,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         key: u64,
         home: usize,
         next: &State,
-        out: &mut ChunkOut,
+        out: &mut WorkerOut,
     ) {
         if set.found_untagged(key, home) {
             // Seen before, and violating no state invariant.
@@ -978,6 +1030,58 @@ mod tests {
         assert_eq!(expected_more(&[200, 100]), 100);
         // r = 1/4: 100 * 1/4 / (3/4).
         assert_eq!(expected_more(&[1, 400, 100]), 33);
+    }
+
+    fn round<'b>(bounds: &'b [usize], base: usize, cap: usize, expected: usize) -> Round<'b> {
+        Round {
+            bounds,
+            base,
+            cap,
+            expected,
+            claims: std::sync::Mutex::new(Claims {
+                next: 0,
+                added: 0,
+                outstanding: 0,
+            }),
+        }
+    }
+
+    /// A round hands out chunks while the keys in the set, plus the
+    /// bounds of the chunks out, plus the next chunk's bound stay within
+    /// its cap; a chunk done gives back its bound and adds the keys it
+    /// inserted.
+    #[test]
+    fn a_round_hands_out_chunks_within_its_cap() {
+        let set = SharedKeySet::with_capacity(1000, 0);
+        let bounds = [10, 10, 10, 10];
+        let r = round(&bounds, 100, 125, usize::MAX);
+        assert_eq!(r.take(&set, None), Some(0));
+        assert_eq!(r.take(&set, None), Some(1));
+        // 100 + 20 out + 10 > 125.
+        assert_eq!(r.take(&set, None), None);
+        // 102 + 10 out + 10 <= 125.
+        assert_eq!(r.take(&set, Some((10, 2))), Some(2));
+        // 102 + 20 out + 10 > 125 again.
+        assert_eq!(r.take(&set, None), None);
+        assert_eq!(r.take(&set, Some((10, 0))), Some(3));
+        // Every chunk handed out.
+        assert_eq!(r.take(&set, Some((10, 5))), None);
+        let c = r.claims.into_inner().unwrap();
+        assert_eq!((c.next, c.added, c.outstanding), (4, 7, 10));
+    }
+
+    /// A round stops handing out chunks once the set is due to grow (past
+    /// 3/4 full, unless the guess of what is to come fits in 7/8).
+    #[test]
+    fn a_round_stops_when_the_set_is_due_to_grow() {
+        let set = SharedKeySet::with_capacity(1000, 0);
+        let slots = set.bytes() / 8;
+        let bounds = [1, 1, 1];
+        for (expected, second) in [(usize::MAX, None), (1, Some(1))] {
+            let r = round(&bounds, slots / 4 * 3, slots, expected);
+            assert_eq!(r.take(&set, None), Some(0));
+            assert_eq!(r.take(&set, Some((1, 1))), second, "expecting {expected}");
+        }
     }
 
     /// `on_level` is called once per level found, in order, with the

@@ -828,13 +828,11 @@ impl SharedKeySet {
     /// move every key for its last few. A wrong guess costs time, never
     /// room: a round's bound past 15/16 still grows it.
     pub fn reserve_expecting(&mut self, len: usize, additional: usize, expected: usize) {
-        let slots = self.buckets.len() * 8;
         // Grow when 3/4 full, unless the rest is expected to fit in 7/8;
         // and, so that the round cannot fill it, when the round's bound
         // would pass 15/16.
         let need = len + additional;
-        let full = len * 4 > slots * 3 && len.saturating_add(expected) > slots / 8 * 7;
-        if !full && additional <= self.room(len) {
+        if !self.due_to_grow(len, expected) && additional <= self.room(len) {
             return;
         }
         let n = (self.buckets.len() + self.buckets.len() / 2).max((need * 16 / 15).div_ceil(8) + 1);
@@ -927,6 +925,15 @@ impl SharedKeySet {
                 assert!(place_from(&mut buckets[..h], value, 0), "a table with room");
             }
         }
+    }
+
+    /// Whether [`SharedKeySet::reserve_expecting`] would grow a set that
+    /// holds `len` keys, with about `expected` more to come, whatever the
+    /// round's bound: past 3/4 full, unless those would leave it at most
+    /// 7/8 full. A round may stop taking work here, to let it grow.
+    pub fn due_to_grow(&self, len: usize, expected: usize) -> bool {
+        let slots = self.buckets.len() * 8;
+        len * 4 > slots * 3 && len.saturating_add(expected) > slots / 8 * 7
     }
 
     /// How many more keys a set that holds `len` takes before it is
