@@ -31,8 +31,8 @@
 //! states) or has no room left for every successor the chunks handed out
 //! could still add (their action counts); then it grows, and the next
 //! round goes on with the level. So the workers wait for each other only
-//! when the table grows and at the end of a level (on G=2 V=7, 50 times in
-//! 8 million states). Which worker inserts a state first, and so the order
+//! when the table grows and at the end of a level (on G=2 V=7, 50 times on
+//! its 33 levels). Which worker inserts a state first, and so the order
 //! of the next level, may differ between runs on several threads; the set
 //! of states of each level, and every count, does not (see
 //! `counts_like_the_plainest_checker`).

@@ -568,7 +568,9 @@ impl KeySet {
 ///
 /// The table does not grow while it is shared: the owner calls
 /// [`SharedKeySet::reserve`] between rounds of insertions, with how many
-/// keys it holds and a bound on how many the next round can add.
+/// keys it holds and a bound on how many the next round can add, and a
+/// round stops before it could pass [`SharedKeySet::room`] (the checker's
+/// rounds also stop when the set is [`SharedKeySet::due_to_grow`]).
 #[derive(Debug)]
 pub struct SharedKeySet {
     buckets: Buckets,
