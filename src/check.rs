@@ -497,9 +497,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         };
         set.insert_with(init, set.home(init), || init_tag);
         let mut unique = 1usize;
-        // The frontier, in pieces: one per worker that found states of the
-        // level, each with how many actions its states enable (a round
-        // adds at most that many states).
+        // The frontier, in pieces: one per worker (the states it inserted
+        // first; the initial level is one piece), each with how many
+        // actions its states enable (a round adds at most that many
+        // states).
         let mut frontier = vec![(
             vec![init],
             vec![self.actions(packer, init) | if init_tag != 0 { VIOLATES } else { 0 }],
@@ -547,13 +548,15 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 // `expected_more`) or has no room left for what the next
                 // chunk could add; so the set's size follows the states it
                 // holds, not the chunks' bounds, which are far above them.
-                let first = cursors
+                // Room for whichever chunk a worker takes first: the front
+                // of its own piece or the back of another.
+                let first_bound = cursors
                     .iter()
                     .filter(|(n, e)| n < e)
                     .map(|&(n, e)| bounds[n].max(bounds[e - 1]))
                     .max()
                     .unwrap_or(0);
-                set.reserve_expecting(unique, first, expected);
+                set.reserve_expecting(unique, first_bound, expected);
                 let before = left(&cursors);
                 let round = Round {
                     bounds: &bounds,
@@ -630,7 +633,8 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
             if found == 0 {
                 break;
             }
-            let current: usize = frontier.iter().map(|(keys, _)| keys.len()).sum();
+            // The frontier is the last level found.
+            let current = *levels.last().expect("the initial level") as usize;
             peak = peak.max(current + found);
             levels.push(found as u64);
             if let Some(f) = self.on_level {
