@@ -153,19 +153,46 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
 
     /// The walk of seed `seed`.
     pub fn walk(&mut self, seed: u64) -> WalkSummary {
-        self.walk_inner(seed, None)
+        self.walk_dispatch(seed, None)
     }
 
     /// The walk of seed `seed`, also returning every action it took.
     pub fn walk_recorded(&mut self, seed: u64) -> (WalkSummary, Vec<Action>) {
         let mut actions = Vec::with_capacity(self.config.steps.min(1 << 16));
-        let summary = self.walk_inner(seed, Some(&mut actions));
+        let summary = self.walk_dispatch(seed, Some(&mut actions));
         (summary, actions)
     }
 
+    /// [`Walker::walk_inner`] with the device's number of slots as a
+    /// constant for devices of up to eight slots, so that every loop over
+    /// the slots in a step (the enabled actions, the invariants, the
+    /// state's fingerprint) unrolls; larger devices take the same code
+    /// with the number read at run time.
     #[inline]
-    fn walk_inner(&mut self, seed: u64, mut record: Option<&mut Vec<Action>>) -> WalkSummary {
+    fn walk_dispatch(&mut self, seed: u64, record: Option<&mut Vec<Action>>) -> WalkSummary {
+        match self.config.device.vms() {
+            1 => self.walk_inner::<1>(seed, record),
+            2 => self.walk_inner::<2>(seed, record),
+            3 => self.walk_inner::<3>(seed, record),
+            4 => self.walk_inner::<4>(seed, record),
+            5 => self.walk_inner::<5>(seed, record),
+            6 => self.walk_inner::<6>(seed, record),
+            7 => self.walk_inner::<7>(seed, record),
+            8 => self.walk_inner::<8>(seed, record),
+            _ => self.walk_inner::<0>(seed, record),
+        }
+    }
+
+    /// One walk on a device of `VMS` slots (0: as many as the device has).
+    #[inline]
+    fn walk_inner<const VMS: usize>(
+        &mut self,
+        seed: u64,
+        mut record: Option<&mut Vec<Action>>,
+    ) -> WalkSummary {
         let device = &self.config.device;
+        let vms = if VMS == 0 { device.vms() } else { VMS };
+        debug_assert_eq!(vms, device.vms());
         let policy = self.policy;
         let mut rng = seed::rng(seed);
         let kinds = if self.config.swarm {
@@ -175,7 +202,7 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
         };
         let mut state: State = device.initial();
         self.seen.clear();
-        self.seen.insert(self.packer.fingerprint(&state));
+        self.seen.insert(self.packer.fingerprint_of(&state, vms));
         let mut summary = WalkSummary {
             steps: 0,
             kinds,
@@ -188,7 +215,7 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
         for i in 0..self.config.steps {
             let mut n = 0;
             if kinds == Kinds::ALL {
-                n = model::enabled_into(policy, device, &state, &mut buf);
+                n = model::enabled_into_of(policy, device, &state, &mut buf, vms);
             } else {
                 model::for_each_enabled(policy, device, &state, |a| {
                     if kinds.contains(a.op) {
@@ -205,7 +232,8 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
                 r.push(action);
             }
             // `model::step` without the copies: the walk never looks back.
-            let (outcome, violations) = model::step_in_place(policy, device, &mut state, action);
+            let (outcome, violations) =
+                model::step_in_place_of(policy, device, &mut state, action, vms);
             summary.outcomes[outcome as usize] += 1;
             if !violations.is_empty() {
                 if summary.first_violation.is_none() {
@@ -214,19 +242,19 @@ impl<'a, P: Policy + ?Sized> Walker<'a, P> {
                 summary.fired = summary.fired.union(violations);
             }
             summary.steps = i + 1;
-            if self.seen.insert(self.packer.fingerprint(&state)) {
-                summary.distinct_states += 1;
-            }
+            summary.distinct_states +=
+                u64::from(self.seen.insert(self.packer.fingerprint_of(&state, vms)));
         }
         summary
     }
 }
 
 /// The distinct states of one walk, by [`Packer::fingerprint`]: open
-/// addressing with linear probing over a power-of-two table kept at most
-/// half full (short probes; the walker's table is small, so clearing it per
-/// walk is cheap). `u64::MAX` marks an empty slot and so counts as always
-/// present, as in [`KeySet`](crate::pack::KeySet).
+/// addressing with linear probing over a power-of-two table kept at most a
+/// quarter full, so that a key's home slot nearly always either holds it
+/// or is empty (the walker's table is small, so clearing it per walk is
+/// cheap). `u64::MAX` marks an empty slot and so counts as always present,
+/// as in [`KeySet`](crate::pack::KeySet).
 struct RunSet {
     slots: Vec<u64>,
     shift: u32,
@@ -235,7 +263,7 @@ struct RunSet {
 
 impl RunSet {
     fn with_capacity(n: usize) -> RunSet {
-        let size = (2 * n).next_power_of_two().max(8);
+        let size = (4 * n).next_power_of_two().max(8);
         RunSet {
             slots: vec![u64::MAX; size],
             shift: 64 - size.trailing_zeros(),
@@ -251,11 +279,31 @@ impl RunSet {
     }
 
     /// Inserts `key`; true when it was not there yet.
+    ///
+    /// Whether a walk's state is new is a coin toss to the branch
+    /// predictor, so the home slot is settled without branching on it:
+    /// when it holds `key` or is empty, `key` is stored there either way
+    /// and the answer is a compare. Only a home slot taken by another key
+    /// (rare at a quarter full) probes on.
     #[inline]
     fn insert(&mut self, key: u64) -> bool {
         let mask = self.slots.len() - 1;
         let mut i = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        let home = self.slots[i];
+        // Zero exactly when `home` is `key` or empty (all ones): one
+        // compare, where `home == key || home == u64::MAX` compiles to a
+        // branch on the first test, which is the coin toss.
+        if (home ^ key).min(!home) == 0 {
+            let new = home != key;
+            self.slots[i] = key;
+            self.len += usize::from(new);
+            if self.len * 4 > self.slots.len() {
+                self.grow();
+            }
+            return new;
+        }
         loop {
+            i = (i + 1) & mask;
             let k = self.slots[i];
             if k == key {
                 return false;
@@ -263,12 +311,11 @@ impl RunSet {
             if k == u64::MAX {
                 self.slots[i] = key;
                 self.len += 1;
-                if self.len * 2 > self.slots.len() {
+                if self.len * 4 > self.slots.len() {
                     self.grow();
                 }
                 return true;
             }
-            i = (i + 1) & mask;
         }
     }
 
@@ -614,4 +661,39 @@ pub fn replay_run<P: Policy + ?Sized>(
     let names = VmNames::letters(config.device.vms());
     let run = trace::run_actions(policy, &config.device, &names, &actions);
     (summary, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunSet;
+
+    /// Keys whose home slots coincide, keys met again, `u64::MAX` (always
+    /// present) and growth past the quarter-full mark: `insert` answers as
+    /// a `HashSet` does.
+    #[test]
+    fn run_set_inserts_like_a_hash_set() {
+        let mut set = RunSet::with_capacity(4);
+        assert_eq!(set.slots.len(), 16);
+        let mut model = std::collections::HashSet::new();
+        // Keys on a few home slots only (the hash's top bits pick the
+        // slot), each inserted twice, then every one again.
+        let keys: Vec<u64> = (0..40u64)
+            .map(|i| (i % 3).wrapping_mul(0x4000_0000_0000_0000) ^ (i * 7))
+            .chain([u64::MAX, 0])
+            .collect();
+        let mut collided = 0;
+        for &k in keys.iter().chain(&keys) {
+            let home = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> set.shift) as usize;
+            collided += usize::from(set.slots[home] != k && set.slots[home] != u64::MAX);
+            let want = k != u64::MAX && model.insert(k);
+            assert_eq!(set.insert(k), want, "{k:#x}");
+            assert_eq!(set.len, model.len());
+            assert!(set.len * 4 <= set.slots.len());
+        }
+        assert!(collided > 0, "no key probed past its home slot");
+        assert!(set.slots.len() > 16, "the set never grew");
+        set.clear();
+        assert!(set.insert(5));
+        assert!(!set.insert(5));
+    }
 }

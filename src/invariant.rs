@@ -123,12 +123,21 @@ pub fn check(device: &Device, before: &State, after: &State) -> InvariantSet {
 /// its state (a table in `model`).
 #[inline]
 pub fn check_state(device: &Device, after: &State) -> InvariantSet {
+    check_state_of(device, after, device.vms())
+}
+
+/// [`check_state`] over the first `vms` slots, where `vms` is the device's
+/// number of slots: an engine that knows it at compile time passes a
+/// constant, and the loop over the slots unrolls.
+#[inline(always)]
+pub(crate) fn check_state_of(device: &Device, after: &State, vms: usize) -> InvariantSet {
+    debug_assert_eq!(vms, device.vms());
     let mut union = after.free | after.kube_held;
     let mut sizes = u32::from(size_of_set(after.free)) + u32::from(size_of_set(after.kube_held));
     // Kubernetes holds none until its configure step ends.
     let mut mismatch =
         u8::from(after.kube != KubeState::Configured) & u8::from(after.kube_held != 0);
-    for vm in &after.vms[..device.vms()] {
+    for vm in &after.vms[..vms] {
         let n = size_of_set(vm.held);
         union |= vm.held;
         sizes += u32::from(n);

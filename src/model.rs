@@ -738,15 +738,26 @@ pub fn step_in_place<P: Policy + ?Sized>(
     state: &mut State,
     action: Action,
 ) -> (Outcome, InvariantSet) {
+    step_in_place_of(policy, device, state, action, device.vms())
+}
+
+/// [`step_in_place`] with the device's number of slots passed in (see
+/// [`invariant::check_state_of`]).
+#[inline(always)]
+pub(crate) fn step_in_place_of<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &mut State,
+    action: Action,
+    vms: usize,
+) -> (Outcome, InvariantSet) {
     // All the step invariant needs of the state before the step.
     let before_kube = state.kube;
     let before_kube_held = state.kube_held;
     let outcome = apply_in_place(policy, device, state, action);
-    let violations = invariant::check_state(device, state).union(invariant::check_step_parts(
-        before_kube,
-        before_kube_held,
-        state.kube_held,
-    ));
+    let violations = invariant::check_state_of(device, state, vms).union(
+        invariant::check_step_parts(before_kube, before_kube_held, state.kube_held),
+    );
     (outcome, violations)
 }
 
@@ -923,8 +934,22 @@ pub fn enabled_into<P: Policy + ?Sized>(
     state: &State,
     buf: &mut [Action; MAX_ENABLED],
 ) -> usize {
+    enabled_into_of(policy, device, state, buf, device.vms())
+}
+
+/// [`enabled_into`] with the device's number of slots passed in (see
+/// [`invariant::check_state_of`]).
+#[inline(always)]
+pub(crate) fn enabled_into_of<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    state: &State,
+    buf: &mut [Action; MAX_ENABLED],
+    vms: usize,
+) -> usize {
+    debug_assert_eq!(vms, device.vms());
     let mut n = 0;
-    for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
+    for (i, vm) in state.vms[..vms].iter().enumerate() {
         let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
         // n <= 3 * i here, so n + 3 <= 3 * MAX_VMS.
         let out = &mut buf[n..n + 3];

@@ -376,11 +376,24 @@ impl Packer {
     /// states of one walk, below one in 10^12).
     #[inline]
     pub fn fingerprint(&self, state: &State) -> u64 {
+        self.fingerprint_of(state, self.device.vms())
+    }
+
+    /// [`Packer::fingerprint`] with the device's number of slots passed
+    /// in (see [`invariant::check_state_of`](crate::invariant)).
+    #[inline(always)]
+    pub(crate) fn fingerprint_of(&self, state: &State, vms: usize) -> u64 {
+        debug_assert_eq!(vms, self.device.vms());
         if self.fits_u64() {
-            return self.pack(state);
+            let shift = 4 + self.g;
+            let mut key = self.head(state);
+            for vm in 0..vms {
+                key = (key << shift) | self.vm_code(state, vm);
+            }
+            return key;
         }
         let mut h = mix(self.head(state));
-        for vm in 0..self.device.vms() {
+        for vm in 0..vms {
             h = mix(h ^ self.vm_code(state, vm));
         }
         h
