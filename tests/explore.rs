@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use gpuclaim::check::Checker;
-use gpuclaim::explore::{self, Campaign, Kinds, WalkConfig, Walker};
+use gpuclaim::explore::{self, Campaign, CsvRows, Kinds, WalkConfig, Walker};
 use gpuclaim::model::{Device, Op, Outcome};
 use gpuclaim::pack::Packer;
 use gpuclaim::{Builtin, Invariant, Policy, Registry, counterexample, scenario};
@@ -51,6 +51,46 @@ fn csv_bytes_do_not_depend_on_threads() {
         assert!(text.starts_with(
             "run,seed,policy,gpus,vms,sizes,kinds,steps,first_violation,first_violation_step,violations,ok,no_gpu,rejected,distinct_states,shrunk_actions\n0,"
         ));
+    }
+}
+
+/// The rows `explore` writes, rendered by the workers batch by batch
+/// ([`Campaign::run_rendered`] with [`CsvRows::render`]), are the bytes of
+/// the report's CSV after its header, with violations, shrunk lengths,
+/// swarm kinds and mixed slot sizes among them, on every thread count.
+#[test]
+fn render_writes_what_row_gives() {
+    let d = Device::new(2, &[1, 2, 1]).unwrap();
+    for (p, swarm) in [(Builtin::Legacy, true), (Builtin::Snapshot, false)] {
+        let campaign = || {
+            Campaign::new(&p, d)
+                .runs(2500)
+                .steps(30)
+                .seed(5)
+                .swarm(swarm)
+                .block(1500)
+        };
+        let whole = campaign().threads(1).run().csv().into_bytes();
+        let text = String::from_utf8(whole.clone()).unwrap();
+        assert!(text.contains(",1 2 1,") && text.contains(&format!(",{p},")));
+        assert!(text.lines().any(|l| !l.ends_with(',')), "no shrunk run");
+        let body = &whole[whole.iter().position(|&b| b == b'\n').unwrap() + 1..];
+        let rows = CsvRows::new(p.name(), &d);
+        for threads in [1, 2] {
+            let (mut rendered, mut runs) = (Vec::new(), 0);
+            campaign().threads(threads).run_rendered(
+                |_| {},
+                |batch| rows.render(batch),
+                |block, parts| {
+                    runs += block.len();
+                    // Batches of 1024 runs within blocks of 1500.
+                    assert_eq!(parts.len(), block.len().div_ceil(1024));
+                    parts.iter().for_each(|b| rendered.extend_from_slice(b));
+                },
+            );
+            assert_eq!(runs, 2500);
+            assert_eq!(rendered, body, "{p} on {threads} threads");
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! CSV row per run, failing runs shrunk to counterexample scenario files.
 //! Also the device and policy flags that `check` and `replay` share.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -130,32 +130,41 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     // Rows are streamed to the output (written to a temporary file and
     // renamed into place at the end), so memory does not grow with --runs.
-    let file =
+    let mut file =
         AtomicFile::create(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    let mut csv = csv::Writer::from_writer(file);
     let rows = CsvRows::new(policy.name(), &device);
-    let mut write_error: Option<csv::Error> = None;
+    let mut write_error: Option<std::io::Error> = None;
     let (mut failing, mut total_steps) = (0u64, 0u64);
     let mut first_by_invariant = [0u64; 4];
-    csv.write_record(CSV_HEADER)
+    let mut header = csv::Writer::from_writer(Vec::new());
+    header
+        .write_record(CSV_HEADER)
+        .map_err(std::io::Error::from)
+        .and_then(|()| header.into_inner().map_err(|e| e.into_error()))
+        .and_then(|bytes| file.write_all(&bytes))
         .with_context(|| format!("writing {}", args.out.display()))?;
+    // The workers format their runs' rows; this thread only counts and
+    // writes the bytes, in run order.
     let counterexamples = Campaign::new(&policy, device)
         .runs(args.runs)
         .steps(steps)
         .seed(args.seed)
         .swarm(args.swarm)
         .threads(args.threads)
-        .run_streaming(
+        .run_rendered(
             |n| bar.inc(n),
-            |block| {
-                for r in block {
+            |batch| rows.render(batch),
+            |block, rendered| {
+                for r in &block {
                     total_steps += r.summary.steps as u64;
                     if let Some((inv, _)) = r.summary.first_violation {
                         failing += 1;
                         first_by_invariant[inv as usize] += 1;
                     }
+                }
+                for bytes in rendered {
                     if write_error.is_none()
-                        && let Err(e) = csv.write_record(rows.row(r))
+                        && let Err(e) = file.write_all(&bytes)
                     {
                         write_error = Some(e);
                     }
@@ -167,9 +176,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e).with_context(|| format!("writing {}", args.out.display()));
     }
-    csv.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(AtomicFile::commit)
+    file.commit()
         .with_context(|| format!("writing {}", args.out.display()))?;
 
     let mut summary = CsvDoc::new([
