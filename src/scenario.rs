@@ -278,17 +278,13 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
             }
         }
     }
-    let whole = Some(0..0);
-    let name = name.ok_or_else(|| {
-        r.error(
-            whole.clone(),
-            "missing key `name` (one line, shown in reports)",
-        )
-    })?;
-    let gpus =
-        gpus.ok_or_else(|| r.error(whole, format!("missing key `gpus` (1 to {MAX_GPUS})")))?;
-    let (steps_raw, steps_span) = steps_raw
-        .ok_or_else(|| r.error(Some(0..0), "missing key `steps` (a list of step strings)"))?;
+    // A missing key has no place in the file: the error names the file
+    // alone, not line 1.
+    let missing = |what: &str| r.error(None, format!("missing top-level key {what}"));
+    let name = name.ok_or_else(|| missing("`name` (one line, shown in reports)"))?;
+    let gpus = gpus.ok_or_else(|| missing(&format!("`gpus` (1 to {MAX_GPUS})")))?;
+    let (steps_raw, steps_span) =
+        steps_raw.ok_or_else(|| missing("`steps` (a list of step strings)"))?;
 
     if let Some((list, span)) = &policies {
         // An empty list would run nothing and report success; leaving the

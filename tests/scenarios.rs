@@ -303,7 +303,18 @@ fn other_refusals() {
             "name = \"x\"\ngpus = 0\nsteps = []\n",
             "2:8: `gpus` must be an integer from 1 to 8",
         ),
-        ("gpus = 1\nsteps = []\n", "missing key `name`"),
+        (
+            "gpus = 1\nsteps = []\n",
+            "bad.toml: missing top-level key `name` (one line, shown in reports)",
+        ),
+        (
+            "name = \"x\"\nsteps = []\n",
+            "bad.toml: missing top-level key `gpus` (1 to 8)",
+        ),
+        (
+            "name = \"x\"\ngpus = 1\n",
+            "bad.toml: missing top-level key `steps` (a list of step strings)",
+        ),
         (
             "name = \"x\"\ngpus = 1\nsteps = [\"create-vm 9a\"]\n",
             "3:10: step 1: malformed VM name `9a`",
