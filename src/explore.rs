@@ -383,6 +383,10 @@ pub struct Campaign<'a, P: Policy + ?Sized> {
 }
 
 impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
+    /// Runs a worker takes at a time; a block is split into batches of
+    /// this many runs (the last one shorter).
+    pub const BATCH: u64 = 1024;
+
     /// Defaults: 1000 runs of 50 steps, seed 0, not swarm, rayon's default
     /// thread count, failing runs shrunk.
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -443,7 +447,7 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
     pub fn run_with_progress(&self, progress: impl Fn(u64) + Sync) -> CampaignReport {
         let mut runs = Vec::with_capacity(usize::try_from(self.runs).unwrap_or(0));
         let counterexamples =
-            self.run_rendered(progress, |_| (), |mut block, _| runs.append(&mut block));
+            self.run_rendered(progress, |_| (), |mut batch, ()| runs.append(&mut batch));
         CampaignReport {
             policy: self.policy.name().to_string(),
             config: self.config,
@@ -454,48 +458,51 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
     }
 
     /// Runs the campaign in blocks of [`Campaign::block`] runs, each block in
-    /// parallel, handing each block's records to `sink` in run order, so
-    /// that a campaign of any length needs memory for one block only (plus
-    /// its distinct counterexamples). Returns the distinct counterexamples,
-    /// ordered by the first run that led to each. Block boundaries do not
+    /// parallel, handing its records to `sink` in run order, a batch of at
+    /// most [`Campaign::BATCH`] runs at a time, so that a campaign of any
+    /// length needs memory for one block only (plus its distinct
+    /// counterexamples). Returns the distinct counterexamples, ordered by
+    /// the first run that led to each. Block and batch boundaries do not
     /// depend on the thread count, and neither does anything `sink` sees.
     pub fn run_streaming(
         &self,
         progress: impl Fn(u64) + Sync,
         mut sink: impl FnMut(&[RunRecord]),
     ) -> Vec<Counterexample> {
-        self.run_rendered(progress, |_| (), |block, _| sink(&block))
+        self.run_rendered(progress, |_| (), |batch, ()| sink(&batch))
     }
 
-    /// [`Campaign::run_streaming`], with each batch of runs also handed to
-    /// `render` by the worker that ran it, so that what is made of the
-    /// records (a CSV's bytes, say) is made in parallel too. `sink` gets
-    /// each block's records and its batches' renderings, both in run
-    /// order; neither depends on the thread count.
+    /// [`Campaign::run_streaming`], with each batch of runs (at most
+    /// [`Campaign::BATCH`], within one block) also handed to `render` by
+    /// the worker that ran it, so that what is made of the records (a
+    /// CSV's bytes, say) is made in parallel too. `sink` gets each batch's
+    /// records and rendering, in run order, batch by batch as each block
+    /// ends; none of it depends on the thread count. Batches are handed
+    /// over as they are, not joined into blocks, so the calling thread
+    /// copies nothing between blocks.
     pub fn run_rendered<R: Send>(
         &self,
         progress: impl Fn(u64) + Sync,
         render: impl Fn(&[RunRecord]) -> R + Sync,
-        mut sink: impl FnMut(Vec<RunRecord>, Vec<R>),
+        mut sink: impl FnMut(Vec<RunRecord>, R),
     ) -> Vec<Counterexample> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             .build()
             .expect("building the worker pool");
-        const BATCH: u64 = 1024;
         let mut found: BTreeMap<(Invariant, Vec<Action>), (u64, u64)> = BTreeMap::new();
         let mut block_start = 0;
         while block_start < self.runs {
             let block_end = (block_start + self.block).min(self.runs);
-            let batches = (block_end - block_start).div_ceil(BATCH);
+            let batches = (block_end - block_start).div_ceil(Self::BATCH);
             let parts: Vec<(Vec<RunRecord>, R)> = pool.install(|| {
                 (0..batches)
                     .into_par_iter()
                     .map_init(
                         || Walker::new(self.policy, self.config),
                         |walker, b| {
-                            let first = block_start + b * BATCH;
-                            let last = (first + BATCH).min(block_end);
+                            let first = block_start + b * Self::BATCH;
+                            let last = (first + Self::BATCH).min(block_end);
                             let out: Vec<RunRecord> =
                                 (first..last).map(|i| self.one_run(walker, i)).collect();
                             let rendered = render(&out);
@@ -505,24 +512,19 @@ impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
                     )
                     .collect()
             });
-            let mut block =
-                Vec::with_capacity(usize::try_from(block_end - block_start).unwrap_or(0));
-            let mut rendered = Vec::with_capacity(parts.len());
-            for (records, r) in parts {
-                block.extend(records);
-                rendered.push(r);
-            }
-            for r in &block {
-                if let (Some((inv, _)), Some(shrunk)) = (r.summary.first_violation, &r.shrunk) {
-                    match found.get_mut(&(inv, shrunk.clone())) {
-                        Some(e) => e.0 += 1,
-                        None => {
-                            found.insert((inv, shrunk.clone()), (1, r.index));
+            for (records, rendered) in parts {
+                for r in &records {
+                    if let (Some((inv, _)), Some(shrunk)) = (r.summary.first_violation, &r.shrunk) {
+                        match found.get_mut(&(inv, shrunk.clone())) {
+                            Some(e) => e.0 += 1,
+                            None => {
+                                found.insert((inv, shrunk.clone()), (1, r.index));
+                            }
                         }
                     }
                 }
+                sink(records, rendered);
             }
-            sink(block, rendered);
             block_start = block_end;
         }
         let mut counterexamples: Vec<Counterexample> = found

@@ -77,18 +77,17 @@ fn render_writes_what_row_gives() {
         let body = &whole[whole.iter().position(|&b| b == b'\n').unwrap() + 1..];
         let rows = CsvRows::new(p.name(), &d);
         for threads in [1, 2] {
-            let (mut rendered, mut runs) = (Vec::new(), 0);
+            let (mut rendered, mut batches) = (Vec::new(), Vec::new());
             campaign().threads(threads).run_rendered(
                 |_| {},
                 |batch| rows.render(batch),
-                |block, parts| {
-                    runs += block.len();
-                    // Batches of 1024 runs within blocks of 1500.
-                    assert_eq!(parts.len(), block.len().div_ceil(1024));
-                    parts.iter().for_each(|b| rendered.extend_from_slice(b));
+                |batch, bytes| {
+                    batches.push((batch[0].index, batch.len()));
+                    rendered.extend_from_slice(&bytes);
                 },
             );
-            assert_eq!(runs, 2500);
+            // Batches of 1024 runs within blocks of 1500, in run order.
+            assert_eq!(batches, [(0, 1024), (1024, 476), (1500, 1000)]);
             assert_eq!(rendered, body, "{p} on {threads} threads");
         }
     }

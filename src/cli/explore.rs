@@ -154,20 +154,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .run_rendered(
             |n| bar.inc(n),
             |batch| rows.render(batch),
-            |block, rendered| {
-                for r in &block {
+            |batch, bytes| {
+                for r in &batch {
                     total_steps += r.summary.steps as u64;
                     if let Some((inv, _)) = r.summary.first_violation {
                         failing += 1;
                         first_by_invariant[inv as usize] += 1;
                     }
                 }
-                for bytes in rendered {
-                    if write_error.is_none()
-                        && let Err(e) = file.write_all(&bytes)
-                    {
-                        write_error = Some(e);
-                    }
+                if write_error.is_none()
+                    && let Err(e) = file.write_all(&bytes)
+                {
+                    write_error = Some(e);
                 }
             },
         );
