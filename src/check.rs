@@ -579,7 +579,19 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                             let (chunk, chunk_actions) = chunks[i];
                             let before = out.fresh.len();
                             if let Some(table) = table {
-                                self.expand_local(
+                                let expand_local = match table.vms() {
+                                    1 => Self::expand_local::<1>,
+                                    2 => Self::expand_local::<2>,
+                                    3 => Self::expand_local::<3>,
+                                    4 => Self::expand_local::<4>,
+                                    5 => Self::expand_local::<5>,
+                                    6 => Self::expand_local::<6>,
+                                    7 => Self::expand_local::<7>,
+                                    8 => Self::expand_local::<8>,
+                                    _ => Self::expand_local::<0>,
+                                };
+                                expand_local(
+                                    self,
                                     table,
                                     &set,
                                     chunk,
@@ -771,8 +783,10 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// ([`LocalTable::successors`]) first; then they are inserted in order,
     /// each bucket prefetched [`AHEAD`] successors before its insertion
     /// (a steady stream of prefetches: on the benchmark machines a memory access
-    /// takes about as long as 60 insertions, see BENCHMARKS.md).
-    fn expand_local(
+    /// takes about as long as 60 insertions, see BENCHMARKS.md). `VMS` is
+    /// the device's number of slots, made a constant for up to eight (the
+    /// table's loops over the slots then unroll), or 0.
+    fn expand_local<const VMS: usize>(
         &self,
         table: &LocalTable,
         set: &SharedKeySet,
@@ -792,13 +806,13 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         }
         let (mut n, mut loops) = (0, 0);
         for (&key, &actions) in chunk.iter().zip(chunk_actions) {
-            let (m, back) = table.successors(key, &mut keys[n..], &mut out.violated);
+            let (m, back) = table.successors::<VMS>(key, &mut keys[n..], &mut out.violated);
             n += m;
             loops += back;
             // An action that leads back to the state is a transition into
             // it, so counts its verdict; nothing need be looked up.
             if actions & VIOLATES != 0 && back > 0 {
-                for inv in table.judge(key).0.iter() {
+                for inv in table.judge::<VMS>(key).0.iter() {
                     out.violated[inv as usize] += back as u64;
                 }
             }
@@ -814,7 +828,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
                 set.prefetch(home);
                 homes[i + AHEAD] = home;
             }
-            self.insert_key(table, set, keys[i], homes[i], out);
+            self.insert_key::<VMS>(table, set, keys[i], homes[i], out);
         }
         out.transitions += (n + loops) as u64;
     }
@@ -822,7 +836,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// [`Checker::insert`] for a successor known by its key alone: when it
     /// is new, `table` judges it ([`LocalTable::judge`]).
     #[inline(always)]
-    fn insert_key(
+    fn insert_key<const VMS: usize>(
         &self,
         table: &LocalTable,
         set: &SharedKeySet,
@@ -836,7 +850,7 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
         let mut judged = InvariantSet::EMPTY;
         let mut actions = 0u8;
         let tag = set.insert_with(key, home, || {
-            (judged, actions) = table.judge(key);
+            (judged, actions) = table.judge::<VMS>(key);
             u64::from(judged.bits())
         });
         let verdict = match tag {

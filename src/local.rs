@@ -246,6 +246,11 @@ impl LocalTable {
         Some(table)
     }
 
+    /// The device's number of slots.
+    pub(crate) fn vms(&self) -> usize {
+        self.vms
+    }
+
     /// Most actions a state can enable: three per slot, two of Kubernetes.
     pub(crate) fn most_successors(&self) -> usize {
         3 * self.vms + 2
@@ -253,14 +258,17 @@ impl LocalTable {
 
     /// The state invariants' verdict on the state of `key`
     /// ([`invariant::check_state`]) and how many actions it enables
-    /// ([`model::enabled_count`]), from the key's parts alone.
+    /// ([`model::enabled_count`]), from the key's parts alone. `VMS` as
+    /// for [`LocalTable::successors`].
     #[inline(always)]
-    pub(crate) fn judge(&self, key: u64) -> (invariant::InvariantSet, u8) {
+    pub(crate) fn judge<const VMS: usize>(&self, key: u64) -> (invariant::InvariantSet, u8) {
+        debug_assert!(VMS == 0 || VMS == self.vms);
+        let vms = if VMS == 0 { self.vms } else { VMS };
         let head = (key >> self.body_bits) as usize;
         let slot_mask = (1u64 << self.slot_bits) - 1;
         let mut sum = self.head_parts[head];
         let mut actions = self.kube[head][0] & 3;
-        for v in 0..self.vms {
+        for v in 0..vms {
             let part = ((key >> self.shift[v]) & slot_mask) as usize;
             sum += self.vm_parts[(v << self.slot_bits) | part];
             actions += self.cells[self.base[v] + ((part << self.head_bits) | head)][0] & 3;
@@ -276,19 +284,24 @@ impl LocalTable {
     /// invariants' verdict on each transition, both kinds, to `violated`.
     /// Without a branch per action: each slot's three entries are written
     /// and the count advances by how many it has.
+    ///
+    /// `VMS` is the device's number of slots when the caller knows it at
+    /// compile time (the loop over the slots then unrolls), or 0.
     #[inline(always)]
-    pub(crate) fn successors(
+    pub(crate) fn successors<const VMS: usize>(
         &self,
         key: u64,
         out: &mut [u64],
         violated: &mut [u64; 4],
     ) -> (usize, usize) {
+        debug_assert!(VMS == 0 || VMS == self.vms);
+        let vms = if VMS == 0 { self.vms } else { VMS };
         let head = (key >> self.body_bits) as usize;
         let slot_mask = (1u64 << self.slot_bits) - 1;
         let cell_bits = self.slot_bits + self.head_bits;
         let mut n = 0;
         let mut loops = 0;
-        for v in 0..self.vms {
+        for v in 0..vms {
             let part = ((key >> self.shift[v]) & slot_mask) as usize;
             let at = (part << self.head_bits) | head;
             let m = &self.moves[(v << cell_bits) | at];
@@ -410,10 +423,10 @@ mod tests {
                         model::enabled_count(policy, &device, &state) as u8,
                     );
                     let what = format!("{} {device:?} {state:?}", policy.name());
-                    assert_eq!(table.judge(key), judged, "{what}");
+                    assert_eq!(table.judge::<0>(key), judged, "{what}");
                     broken += usize::from(!judged.0.is_empty());
                     let mut violated = [0u64; 4];
-                    let (n, loops) = table.successors(key, &mut buf, &mut violated);
+                    let (n, loops) = table.successors::<0>(key, &mut buf, &mut violated);
                     let mut got = buf[..n].to_vec();
                     assert!(!got.contains(&key), "a loop listed as a successor: {what}");
                     got.extend(std::iter::repeat_n(key, loops));
