@@ -53,7 +53,9 @@
 //! the step invariants' verdict on it; and a new state's state invariants
 //! and action count come from its key's parts too (`LocalTable::judge`,
 //! a sum of per-part tables that equals [`invariant::check_state`]).
-//! A chunk's successors are all found first, then inserted in one stream,
+//! The table is used only if it gives what stepping gives on a sample of
+//! the reachable states (`local::agrees_on_sample`: a policy may say it is
+//! slot-local and still read another slot). A chunk's successors are all found first, then inserted in one stream,
 //! each bucket prefetched 64 insertions ahead. An action that leads back
 //! to its own state (starting a stopped VM with no GPU free: `no-gpu`,
 //! nothing changes; about one transition in nine on G=2 V=7) is counted
@@ -444,10 +446,14 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     /// keys do not keep) on every transition, as `model::step` does.
     fn search_any(&self, packer: &Packer) -> Searched {
         if packer.bits() + TAG_BITS <= 64 {
+            // A table only where a sample of the reachable states agrees
+            // with stepping them (`local::agrees_on_sample`).
             let table = if self.symmetry {
                 None
             } else {
-                LocalTable::new(self.policy, &self.device, packer)
+                LocalTable::new(self.policy, &self.device, packer).filter(|table| {
+                    crate::local::agrees_on_sample(table, self.policy, &self.device, packer)
+                })
             };
             if let Some(found) = self.search(packer, Judge::OncePerState, table.as_ref()) {
                 return found;
@@ -1010,7 +1016,7 @@ mod tests {
     use super::*;
     use crate::model::State;
     use crate::policy::Builtin;
-    use crate::policy::faulty::{Grabby, Meddler, SlotOneNoGpu};
+    use crate::policy::faulty::{Grabby, Meddler, Peeker, SlotOneNoGpu};
 
     /// Forgets to clear `held[vm]` on release: violates state invariants
     /// on many transitions, every successor round-trips.
@@ -1316,5 +1322,24 @@ mod tests {
         assert!(v[Invariant::Conservation as usize] > 0);
         let (_, _, v) = reference(&Phantom, Device::uniform(1, 1, 1).unwrap(), false);
         assert!(v[Invariant::Conservation as usize] > 0);
+    }
+
+    /// A policy that says it is slot-local but reads another slot is
+    /// checked as if it said not: the same counts, depths and violations.
+    #[test]
+    fn a_slot_reading_policy_counts_as_if_stepped() {
+        for (g, v) in [(2, 2), (2, 3), (2, 4)] {
+            let d = Device::uniform(g, v, 1).unwrap();
+            let says = Checker::new(&Peeker { says_local: true }, d).run().unwrap();
+            let not = Checker::new(&Peeker { says_local: false }, d)
+                .run()
+                .unwrap();
+            let fixed = Checker::new(&Builtin::Fixed, d).run().unwrap();
+            let counts = |r: &CheckReport| (r.unique_states, r.transitions, r.levels.clone());
+            assert_eq!(counts(&says), counts(&not), "G={g} V={v}");
+            assert_eq!(says.violations, not.violations, "G={g} V={v}");
+            // Peeking changes what is reachable.
+            assert_ne!(counts(&says), counts(&fixed), "G={g} V={v}");
+        }
     }
 }

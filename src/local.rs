@@ -330,6 +330,116 @@ impl LocalTable {
     }
 }
 
+/// What one state's key gives the checker: the state invariants' verdict
+/// and how many actions the state enables, its successors' keys (sorted;
+/// an action back to the state is the key itself) and the step
+/// invariants' verdicts over its transitions. [`LocalTable::expansion`]
+/// reads it from a table, [`stepped`] steps the state; for a slot-local
+/// policy the two are equal.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Expansion {
+    pub judged: (invariant::InvariantSet, u8),
+    pub successors: Vec<u64>,
+    pub violated: [u64; 4],
+}
+
+impl LocalTable {
+    /// The [`Expansion`] of `key` as the table gives it.
+    pub(crate) fn expansion(&self, key: u64) -> Expansion {
+        let mut buf = vec![0; self.most_successors() + SLACK];
+        let mut violated = [0; 4];
+        let (n, loops) = self.successors::<0>(key, &mut buf, &mut violated);
+        let mut successors = buf[..n].to_vec();
+        successors.extend(std::iter::repeat_n(key, loops));
+        successors.sort_unstable();
+        Expansion {
+            judged: self.judge::<0>(key),
+            successors,
+            violated,
+        }
+    }
+}
+
+/// The [`Expansion`] of `key` by stepping its state: every enabled action
+/// through [`model::apply`] and the invariants.
+pub(crate) fn stepped<P: Policy + ?Sized>(
+    policy: &P,
+    device: &Device,
+    packer: &Packer,
+    key: u64,
+) -> Expansion {
+    let state = packer.unpack(key);
+    let (mut successors, mut violated) = (Vec::new(), [0u64; 4]);
+    model::for_each_enabled(policy, device, &state, |a| {
+        let (next, _) = model::apply(policy, device, &state, a);
+        for inv in invariant::check_step(&state, &next).iter() {
+            violated[inv as usize] += 1;
+        }
+        successors.push(packer.pack(&next));
+    });
+    successors.sort_unstable();
+    Expansion {
+        judged: (
+            invariant::check_state(device, &state),
+            model::enabled_count(policy, device, &state) as u8,
+        ),
+        successors,
+        violated,
+    }
+}
+
+/// States of the breadth-first part of [`agrees_on_sample`].
+const SAMPLE_STATES: usize = 1024;
+/// Its random walks, and their length.
+const SAMPLE_WALKS: u64 = 16;
+const SAMPLE_STEPS: usize = 128;
+
+/// Whether `table` gives what stepping gives on a sample of the states
+/// `policy` reaches on `device`: the first [`SAMPLE_STATES`] in
+/// breadth-first order, then those of [`SAMPLE_WALKS`] seeded random
+/// walks of [`SAMPLE_STEPS`] steps. Building a table sees a policy that
+/// says it is slot-local but changes another slot; it cannot see one whose
+/// steps only read another slot. The checker uses a table only where this
+/// sample agrees with it, and steps every state otherwise, so such a
+/// policy is checked correctly wherever its reach shows on the sample (a
+/// few milliseconds). Deterministic: the walks' seeds are fixed.
+pub(crate) fn agrees_on_sample<P: Policy + ?Sized>(
+    table: &LocalTable,
+    policy: &P,
+    device: &Device,
+    packer: &Packer,
+) -> bool {
+    let init = packer.pack(&device.initial());
+    let mut seen = std::collections::HashSet::from([init]);
+    let mut queue = std::collections::VecDeque::from([init]);
+    for _ in 0..SAMPLE_STATES {
+        let Some(key) = queue.pop_front() else { break };
+        let want = stepped(policy, device, packer, key);
+        if table.expansion(key) != want {
+            return false;
+        }
+        queue.extend(want.successors.into_iter().filter(|&k| seen.insert(k)));
+    }
+    for walk in 0..SAMPLE_WALKS {
+        let mut rng = crate::seed::rng(crate::seed::run_seed(0x5107_10ca1, walk));
+        let mut key = init;
+        for _ in 0..SAMPLE_STEPS {
+            let want = stepped(policy, device, packer, key);
+            if table.expansion(key) != want {
+                return false;
+            }
+            let Ok(n) = u32::try_from(want.successors.len()) else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            key = want.successors[crate::explore::below(&mut rng, n) as usize];
+        }
+    }
+    true
+}
+
 /// A cell (count word `count`, at most `N - 1` entries) as moves: the
 /// count word of [`LocalTable::moves`], then the moves that change the
 /// state, in order, the rest 0.
@@ -365,7 +475,7 @@ mod tests {
 
     use super::*;
     use crate::policy::Builtin;
-    use crate::policy::faulty::{Grabby, Meddler, SlotOneNoGpu, StealOnRelease};
+    use crate::policy::faulty::{Grabby, Meddler, Peeker, SlotOneNoGpu, StealOnRelease};
 
     /// For every reachable state of small devices, uniform and of mixed
     /// sizes, under slot-local policies: the table's successors are
@@ -409,34 +519,18 @@ mod tests {
                 let (mut states, mut steals, mut broken, mut all_loops) = (0, 0, 0, 0);
                 while let Some(key) = todo.pop() {
                     states += 1;
-                    let state = packer.unpack(key);
-                    let (mut want, mut want_violated) = (Vec::new(), [0u64; 4]);
-                    model::for_each_enabled(policy, &device, &state, |a| {
-                        let (next, _) = model::apply(policy, &device, &state, a);
-                        for inv in invariant::check_step(&state, &next).iter() {
-                            want_violated[inv as usize] += 1;
-                        }
-                        want.push(packer.pack(&next));
-                    });
-                    let judged = (
-                        invariant::check_state(&device, &state),
-                        model::enabled_count(policy, &device, &state) as u8,
+                    let want = stepped(policy, &device, &packer, key);
+                    let what = format!("{} {device:?} {:?}", policy.name(), packer.unpack(key));
+                    assert_eq!(table.expansion(key), want, "{what}");
+                    let (n, loops) = table.successors::<0>(key, &mut buf, &mut [0; 4]);
+                    assert!(
+                        !buf[..n].contains(&key),
+                        "a loop listed as a successor: {what}"
                     );
-                    let what = format!("{} {device:?} {state:?}", policy.name());
-                    assert_eq!(table.judge::<0>(key), judged, "{what}");
-                    broken += usize::from(!judged.0.is_empty());
-                    let mut violated = [0u64; 4];
-                    let (n, loops) = table.successors::<0>(key, &mut buf, &mut violated);
-                    let mut got = buf[..n].to_vec();
-                    assert!(!got.contains(&key), "a loop listed as a successor: {what}");
-                    got.extend(std::iter::repeat_n(key, loops));
+                    broken += usize::from(!want.judged.0.is_empty());
                     all_loops += loops;
-                    want.sort_unstable();
-                    got.sort_unstable();
-                    assert_eq!(got, want, "{what}");
-                    assert_eq!(violated, want_violated, "{what}");
-                    steals += violated.iter().sum::<u64>();
-                    for k in want {
+                    steals += want.violated.iter().sum::<u64>();
+                    for k in want.successors {
                         if seen.insert(k) {
                             todo.push(k);
                         }
@@ -490,5 +584,39 @@ mod tests {
         // Parts too wide to tabulate: G = 3.
         let wide = Device::uniform(3, 1, 1).unwrap();
         assert!(LocalTable::new(&Builtin::Fixed, &wide, &Packer::new(&wide)).is_none());
+    }
+
+    /// A policy that reads another slot gets a table (building one cannot
+    /// see a read), but the sample of reachable states catches it; on
+    /// slot-local policies, faulty or not, the sample agrees.
+    #[test]
+    fn a_sample_catches_a_policy_that_reads_another_slot() {
+        let device = Device::uniform(2, 2, 1).unwrap();
+        let packer = Packer::new(&device);
+        let peeker = Peeker { says_local: true };
+        let table = LocalTable::new(&peeker, &device, &packer).expect("changes no other slot");
+        assert!(!agrees_on_sample(&table, &peeker, &device, &packer));
+        let policies: [&dyn Policy; 5] = [
+            &Builtin::Fixed,
+            &Builtin::Legacy,
+            &Builtin::Snapshot,
+            &SlotOneNoGpu,
+            &StealOnRelease,
+        ];
+        for device in [
+            device,
+            Device::new(2, &[1, 2, 0]).unwrap(),
+            Device::uniform(1, 3, 1).unwrap(),
+        ] {
+            let packer = Packer::new(&device);
+            for p in policies {
+                let table = LocalTable::new(p, &device, &packer).unwrap();
+                assert!(
+                    agrees_on_sample(&table, p, &device, &packer),
+                    "{}",
+                    p.name()
+                );
+            }
+        }
     }
 }
