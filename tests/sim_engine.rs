@@ -324,3 +324,56 @@ const PINNED: [Pinned; 3] = [
     ("legacy", 368, 0, 1141, 1141, 16, 2, [0, 0, 0, 2]),
     ("snapshot", 368, 0, 1732, 1732, 311, 0, [0, 0, 0, 0]),
 ];
+
+/// The library refuses, with the setting named, what the command line and
+/// sweep files refuse: on and off periods of 0 (endless cycles at one
+/// instant), too many expected arrivals, invalid distributions, a NaN
+/// horizon, a probability past 1. A configuration at the limits runs.
+#[test]
+fn the_library_refuses_runs_that_would_not_end() {
+    // `check` itself, so that a regression fails here instead of running
+    // an endless simulation; `simulate` calls it first (the last case).
+    let refused = |config: &SimConfig<'_>| match config.check() {
+        Err(sim::SimError::Config(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let poisson = |config: &mut SimConfig<'_>, f: &dyn Fn(&mut Poisson)| {
+        if let Workload::Poisson(p) = &mut config.workload {
+            f(p);
+        }
+    };
+    let mut c = onoff_config(0.0);
+    poisson(&mut c, &|p| {
+        (p.on, p.off) = (Dist::Const(0.0), Dist::Const(0.0))
+    });
+    assert_eq!(
+        refused(&c),
+        "on 0 and off 0 with 1 VM slot over a horizon of 100 minutes make inf expected on/off cycles, more than 1e8; use longer periods or a shorter horizon"
+    );
+    let mut c = onoff_config(0.0);
+    poisson(&mut c, &|p| p.interarrival = Dist::Exp(1e-7));
+    assert!(refused(&c).starts_with(
+        "interarrival exp(mean=0.0000001) over a horizon of 100 minutes is 1.00e9 expected arrivals"
+    ));
+    let mut c = onoff_config(0.0);
+    c.durations.stop = Dist::Uniform(3.0, 2.0);
+    assert!(refused(&c).starts_with("durations.stop uniform(3,2): expected"));
+    let mut c = onoff_config(0.0);
+    c.horizon = f64::NAN;
+    assert!(refused(&c).starts_with("horizon NaN minutes"));
+    let mut c = onoff_config(0.0);
+    poisson(&mut c, &|p| p.provisioned_probability = 1.5);
+    assert!(refused(&c).starts_with("provisioned_probability 1.5"));
+    assert_eq!(
+        sim::simulate(&Builtin::Fixed, &c, 1),
+        Err(sim::SimError::Config(refused(&c)))
+    );
+    // With a horizon of 0 no cycle is expected: it runs, and does nothing.
+    let mut c = onoff_config(0.0);
+    c.horizon = 0.0;
+    poisson(&mut c, &|p| {
+        (p.on, p.off) = (Dist::Const(0.0), Dist::Const(0.0))
+    });
+    assert_eq!(sim::simulate(&Builtin::Fixed, &c, 1).unwrap().arrivals, 0);
+    assert!(sim::simulate(&Builtin::Fixed, &onoff_config(0.0), 1).is_ok());
+}

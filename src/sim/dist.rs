@@ -32,6 +32,15 @@ impl Dist {
         }
     }
 
+    /// The mean: infinite for `Never`.
+    pub fn mean(&self) -> f64 {
+        match *self {
+            Dist::Const(v) | Dist::Exp(v) => v,
+            Dist::Uniform(lo, hi) => (lo + hi) / 2.0,
+            Dist::Never => f64::INFINITY,
+        }
+    }
+
     /// Whether every parameter is finite and non-negative (and `low <= high`).
     pub fn is_valid(&self) -> bool {
         match *self {
