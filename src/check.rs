@@ -55,10 +55,11 @@
 //! a sum of per-part tables that equals [`invariant::check_state`]).
 //! The table is used only if it gives what stepping gives on a sample of
 //! the reachable states (`local::agrees_on_sample`: a policy may say it is
-//! slot-local and still read another slot). A chunk's successors are all found first, then inserted in one stream,
-//! each bucket prefetched 64 insertions ahead. An action that leads back
-//! to its own state (starting a stopped VM with no GPU free: `no-gpu`,
-//! nothing changes; about one transition in nine on G=2 V=7) is counted
+//! slot-local and still read another slot). A chunk's successors are all
+//! found first, then inserted in one stream, each bucket prefetched 64
+//! insertions ahead. An action that leads back to its own state
+//! (starting a stopped VM with no GPU free: `no-gpu`, nothing changes;
+//! about one transition in nine on G=2 V=7) is counted
 //! without a look-up: its target is the state being expanded, in the set
 //! already, whose verdict is known (a frontier state's action count
 //! carries a bit, `VIOLATES`, for the rare state that breaks a state

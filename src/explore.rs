@@ -615,13 +615,13 @@ impl CsvRows {
         let mut w = csv::Writer::from_writer(Vec::with_capacity(records.len() * 64));
         let mut num = itoa::Buffer::new();
         let mut text = String::new();
+        // Writing to memory fails only on a row of another length, and
+        // every row has the header's 16 fields.
+        let field = |w: &mut csv::Writer<Vec<u8>>, f: &[u8]| {
+            w.write_field(f).expect("writing to memory");
+        };
         for r in records {
             let s = &r.summary;
-            // Writing to memory fails only on a row of another length,
-            // and every row has the header's 16 fields.
-            let field = |w: &mut csv::Writer<Vec<u8>>, f: &[u8]| {
-                w.write_field(f).expect("writing to memory");
-            };
             field(&mut w, num.format(r.index).as_bytes());
             field(&mut w, num.format(r.seed).as_bytes());
             field(&mut w, self.policy.as_bytes());

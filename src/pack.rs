@@ -289,9 +289,17 @@ impl Packer {
     /// The packed key; exact only when [`Packer::fits_u64`].
     #[inline]
     pub fn pack(&self, state: &State) -> u64 {
+        self.pack_of(state, self.device.vms())
+    }
+
+    /// [`Packer::pack`] with the device's number of slots passed in (see
+    /// [`invariant::check_state_of`](crate::invariant)).
+    #[inline(always)]
+    fn pack_of(&self, state: &State, vms: usize) -> u64 {
+        debug_assert_eq!(vms, self.device.vms());
         let shift = 4 + self.g;
         let mut key = self.head(state);
-        for vm in 0..self.device.vms() {
+        for vm in 0..vms {
             key = (key << shift) | self.vm_code(state, vm);
         }
         key
@@ -383,14 +391,8 @@ impl Packer {
     /// in (see [`invariant::check_state_of`](crate::invariant)).
     #[inline(always)]
     pub(crate) fn fingerprint_of(&self, state: &State, vms: usize) -> u64 {
-        debug_assert_eq!(vms, self.device.vms());
         if self.fits_u64() {
-            let shift = 4 + self.g;
-            let mut key = self.head(state);
-            for vm in 0..vms {
-                key = (key << shift) | self.vm_code(state, vm);
-            }
-            return key;
+            return self.pack_of(state, vms);
         }
         let mut h = mix(self.head(state));
         for vm in 0..vms {
