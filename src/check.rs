@@ -45,7 +45,7 @@
 //! ([`Packer::pack_step`]); and its bucket in the table is prefetched a
 //! batch of 32 transitions before it is looked up.
 //!
-//! For a slot-local policy ([`Policy::slot_local`]: every built-in one),
+//! For a slot-local policy ([`Allocator::slot_local`]: every built-in one),
 //! without symmetry, the search does not step at all: a state's successor
 //! by a VM's action depends only on that slot's part of the key and the
 //! head, so a table made before the search (`LocalTable`, by stepping
@@ -85,7 +85,7 @@ use crate::invariant::{self, Invariant, InvariantSet};
 use crate::local::{LocalTable, SLACK};
 use crate::model::{self, Action, Device, MAX_VMS, State};
 use crate::pack::{KeySet, Packer, SharedKeySet};
-use crate::policy::Policy;
+use crate::policy::Allocator;
 
 /// Frontier states per work unit.
 const CHUNK: usize = 512;
@@ -108,6 +108,10 @@ pub enum CheckError {
         /// The most VM slots whose states fit 64 bits with these GPUs.
         most_vms: u32,
     },
+    #[error(
+        "allocator `{policy}` does not declare its VM slots interchangeable (Allocator::symmetric, or `symmetric` in the protocol's handshake), so symmetry reduction does not apply to it; check without --symmetry"
+    )]
+    SymmetryNotDeclared { policy: String },
     #[error(
         "with --symmetry the search saw {invariant} violated, but no reachable trace violates it: policy `{policy}` does not treat VM slots alike, so symmetry reduction does not apply to it; check without --symmetry"
     )]
@@ -178,7 +182,7 @@ impl CheckReport {
 /// assert_eq!(report.unique_states, 34);
 /// assert!(report.violations.is_empty());
 /// ```
-pub struct Checker<'a, P: Policy + ?Sized> {
+pub struct Checker<'a, P: Allocator + ?Sized> {
     policy: &'a P,
     device: Device,
     threads: usize,
@@ -357,7 +361,7 @@ const TAG_BITS: u32 = 3;
 /// frontier.
 type Searched = (Vec<u64>, u64, [u64; 4], usize, usize);
 
-impl<'a, P: Policy + ?Sized> Checker<'a, P> {
+impl<'a, P: Allocator + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
         Checker {
             policy,
@@ -388,14 +392,20 @@ impl<'a, P: Policy + ?Sized> Checker<'a, P> {
     }
 
     pub fn run(&self) -> Result<CheckReport, CheckError> {
-        let packer = Packer::new(&self.device);
+        if self.symmetry && !self.policy.symmetric() {
+            return Err(CheckError::SymmetryNotDeclared {
+                policy: self.policy.name().to_string(),
+            });
+        }
+        let packer = Packer::for_allocator(&self.device, self.policy);
         if !packer.fits_u64() {
             let g = u32::from(self.device.gpus());
             return Err(CheckError::TooLarge {
                 bits: packer.bits(),
                 gpus: self.device.gpus(),
-                // 2 + 3G bits of head and 4 + G a slot (see `Packer`).
-                most_vms: (64 - (2 + 3 * g)) / (4 + g),
+                // The head (`free`, `held[kube]`, the memo, Kubernetes'
+                // state) and 4 + G bits a slot (see `Packer`).
+                most_vms: 64u32.saturating_sub(packer.bits() - packer.body_bits()) / (4 + g),
             });
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -961,12 +971,12 @@ fn count(violated: &mut [u64; 4], set: InvariantSet) {
 /// order and actions in [`model::for_each_enabled`] order. `None` when no
 /// reachable transition violates it. Identity is the full state (no
 /// symmetry), so the trace uses the slots the search met first.
-pub fn shortest_counterexample<P: Policy + ?Sized>(
+pub fn shortest_counterexample<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     target: Invariant,
 ) -> Option<Vec<Action>> {
-    let packer = Packer::new(device);
+    let packer = Packer::for_allocator(device, policy);
     if !packer.fits_u64() {
         return None;
     }
@@ -1016,8 +1026,8 @@ pub fn shortest_counterexample<P: Policy + ?Sized>(
 mod tests {
     use super::*;
     use crate::model::State;
-    use crate::policy::Builtin;
     use crate::policy::faulty::{Grabby, Meddler, Peeker, SlotOneNoGpu};
+    use crate::policy::{Builtin, Policy};
 
     /// Forgets to clear `held[vm]` on release: violates state invariants
     /// on many transitions, every successor round-trips.
@@ -1047,7 +1057,7 @@ mod tests {
     /// transition taken with `model::step` and judged by
     /// `invariant::check`, states expanded as their keys unpack (as the
     /// checker does).
-    fn reference<P: Policy + ?Sized>(
+    fn reference<P: Allocator + ?Sized>(
         p: &P,
         d: Device,
         symmetry: bool,
@@ -1225,7 +1235,7 @@ mod tests {
             frontier = next;
         }
         assert_eq!(want.len(), 16);
-        for policy in [&Builtin::Legacy as &dyn Policy, &Forgetful] {
+        for policy in [&Builtin::Legacy as &dyn Allocator, &Forgetful] {
             for threads in [1, 2] {
                 let got = std::sync::Mutex::new(Vec::new());
                 let f = |p: Progress| got.lock().unwrap().push(p);
@@ -1259,7 +1269,7 @@ mod tests {
     /// at the chunks of a round, and on two cores one is often asleep).
     #[test]
     fn counts_like_the_plainest_checker() {
-        let policies: [&dyn Policy; 8] = [
+        let policies: [&dyn Allocator; 8] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,

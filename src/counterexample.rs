@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::invariant::Invariant;
 use crate::model::{Action, Device, VmNames, VmState};
-use crate::policy::Policy;
+use crate::policy::Allocator;
 use crate::scenario::{Expect, Scenario};
 use crate::trace::{self, run_actions};
 
@@ -15,7 +15,7 @@ use crate::trace::{self, run_actions};
 /// GPU, Kubernetes' and each VM's state, and the invariants that fired.
 /// VM slots are named `a`, `b`, … as in exploration; only the VMs the trace
 /// uses are listed, each with its size.
-pub fn scenario_from_actions<P: Policy + ?Sized>(
+pub fn scenario_from_actions<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     actions: &[Action],

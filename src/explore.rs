@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use crate::invariant::{Invariant, InvariantSet};
 use crate::model::{self, Action, Device, MAX_ENABLED, Op, State, VmNames};
 use crate::pack::Packer;
-use crate::policy::Policy;
+use crate::policy::Allocator;
 use crate::report::CsvDoc;
 use crate::seed::{self, Rng};
 use crate::shrink;
@@ -130,19 +130,19 @@ pub struct WalkSummary {
 
 /// Runs walks, reusing its buffers from one walk to the next. One per
 /// thread.
-pub struct Walker<'a, P: Policy + ?Sized> {
+pub struct Walker<'a, P: Allocator + ?Sized> {
     policy: &'a P,
     config: WalkConfig,
     packer: Packer,
     seen: RunSet,
 }
 
-impl<'a, P: Policy + ?Sized> Walker<'a, P> {
+impl<'a, P: Allocator + ?Sized> Walker<'a, P> {
     pub fn new(policy: &'a P, config: WalkConfig) -> Self {
         Walker {
             policy,
             config,
-            packer: Packer::new(&config.device),
+            packer: Packer::for_allocator(&config.device, policy),
             seen: RunSet::with_capacity(config.steps.min(1 << 20) + 1),
         }
     }
@@ -372,7 +372,7 @@ pub struct CampaignReport {
 /// assert_eq!(report.runs.len(), 50);
 /// assert!(report.counterexamples.iter().all(|c| c.invariant == Invariant::NoStealAfterDealloc));
 /// ```
-pub struct Campaign<'a, P: Policy + ?Sized> {
+pub struct Campaign<'a, P: Allocator + ?Sized> {
     policy: &'a P,
     config: WalkConfig,
     runs: u64,
@@ -382,7 +382,7 @@ pub struct Campaign<'a, P: Policy + ?Sized> {
     block: u64,
 }
 
-impl<'a, P: Policy + ?Sized> Campaign<'a, P> {
+impl<'a, P: Allocator + ?Sized> Campaign<'a, P> {
     /// Runs a worker takes at a time; a block is split into batches of
     /// this many runs (the last one shorter).
     pub const BATCH: u64 = 1024;
@@ -727,7 +727,7 @@ pub fn sizes_text(d: &Device) -> String {
 /// Regenerates run `index` of the campaign with master seed `master`:
 /// the walk's summary and the full recorded run (every action with its
 /// outcome, the state after it and its violations).
-pub fn replay_run<P: Policy + ?Sized>(
+pub fn replay_run<P: Allocator + ?Sized>(
     policy: &P,
     config: WalkConfig,
     master: u64,

@@ -18,7 +18,7 @@ use arbitrary::Unstructured;
 
 use crate::invariant::{Invariant, InvariantSet, Violation};
 use crate::model::{self, Action, Device, MAX_GPUS, Op, Phase, StepOption, VmNames};
-use crate::policy::{Builtin, Policy, Registry};
+use crate::policy::{Allocator, Builtin, Registry};
 use crate::scenario::{self, Scenario};
 use crate::trace::{StepSpec, run_actions};
 
@@ -389,7 +389,7 @@ pub fn check_scenario_parse_at(path: &Path, data: &[u8]) -> Result<Checked, Fail
     }
     for p in scenario.policy_names() {
         let policy = registry().get(&p).expect("policies are checked by parse");
-        let _ = scenario.run(&policy);
+        let _ = scenario.run(&*policy);
     }
     Ok(Checked::Parsed)
 }

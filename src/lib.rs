@@ -61,7 +61,7 @@ pub use model::{
     Action, Device, GpuSet, KubeState, Op, Outcome, Phase, State, StepOption, Transition, Vm,
     VmNames, VmState, step,
 };
-pub use policy::{Builtin, Fixed, Legacy, Policy, Registry, Snapshot};
+pub use policy::{Allocator, Builtin, Fixed, Legacy, Policy, Registry, Snapshot};
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{StepSpec, run_actions};
 pub mod sim;

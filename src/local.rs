@@ -1,4 +1,4 @@
-//! Successor tables for slot-local policies ([`Policy::slot_local`]), used
+//! Successor tables for slot-local policies ([`Allocator::slot_local`]), used
 //! by the exhaustive checker.
 //!
 //! A slot-local policy's steps read and change only the head of a state
@@ -22,7 +22,7 @@
 use crate::invariant;
 use crate::model::{self, Device, KubeState, MAX_VMS, VmState};
 use crate::pack::Packer;
-use crate::policy::Policy;
+use crate::policy::Allocator;
 
 /// Most bits of a slot's part and the head together that are tabulated:
 /// 2^14 cells of 16 bytes (256 KiB) a block, which G = 2 takes, and per
@@ -85,7 +85,7 @@ impl LocalTable {
     /// are too wide to tabulate, or a step changed a slot other than its
     /// own or made a state its key does not keep (a policy that says it is
     /// slot-local but is not, where it shows).
-    pub(crate) fn new<P: Policy + ?Sized>(
+    pub(crate) fn new<P: Allocator + ?Sized>(
         policy: &P,
         device: &Device,
         packer: &Packer,
@@ -362,7 +362,7 @@ impl LocalTable {
 
 /// The [`Expansion`] of `key` by stepping its state: every enabled action
 /// through [`model::apply`] and the invariants.
-pub(crate) fn stepped<P: Policy + ?Sized>(
+pub(crate) fn stepped<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     packer: &Packer,
@@ -403,7 +403,7 @@ const SAMPLE_STEPS: usize = 128;
 /// sample agrees with it, and steps every state otherwise, so such a
 /// policy is checked correctly wherever its reach shows on the sample (a
 /// few milliseconds). Deterministic: the walks' seeds are fixed.
-pub(crate) fn agrees_on_sample<P: Policy + ?Sized>(
+pub(crate) fn agrees_on_sample<P: Allocator + ?Sized>(
     table: &LocalTable,
     policy: &P,
     device: &Device,
@@ -500,7 +500,7 @@ mod tests {
                 }
             }
         }
-        let policies: [&dyn Policy; 5] = [
+        let policies: [&dyn Allocator; 5] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,
@@ -596,7 +596,7 @@ mod tests {
         let peeker = Peeker { says_local: true };
         let table = LocalTable::new(&peeker, &device, &packer).expect("changes no other slot");
         assert!(!agrees_on_sample(&table, &peeker, &device, &packer));
-        let policies: [&dyn Policy; 5] = [
+        let policies: [&dyn Allocator; 5] = [
             &Builtin::Fixed,
             &Builtin::Legacy,
             &Builtin::Snapshot,

@@ -5,12 +5,13 @@
 //!
 //! The lifecycle rules (which request is allowed from which state, and what
 //! state it leads to) live here. What a step does to the GPU sets is decided
-//! by the [`Policy`] under test.
+//! by the [`Allocator`] under test, which is told of every action the
+//! lifecycle allows.
 
 use std::fmt;
 
 use crate::invariant::{self, InvariantSet};
-use crate::policy::Policy;
+use crate::policy::Allocator;
 
 /// Most GPUs a device may have (MODEL.md: 1 to 8).
 pub const MAX_GPUS: u8 = 8;
@@ -116,7 +117,7 @@ impl Device {
         State {
             free: self.all(),
             kube_held: 0,
-            snapshot: 0,
+            memo: 0,
             kube: KubeState::Unconfigured,
             vms,
         }
@@ -381,8 +382,11 @@ impl Vm {
 pub struct State {
     pub free: GpuSet,
     pub kube_held: GpuSet,
-    /// The copy of `free` that the `snapshot` policy keeps while configuring.
-    pub snapshot: GpuSet,
+    /// The allocator's own state ([`Allocator::memo_bits`] low bits; 0
+    /// in the initial state): `snapshot` keeps its copy of `free` here
+    /// while configuring, an external allocator the number of its exported
+    /// state. Part of the state's identity.
+    pub memo: u32,
     pub kube: KubeState,
     pub vms: [Vm; MAX_VMS],
 }
@@ -432,7 +436,7 @@ impl State {
     }
 
     /// The identity of this state for a device with `gpus` GPUs and `vms`
-    /// slots, packed into 128 bits: `free`, `held[kube]`, `snapshot`,
+    /// slots, packed into 128 bits: `free`, `held[kube]`, the low `G` bits of `memo`,
     /// Kubernetes' state and each VM's state and `held`. Two states of the
     /// same device are the same (MODEL.md) exactly when their keys are equal.
     /// `None` when the device's states need more than 128 bits
@@ -445,7 +449,7 @@ impl State {
         }
         let mut key: u128 = u128::from(self.free);
         key = (key << g) | u128::from(self.kube_held);
-        key = (key << g) | u128::from(self.snapshot);
+        key = (key << g) | u128::from(self.memo & u32::from(all_gpus(gpus)));
         key = (key << 2) | u128::from(self.kube.index());
         for vm in &self.vms[..vms] {
             key = (key << 4) | u128::from(vm.life.index_fast());
@@ -713,7 +717,7 @@ pub struct Transition {
 /// The transition function: apply `action` to `state` under `policy` and
 /// check every invariant. Pure; a rejected action leaves the state as it was.
 #[inline]
-pub fn step<P: Policy + ?Sized>(
+pub fn step<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -732,7 +736,7 @@ pub fn step<P: Policy + ?Sized>(
 /// returns the outcome and the violated invariants, exactly as [`step`]
 /// would. For engines that go on from the new state and never look back.
 #[inline(always)]
-pub fn step_in_place<P: Policy + ?Sized>(
+pub fn step_in_place<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &mut State,
@@ -744,7 +748,7 @@ pub fn step_in_place<P: Policy + ?Sized>(
 /// [`step_in_place`] with the device's number of slots passed in (see
 /// [`invariant::check_state_of`]).
 #[inline(always)]
-pub(crate) fn step_in_place_of<P: Policy + ?Sized>(
+pub(crate) fn step_in_place_of<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &mut State,
@@ -763,7 +767,7 @@ pub(crate) fn step_in_place_of<P: Policy + ?Sized>(
 
 /// The transition without the invariant check.
 #[inline]
-pub fn apply<P: Policy + ?Sized>(
+pub fn apply<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -778,7 +782,7 @@ pub fn apply<P: Policy + ?Sized>(
 /// (and stays as it was when the action is rejected). Engines that do not
 /// need the state before the step save the copies [`apply`] makes.
 #[inline(always)]
-pub fn apply_in_place<P: Policy + ?Sized>(
+pub fn apply_in_place<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     next: &mut State,
@@ -788,37 +792,37 @@ pub fn apply_in_place<P: Policy + ?Sized>(
     if action.op.takes_vm() && vm >= device.vms() {
         return Outcome::Rejected;
     }
-    // Every rejection below is decided before anything changes.
+    // Every rejection below is decided before anything changes; the
+    // allocator sees each allowed action with the lifecycle as it was.
     match (action.phase, action.op) {
         (Phase::Begin, Op::CreateVm) => {
             if next.vms[vm].life != VmState::Absent {
                 return Outcome::Rejected;
             }
-            let size = match action.option {
+            next.vms[vm].size = match action.option {
                 StepOption::Gpus(n) => n,
                 _ => device.size(vm),
             };
-            next.vms[vm].size = size;
-            if policy.claim(next, vm, size) {
-                next.vms[vm].life = VmState::Creating;
-                Outcome::Ok
+            let outcome = claim_outcome(policy.apply(next, action));
+            next.vms[vm].life = if outcome == Outcome::Ok {
+                VmState::Creating
             } else {
-                next.vms[vm].life = VmState::Failed;
-                Outcome::NoGpu
-            }
+                VmState::Failed
+            };
+            outcome
         }
         (Phase::Begin, Op::StartVm) => match next.vms[vm].life {
             VmState::Stopped => {
-                let size = next.vms[vm].size;
-                if policy.claim(next, vm, size) {
+                let outcome = claim_outcome(policy.apply(next, action));
+                if outcome == Outcome::Ok {
                     next.vms[vm].life = VmState::Starting;
-                    Outcome::Ok
-                } else {
-                    // The VM stays stopped; whatever the policy did is kept.
-                    Outcome::NoGpu
                 }
+                // Otherwise the VM stays stopped; whatever the allocator
+                // did is kept.
+                outcome
             }
             VmState::StoppedProvisioned => {
+                policy.apply(next, action);
                 next.vms[vm].life = VmState::Starting;
                 Outcome::Ok
             }
@@ -828,12 +832,14 @@ pub fn apply_in_place<P: Policy + ?Sized>(
             if next.vms[vm].life != VmState::Running {
                 return Outcome::Rejected;
             }
+            policy.apply(next, action);
             let provisioned = action.option == StepOption::Provisioned;
             next.vms[vm].life = VmState::Stopping { provisioned };
             Outcome::Ok
         }
         (Phase::Begin, Op::RemoveVm) => match next.vms[vm].life {
             VmState::Running | VmState::Stopped | VmState::StoppedProvisioned | VmState::Failed => {
+                policy.apply(next, action);
                 next.vms[vm].life = VmState::Removing;
                 Outcome::Ok
             }
@@ -843,7 +849,7 @@ pub fn apply_in_place<P: Policy + ?Sized>(
             if next.kube != KubeState::Unconfigured {
                 return Outcome::Rejected;
             }
-            policy.begin_configure(next);
+            policy.apply(next, action);
             next.kube = KubeState::Configuring;
             Outcome::Ok
         }
@@ -852,17 +858,12 @@ pub fn apply_in_place<P: Policy + ?Sized>(
             if life.in_flight() != Some(op) {
                 return Outcome::Rejected;
             }
+            policy.apply(next, action);
             next.vms[vm].life = match life {
                 VmState::Creating | VmState::Starting => VmState::Running,
                 VmState::Stopping { provisioned: true } => VmState::StoppedProvisioned,
-                VmState::Stopping { provisioned: false } => {
-                    policy.release(next, vm);
-                    VmState::Stopped
-                }
-                VmState::Removing => {
-                    policy.release(next, vm);
-                    VmState::Absent
-                }
+                VmState::Stopping { provisioned: false } => VmState::Stopped,
+                VmState::Removing => VmState::Absent,
                 _ => unreachable!("in_flight() is Some only for the four states above"),
             };
             Outcome::Ok
@@ -871,16 +872,15 @@ pub fn apply_in_place<P: Policy + ?Sized>(
             if next.kube != KubeState::Configuring {
                 return Outcome::Rejected;
             }
-            policy.end_configure(next);
+            policy.apply(next, action);
             next.kube = KubeState::Configured;
-            next.snapshot = 0;
             Outcome::Ok
         }
         (Phase::Event, Op::KubeTakeover) => {
             if !policy.takeover_enabled(next) {
                 return Outcome::Rejected;
             }
-            policy.takeover(next);
+            policy.apply(next, action);
             Outcome::Ok
         }
         // Malformed combinations (an end of kube-takeover, a begin of an
@@ -889,12 +889,22 @@ pub fn apply_in_place<P: Policy + ?Sized>(
     }
 }
 
+/// A claim's outcome as the allocator gave it: `ok`, or the failure it
+/// named (`rejected` is the model's to give, so it reads as `no-gpu`).
+#[inline(always)]
+fn claim_outcome(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Rejected => Outcome::NoGpu,
+        other => other,
+    }
+}
+
 /// Calls `f` with every action enabled in `state` (MODEL.md): every request
 /// that would not be rejected (a `no-gpu` outcome is an action too), the end
 /// step of every operation in flight, and the policy's internal events. The
 /// order is fixed: VMs in slot order, then Kubernetes, then events.
 #[inline]
-pub fn for_each_enabled<P: Policy + ?Sized>(
+pub fn for_each_enabled<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -928,7 +938,7 @@ pub const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
 /// VM's three table entries are written and the count advances by how many
 /// of them it has, the next VM's overwriting the rest.
 #[inline]
-pub fn enabled_into<P: Policy + ?Sized>(
+pub fn enabled_into<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -940,7 +950,7 @@ pub fn enabled_into<P: Policy + ?Sized>(
 /// [`enabled_into`] with the device's number of slots passed in (see
 /// [`invariant::check_state_of`]).
 #[inline(always)]
-pub(crate) fn enabled_into_of<P: Policy + ?Sized>(
+pub(crate) fn enabled_into_of<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -1000,7 +1010,7 @@ pub fn kind_has_vm(kind: usize) -> bool {
 /// an engine that applies a state's actions grouped by kind takes each
 /// branch the same way many times in a row.
 #[inline]
-pub fn for_each_enabled_kind<P: Policy + ?Sized>(
+pub fn for_each_enabled_kind<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     state: &State,
@@ -1024,7 +1034,7 @@ pub fn for_each_enabled_kind<P: Policy + ?Sized>(
 /// How many actions are enabled in `state`: [`enabled_into`]'s count,
 /// without the actions.
 #[inline]
-pub fn enabled_count<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> usize {
+pub fn enabled_count<P: Allocator + ?Sized>(policy: &P, device: &Device, state: &State) -> usize {
     let vms: usize = state.vms[..device.vms()]
         .iter()
         .map(|vm| usize::from(LIFE_TABLES[usize::from(vm.life.repr_byte())].enabled_len))
@@ -1042,7 +1052,7 @@ const KUBE_ACTIONS: [Action; 3] = [
 ];
 
 /// The actions enabled in `state`, collected (see [`for_each_enabled`]).
-pub fn enabled<P: Policy + ?Sized>(policy: &P, device: &Device, state: &State) -> Vec<Action> {
+pub fn enabled<P: Allocator + ?Sized>(policy: &P, device: &Device, state: &State) -> Vec<Action> {
     let mut out = Vec::new();
     for_each_enabled(policy, device, state, |a| out.push(a));
     out

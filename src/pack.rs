@@ -2,9 +2,13 @@
 //!
 //! A model state of a device with `G` GPUs and `V` slots packs into
 //! `3G + 2 + V(4 + G)` bits, laid out exactly as [`State::key`] does
-//! (`free`, `held[kube]`, `snapshot`, Kubernetes' state, then each VM's
-//! state and `held`), so two states of the same device are the same
-//! (MODEL.md "States and actions") exactly when their packed keys are equal.
+//! (`free`, `held[kube]`, the allocator's memo, Kubernetes' state, then
+//! each VM's state and `held`), so two states of the same device are the
+//! same (MODEL.md "States and actions") exactly when their packed keys are
+//! equal. The memo takes the bits the allocator declares
+//! ([`Allocator::memo_bits`](crate::Allocator::memo_bits)): `G` for
+//! `snapshot`, none for `fixed` and `legacy`; [`Packer::new`] gives it `G`,
+//! the layout of version 1.
 //! When that fits in 64 bits (G=2 up to V=9; G=1 up to V=11) a key is a
 //! `u64`, which is what keeps the checker's visited set at 8 bytes a slot.
 //! The VM's `size` is not packed: exploration never uses the `gpus=N`
@@ -24,6 +28,9 @@ pub struct Packer {
     template: State,
     g: u32,
     bits: u32,
+    /// Bits of [`State::memo`] the key keeps, and their mask.
+    memo_bits: u32,
+    memo_mask: u32,
     /// [`VmState::index`] by the state's byte, without branches (see
     /// [`life_byte`]).
     life_index: [u8; 256],
@@ -48,7 +55,21 @@ pub struct Packer {
 const VM_WORDS: usize = (3 * MAX_VMS).div_ceil(8);
 
 impl Packer {
+    /// A packer with room for a `G`-bit memo (version 1's layout).
     pub fn new(device: &Device) -> Packer {
+        Packer::with_memo(device, u32::from(device.gpus()))
+    }
+
+    /// A packer for the states of `allocator` on `device`: the memo takes
+    /// the bits the allocator declares.
+    pub fn for_allocator<A: crate::Allocator + ?Sized>(device: &Device, allocator: &A) -> Packer {
+        Packer::with_memo(device, allocator.memo_bits(device).min(32))
+    }
+
+    /// A packer whose keys keep `memo_bits` (at most 32) low bits of the
+    /// memo.
+    pub fn with_memo(device: &Device, memo_bits: u32) -> Packer {
+        let memo_bits = memo_bits.min(32);
         let g = u32::from(device.gpus());
         let v = device.vms() as u32;
         let sizes = device.sizes();
@@ -63,7 +84,13 @@ impl Packer {
                 t
             },
             g,
-            bits: 3 * g + 2 + v * (4 + g),
+            bits: 2 * g + memo_bits + 2 + v * (4 + g),
+            memo_bits,
+            memo_mask: if memo_bits >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << memo_bits) - 1
+            },
             uniform: sizes.windows(2).all(|w| w[0] == w[1]),
             words: (3 * v as usize).div_ceil(8),
             slot_bits: 4 + g,
@@ -105,7 +132,7 @@ impl Packer {
     }
 
     /// Bits of every slot's part: the head (`free`, `held[kube]`,
-    /// `snapshot`, Kubernetes' state) starts here.
+    /// memo, Kubernetes' state) starts here.
     pub fn body_bits(&self) -> u32 {
         self.body_bits
     }
@@ -123,7 +150,7 @@ impl Packer {
         let g = self.g;
         let mut key = u64::from(state.free);
         key = (key << g) | u64::from(state.kube_held);
-        key = (key << g) | u64::from(state.snapshot);
+        key = (key << self.memo_bits) | u64::from(state.memo & self.memo_mask);
         (key << 2) | u64::from(state.kube.index())
     }
 
@@ -162,8 +189,8 @@ impl Packer {
     pub fn pack_exact(&self, next: &State) -> (u64, bool) {
         let shift = 4 + self.g;
         let mut key = self.head(next);
-        let mut stray = next.free | next.kube_held | next.snapshot;
-        let mut resized = 0u8;
+        let mut stray = next.free | next.kube_held;
+        let mut resized = u8::from(next.memo & !self.memo_mask != 0);
         for (vm, t) in next.vms[..self.device.vms()].iter().zip(&self.template.vms) {
             stray |= vm.held;
             resized |= vm.size ^ t.size;
@@ -221,14 +248,14 @@ impl Packer {
     /// [`Packer::pack_step`] when [`Packer::unchanged_but`] said true.
     #[inline(always)]
     pub fn repack(&self, parent_key: u64, next: &State, vm: Option<usize>) -> (u64, bool) {
-        let mut stray = next.free | next.kube_held | next.snapshot;
+        let mut stray = next.free | next.kube_held;
         let mut key =
             (parent_key & ((1u64 << self.body_bits) - 1)) | (self.head(next) << self.body_bits);
-        let mut resized = 0u8;
+        let mut resized = u8::from(next.memo & !self.memo_mask != 0);
         if let Some(changed) = vm.filter(|&v| v < self.device.vms()) {
             let v = &next.vms[changed];
             stray |= v.held;
-            resized = v.size ^ self.template.vms[changed].size;
+            resized |= v.size ^ self.template.vms[changed].size;
             let at = self.slot_shift[changed];
             key = (key & !(((1u64 << self.slot_bits) - 1) << at))
                 | (self.vm_code(next, changed) << at);
@@ -247,8 +274,8 @@ impl Packer {
     ) -> (u64, bool) {
         let n = self.device.vms();
         let all = self.device.all();
-        let mut stray = (next.free | next.kube_held | next.snapshot) & !all;
-        let mut resized = false;
+        let mut stray = (next.free | next.kube_held) & !all;
+        let mut resized = next.memo & !self.memo_mask != 0;
         let mut codes = [0u64; MAX_VMS];
         for (vm, c) in codes[..n].iter_mut().enumerate() {
             *c = if next.vms[vm] == base.vms[vm] {
@@ -370,8 +397,8 @@ impl Packer {
         }
         state.kube = KubeState::ALL[(key & 3) as usize];
         key >>= 2;
-        state.snapshot = (key & gmask) as u8;
-        key >>= g;
+        state.memo = (key & u64::from(self.memo_mask)) as u32;
+        key >>= self.memo_bits;
         state.kube_held = (key & gmask) as u8;
         key >>= g;
         state.free = (key & gmask) as u8;
@@ -1562,7 +1589,7 @@ mod tests {
         use crate::policy::faulty::Meddler;
         let d = Device::uniform(2, 4, 1).unwrap();
         let p = Packer::new(&d);
-        let policies: [&dyn crate::policy::Policy; 3] =
+        let policies: [&dyn crate::policy::Allocator; 3] =
             [&Legacy, &crate::policy::Snapshot, &Meddler];
         let mut rng = crate::seed::rng(11);
         let mut changed_others = 0;

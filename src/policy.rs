@@ -1,19 +1,197 @@
-//! Policies: the allocator under test. The model ([`crate::model::step`])
-//! owns the lifecycle rules and asks the policy, at each point where GPUs
-//! move, what happens to the sets. The built-in `fixed`, `legacy` and
-//! `snapshot` go through this trait like any policy written outside the
-//! crate; there is no other way in.
+//! Allocators: the allocator under test (MODEL.md "Allocators (version
+//! 2)"). The model ([`crate::model::step`]) owns the lifecycle rules and
+//! tells the allocator of every action they allow; the allocator owns the
+//! GPU sets, its own state ([`State::memo`]) and the outcome of a claim.
+//! The built-in `fixed`, `legacy` and `snapshot` implement [`Allocator`]
+//! like any allocator written outside the crate; an allocator in another
+//! process speaks the line protocol of `docs/allocator-protocol.md`
+//! ([`crate::external`]). There is no other way in.
+//!
+//! # Version-1 policies
+//!
+//! A version-1 [`Policy`] (hooks only where GPUs move: `claim`, `release`,
+//! `begin_configure`, `end_configure`, `takeover_enabled`, `takeover`) is
+//! an [`Allocator`] as it stands: a blanket implementation calls its hooks
+//! at the actions where version 1 called them and does nothing at the
+//! others. `State::snapshot` is now [`State::memo`] (the allocator's own
+//! state; a version-1 policy may keep up to `G` bits there, as `snapshot`
+//! did); the model no longer clears it at the end of `configure-kube` (the
+//! adapter does, as version 1's model did).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::model::State;
+use crate::model::{Action, Device, KubeState, Op, Outcome, Phase, State, VmState};
 
-/// The allocator under test. Each method may change any set of the state;
-/// the invariants judge the result. The default methods are the `fixed`
-/// behaviour of MODEL.md's operations table, so a policy overrides only
-/// what it does differently.
+/// The allocator under test (MODEL.md "Allocators (version 2)").
+///
+/// Every model action that the lifecycle allows reaches [`Allocator::apply`]
+/// (a rejected request changes nothing and is not passed on). The
+/// allocator changes the sets (`free`, `held[vm]`, `held[kube]`) and its
+/// own state [`State::memo`]; the model then moves the lifecycle, and the
+/// invariants judge the sets that result.
+///
+/// ```
+/// use gpuclaim::{Action, Allocator, Device, Invariant, Op, Outcome, Phase, State, VmState};
+/// use gpuclaim::policy::table;
+///
+/// /// The begin of `remove-vm` hands a failed VM's "GPU" back to `free`.
+/// struct FreesOnFailedRemove;
+///
+/// impl Allocator for FreesOnFailedRemove {
+///     fn name(&self) -> &str {
+///         "frees-on-failed-remove"
+///     }
+///     fn apply(&self, state: &mut State, action: Action) -> Outcome {
+///         let vm = usize::from(action.vm);
+///         if (action.phase, action.op) == (Phase::Begin, Op::RemoveVm)
+///             && state.vms[vm].life == VmState::Failed
+///         {
+///             state.free |= 1; // GPU 0, whoever holds it
+///         }
+///         table(state, action)
+///     }
+/// }
+/// ```
+pub trait Allocator: Send + Sync {
+    /// The name used in scenario files, CSV columns and flags.
+    fn name(&self) -> &str;
+
+    /// One model action the lifecycle allows: a begin or end step of a
+    /// request (VM `action.vm`, options `action.option`) or an internal
+    /// event. `state` is the state before the action: every VM's and
+    /// Kubernetes' lifecycle as it was (a VM in `stopping` says which kind
+    /// of stop), and `state.vms[vm].size` the GPUs this request is for (a
+    /// create's `gpus=N` already applied). Change the sets and
+    /// [`State::memo`] as the allocator does; the model then sets the
+    /// lifecycle.
+    ///
+    /// The returned outcome decides a claim (the begin of `create-vm`, and
+    /// of `start-vm` from `stopped`): [`Outcome::Ok`], or
+    /// [`Outcome::NoGpu`] (the create fails, the start leaves the VM
+    /// `stopped`; whatever the allocator changed stays). At every other
+    /// action the outcome is `ok` whatever is returned.
+    ///
+    /// Default: [`table`], MODEL.md's operations table (`fixed`).
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        table(state, action)
+    }
+
+    /// Whether the internal event `kube-takeover` is enabled in `state`.
+    /// Default: the allocator has no such event.
+    fn takeover_enabled(&self, _state: &State) -> bool {
+        false
+    }
+
+    /// How many low bits of [`State::memo`] the allocator's own state
+    /// takes on `device` (0 to 32; default 0, no state of its own). They
+    /// are part of a state's identity: the checker's keys keep exactly
+    /// these bits, and a state with a memo bit above them is not one its
+    /// key keeps (the checker then judges every transition, as for a set
+    /// holding a GPU the device lacks).
+    fn memo_bits(&self, _device: &Device) -> u32 {
+        0
+    }
+
+    /// Whether the allocator is slot-local: an action of slot `vm` reads
+    /// and changes only `free`, Kubernetes' parts (its state, `held[kube]`,
+    /// the memo) and slot `vm`, and Kubernetes' actions and events only
+    /// `free` and Kubernetes' parts. Every built-in allocator is. (Slots
+    /// may still behave differently by number.) The exhaustive checker
+    /// then takes each step once per slot and combination of those parts
+    /// and reuses its result for every state that has them, instead of
+    /// stepping every state. When a step it takes changes another slot, or
+    /// makes a state its key does not keep, or when the table disagrees
+    /// with stepping on a sample of reachable states (the first 1,024 in
+    /// breadth-first order and 16 random walks of 128 steps), it steps
+    /// every state instead. An allocator that says it is slot-local while
+    /// it reads other slots in a way that sample never shows is checked
+    /// wrongly, and nothing tells. Default: false (the checker steps every
+    /// state).
+    fn slot_local(&self) -> bool {
+        false
+    }
+
+    /// Whether VM slots of the same size are interchangeable: what the
+    /// allocator does never depends on a slot's number. `check --symmetry`
+    /// needs it and refuses an allocator that does not declare it. Every
+    /// built-in allocator is. Default: false.
+    fn symmetric(&self) -> bool {
+        false
+    }
+}
+
+/// A shared allocator (as a [`Registry`] hands them out) is one.
+impl<A: Allocator + ?Sized> Allocator for Arc<A> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    #[inline]
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        (**self).apply(state, action)
+    }
+    #[inline]
+    fn takeover_enabled(&self, state: &State) -> bool {
+        (**self).takeover_enabled(state)
+    }
+    fn memo_bits(&self, device: &Device) -> u32 {
+        (**self).memo_bits(device)
+    }
+    fn slot_local(&self) -> bool {
+        (**self).slot_local()
+    }
+    fn symmetric(&self) -> bool {
+        (**self).symmetric()
+    }
+}
+
+/// MODEL.md's operations table, what `fixed` does at each action:
+/// - begin of `create-vm`, and of `start-vm` from `stopped`: take the `s`
+///   lowest-numbered free GPUs into `held[vm]`, or `no-gpu` (nothing moves)
+///   when too few are free;
+/// - end of a deallocating `stop-vm` and of `remove-vm`: move `held[vm]` to
+///   `free`;
+/// - end of `configure-kube` and the event `kube-takeover`: Kubernetes
+///   takes every free GPU;
+/// - every other action: nothing moves.
+#[inline(always)]
+pub fn table(state: &mut State, action: Action) -> Outcome {
+    let vm = usize::from(action.vm);
+    match (action.phase, action.op) {
+        (Phase::Begin, Op::CreateVm) => claim(state, vm),
+        (Phase::Begin, Op::StartVm) if state.vms[vm].life == VmState::Stopped => claim(state, vm),
+        (Phase::End, Op::StopVm)
+            if state.vms[vm].life == (VmState::Stopping { provisioned: false }) =>
+        {
+            state.release_to_free(vm);
+            Outcome::Ok
+        }
+        (Phase::End, Op::RemoveVm) => {
+            state.release_to_free(vm);
+            Outcome::Ok
+        }
+        (Phase::End, Op::ConfigureKube) | (Phase::Event, Op::KubeTakeover) => {
+            state.kube_takes_free();
+            Outcome::Ok
+        }
+        _ => Outcome::Ok,
+    }
+}
+
+#[inline(always)]
+fn claim(state: &mut State, vm: usize) -> Outcome {
+    let size = state.vms[vm].size;
+    if state.claim_lowest(vm, size) {
+        Outcome::Ok
+    } else {
+        Outcome::NoGpu
+    }
+}
+
+/// A version-1 policy: hooks only where GPUs move. Every `Policy` is an
+/// [`Allocator`] (see the module documentation); new allocators implement
+/// [`Allocator`] directly.
 ///
 /// ```
 /// use gpuclaim::{Policy, State};
@@ -64,90 +242,87 @@ pub trait Policy: Send + Sync {
     /// The internal event `kube-takeover`; called only when enabled.
     fn takeover(&self, _state: &mut State) {}
 
-    /// Whether the policy is slot-local: `claim` and `release` for slot
-    /// `vm` read and change only `free`, Kubernetes' parts (its state,
-    /// `held[kube]`, `snapshot`) and slot `vm`, and the Kubernetes hooks
-    /// (`begin_configure`, `end_configure`, `takeover_enabled`,
-    /// `takeover`) only `free` and Kubernetes' parts. Every built-in policy
-    /// is. (Slots may still behave differently by number.) The exhaustive
-    /// checker then takes each step once per slot and combination of those
-    /// parts and reuses its result for every state that has them, instead
-    /// of stepping every state. When a step it takes changes another slot,
-    /// or makes a state its key does not keep, or when the table disagrees
-    /// with stepping on a sample of reachable states (the first 1,024 in
-    /// breadth-first order and 16 random walks of 128 steps), it steps
-    /// every state instead. A policy that says it is slot-local while its
-    /// hooks read other slots in a way that sample never shows is checked
-    /// wrongly, and nothing tells. Default: false (the checker steps every
-    /// state).
+    /// [`Allocator::slot_local`]. Default: false.
     fn slot_local(&self) -> bool {
         false
     }
 }
 
-impl<P: Policy + ?Sized> Policy for &P {
+/// Every version-1 policy is an allocator: its hooks are called where
+/// version 1's model called them, and nothing happens at the other actions.
+/// Its memo is the `G` bits version 1's `snapshot` had, cleared at the end
+/// of `configure-kube`; its slots are declared interchangeable, as version
+/// 1's checker assumed under `--symmetry`.
+impl<P: Policy + ?Sized> Allocator for P {
     fn name(&self) -> &str {
-        (**self).name()
+        Policy::name(self)
     }
-    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
-        (**self).claim(state, vm, size)
-    }
-    fn release(&self, state: &mut State, vm: usize) {
-        (**self).release(state, vm)
-    }
-    fn begin_configure(&self, state: &mut State) {
-        (**self).begin_configure(state)
-    }
-    fn end_configure(&self, state: &mut State) {
-        (**self).end_configure(state)
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        let vm = usize::from(action.vm);
+        match (action.phase, action.op) {
+            (Phase::Begin, Op::CreateVm) => {
+                let size = state.vms[vm].size;
+                return if self.claim(state, vm, size) {
+                    Outcome::Ok
+                } else {
+                    Outcome::NoGpu
+                };
+            }
+            (Phase::Begin, Op::StartVm) if state.vms[vm].life == VmState::Stopped => {
+                let size = state.vms[vm].size;
+                return if self.claim(state, vm, size) {
+                    Outcome::Ok
+                } else {
+                    Outcome::NoGpu
+                };
+            }
+            (Phase::End, Op::StopVm)
+                if state.vms[vm].life == (VmState::Stopping { provisioned: false }) =>
+            {
+                self.release(state, vm)
+            }
+            (Phase::End, Op::RemoveVm) => self.release(state, vm),
+            (Phase::Begin, Op::ConfigureKube) => self.begin_configure(state),
+            (Phase::End, Op::ConfigureKube) => {
+                self.end_configure(state);
+                state.memo = 0;
+            }
+            (Phase::Event, Op::KubeTakeover) => self.takeover(state),
+            _ => {}
+        }
+        Outcome::Ok
     }
     fn takeover_enabled(&self, state: &State) -> bool {
-        (**self).takeover_enabled(state)
+        Policy::takeover_enabled(self, state)
     }
-    fn takeover(&self, state: &mut State) {
-        (**self).takeover(state)
+    fn memo_bits(&self, device: &Device) -> u32 {
+        u32::from(device.gpus())
     }
     fn slot_local(&self) -> bool {
-        (**self).slot_local()
+        Policy::slot_local(self)
+    }
+    fn symmetric(&self) -> bool {
+        true
     }
 }
 
-impl<P: Policy + ?Sized> Policy for Arc<P> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
-        (**self).claim(state, vm, size)
-    }
-    fn release(&self, state: &mut State, vm: usize) {
-        (**self).release(state, vm)
-    }
-    fn begin_configure(&self, state: &mut State) {
-        (**self).begin_configure(state)
-    }
-    fn end_configure(&self, state: &mut State) {
-        (**self).end_configure(state)
-    }
-    fn takeover_enabled(&self, state: &State) -> bool {
-        (**self).takeover_enabled(state)
-    }
-    fn takeover(&self, state: &mut State) {
-        (**self).takeover(state)
-    }
-    fn slot_local(&self) -> bool {
-        (**self).slot_local()
-    }
-}
-
-/// `fixed`: exactly MODEL.md's operations table; today's documented behaviour.
+/// `fixed`: exactly MODEL.md's operations table ([`table`]); today's
+/// documented behaviour.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fixed;
 
-impl Policy for Fixed {
+impl Allocator for Fixed {
     fn name(&self) -> &str {
         "fixed"
     }
+    #[inline(always)]
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        table(state, action)
+    }
     fn slot_local(&self) -> bool {
+        true
+    }
+    fn symmetric(&self) -> bool {
         true
     }
 }
@@ -158,45 +333,67 @@ impl Policy for Fixed {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Legacy;
 
-impl Policy for Legacy {
+impl Allocator for Legacy {
     fn name(&self) -> &str {
         "legacy"
+    }
+    #[inline(always)]
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        table(state, action)
+    }
+    #[inline(always)]
+    fn takeover_enabled(&self, state: &State) -> bool {
+        state.kube == KubeState::Configured && state.free != 0
     }
     fn slot_local(&self) -> bool {
         true
     }
-    fn takeover_enabled(&self, state: &State) -> bool {
-        state.kube == crate::model::KubeState::Configured && state.free != 0
-    }
-    fn takeover(&self, state: &mut State) {
-        state.kube_takes_free();
+    fn symmetric(&self) -> bool {
+        true
     }
 }
 
 /// `snapshot`: a deliberately racy allocator. `configure-kube` copies `free`
-/// at its begin step and, at its end step, moves that copy to `held[kube]`
-/// without looking again.
+/// into its memo at its begin step and, at its end step, moves that copy to
+/// `held[kube]` without looking again (and forgets it).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Snapshot;
 
-impl Policy for Snapshot {
+impl Allocator for Snapshot {
     fn name(&self) -> &str {
         "snapshot"
+    }
+    #[inline(always)]
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+        match (action.phase, action.op) {
+            (Phase::Begin, Op::ConfigureKube) => {
+                state.memo = u32::from(state.free);
+                Outcome::Ok
+            }
+            (Phase::End, Op::ConfigureKube) => {
+                let copy = state.memo as u8;
+                state.kube_held |= copy;
+                state.free &= !copy;
+                state.memo = 0;
+                Outcome::Ok
+            }
+            _ => table(state, action),
+        }
+    }
+    /// The copy of `free`: one bit per GPU.
+    fn memo_bits(&self, device: &Device) -> u32 {
+        u32::from(device.gpus())
     }
     fn slot_local(&self) -> bool {
         true
     }
-    fn begin_configure(&self, state: &mut State) {
-        state.snapshot = state.free;
-    }
-    fn end_configure(&self, state: &mut State) {
-        state.kube_held |= state.snapshot;
-        state.free &= !state.snapshot;
+    fn symmetric(&self) -> bool {
+        true
     }
 }
 
-/// The built-in policies as one `Copy` value, for engines that want static
-/// dispatch on a policy chosen by name at run time.
+/// The built-in allocators as one `Copy` value, for engines that want
+/// static dispatch on an allocator chosen by name at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Builtin {
     Fixed,
@@ -217,7 +414,7 @@ impl fmt::Display for Builtin {
     }
 }
 
-impl Policy for Builtin {
+impl Allocator for Builtin {
     fn name(&self) -> &str {
         match self {
             Builtin::Fixed => Fixed.name(),
@@ -225,36 +422,12 @@ impl Policy for Builtin {
             Builtin::Snapshot => Snapshot.name(),
         }
     }
-    #[inline]
-    fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
+    #[inline(always)]
+    fn apply(&self, state: &mut State, action: Action) -> Outcome {
         match self {
-            Builtin::Fixed => Fixed.claim(state, vm, size),
-            Builtin::Legacy => Legacy.claim(state, vm, size),
-            Builtin::Snapshot => Snapshot.claim(state, vm, size),
-        }
-    }
-    #[inline]
-    fn release(&self, state: &mut State, vm: usize) {
-        match self {
-            Builtin::Fixed => Fixed.release(state, vm),
-            Builtin::Legacy => Legacy.release(state, vm),
-            Builtin::Snapshot => Snapshot.release(state, vm),
-        }
-    }
-    #[inline]
-    fn begin_configure(&self, state: &mut State) {
-        match self {
-            Builtin::Fixed => Fixed.begin_configure(state),
-            Builtin::Legacy => Legacy.begin_configure(state),
-            Builtin::Snapshot => Snapshot.begin_configure(state),
-        }
-    }
-    #[inline]
-    fn end_configure(&self, state: &mut State) {
-        match self {
-            Builtin::Fixed => Fixed.end_configure(state),
-            Builtin::Legacy => Legacy.end_configure(state),
-            Builtin::Snapshot => Snapshot.end_configure(state),
+            Builtin::Fixed => Fixed.apply(state, action),
+            Builtin::Legacy => Legacy.apply(state, action),
+            Builtin::Snapshot => Snapshot.apply(state, action),
         }
     }
     #[inline]
@@ -265,12 +438,11 @@ impl Policy for Builtin {
             Builtin::Snapshot => Snapshot.takeover_enabled(state),
         }
     }
-    #[inline]
-    fn takeover(&self, state: &mut State) {
+    fn memo_bits(&self, device: &Device) -> u32 {
         match self {
-            Builtin::Fixed => Fixed.takeover(state),
-            Builtin::Legacy => Legacy.takeover(state),
-            Builtin::Snapshot => Snapshot.takeover(state),
+            Builtin::Fixed => Fixed.memo_bits(device),
+            Builtin::Legacy => Legacy.memo_bits(device),
+            Builtin::Snapshot => Snapshot.memo_bits(device),
         }
     }
     fn slot_local(&self) -> bool {
@@ -280,13 +452,21 @@ impl Policy for Builtin {
             Builtin::Snapshot => Snapshot.slot_local(),
         }
     }
+    fn symmetric(&self) -> bool {
+        match self {
+            Builtin::Fixed => Fixed.symmetric(),
+            Builtin::Legacy => Legacy.symmetric(),
+            Builtin::Snapshot => Snapshot.symmetric(),
+        }
+    }
 }
 
-/// Policies by name: the built-in ones and any registered by the user.
-/// Scenario files and engines look policies up here.
+/// Allocators by name: the built-in ones, any registered by a crate, and
+/// external allocators from an allocators file ([`crate::external`]).
+/// Scenario files and engines look them up here.
 #[derive(Clone)]
 pub struct Registry {
-    policies: BTreeMap<String, Arc<dyn Policy>>,
+    policies: BTreeMap<String, Arc<dyn Allocator>>,
 }
 
 impl fmt::Debug for Registry {
@@ -312,12 +492,12 @@ impl Registry {
         }
         r
     }
-    /// Adds (or replaces) a policy under its [`Policy::name`].
-    pub fn register(&mut self, policy: Arc<dyn Policy>) -> &mut Self {
+    /// Adds (or replaces) an allocator under its [`Allocator::name`].
+    pub fn register(&mut self, policy: Arc<dyn Allocator>) -> &mut Self {
         self.policies.insert(policy.name().to_string(), policy);
         self
     }
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Policy>> {
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Allocator>> {
         self.policies.get(name).cloned()
     }
     pub fn contains(&self, name: &str) -> bool {
@@ -351,7 +531,7 @@ pub(crate) mod faulty {
         }
     }
 
-    /// Says it is slot-local ([`Policy::slot_local`]), but a claim also
+    /// Says it is slot-local ([`Allocator::slot_local`]), but a claim also
     /// gives GPU 0 to the next slot.
     pub(crate) struct Grabby;
     impl Policy for Grabby {
@@ -384,7 +564,7 @@ pub(crate) mod faulty {
 
     /// Changes no other slot, but a claim fails while another slot is
     /// running: it reads another slot, which building a successor table
-    /// cannot see. `says_local` is what [`Policy::slot_local`] answers.
+    /// cannot see. `says_local` is what [`Allocator::slot_local`] answers.
     pub(crate) struct Peeker {
         pub says_local: bool,
     }

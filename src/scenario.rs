@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::invariant::{Invariant, InvariantSet, Violation};
 use crate::model::{Device, KubeState, MAX_GPUS, MAX_VMS, Outcome, State, VmNames, VmState};
-use crate::policy::{Policy, Registry};
+use crate::policy::{Allocator, Registry};
 use crate::report::count;
 use crate::trace::{self, Executed, StepSpec, printable, valid_vm_name};
 
@@ -677,7 +677,7 @@ impl Scenario {
     /// # Panics
     /// As [`Scenario::device`] does, on a hand-built scenario whose device
     /// the model refuses.
-    pub fn run<P: Policy + ?Sized>(&self, policy: &P) -> PolicyRun {
+    pub fn run<P: Allocator + ?Sized>(&self, policy: &P) -> PolicyRun {
         let device = self.device();
         let names = self.vm_names();
         let (run, outcomes) = trace::run_steps(policy, &device, &names, &self.steps);

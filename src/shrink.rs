@@ -16,10 +16,10 @@
 
 use crate::invariant::Invariant;
 use crate::model::{self, Action, Device, StepOption};
-use crate::policy::Policy;
+use crate::policy::Allocator;
 
 /// The index of the first action at which `target` fires, when it does.
-pub fn first_violation<P: Policy + ?Sized>(
+pub fn first_violation<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     actions: &[Action],
@@ -42,7 +42,7 @@ pub fn first_violation<P: Policy + ?Sized>(
 /// violation first fires, is never longer than the input, and is a function
 /// of the input alone. Returns the input unchanged when it does not violate
 /// `target`.
-pub fn shrink<P: Policy + ?Sized>(
+pub fn shrink<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     actions: &[Action],
@@ -80,7 +80,7 @@ pub const SEARCH_BUDGET: usize = 100_000;
 /// [`model::for_each_enabled`] order, so the result is deterministic).
 /// `None` when there is none or the search would visit more than `budget`
 /// states.
-pub fn shortest_over_used_slots<P: Policy + ?Sized>(
+pub fn shortest_over_used_slots<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     current: &[Action],

@@ -9,7 +9,7 @@ use crate::invariant::{InvariantSet, Violation};
 use crate::model::{
     self, Action, Device, KubeState, Op, Outcome, Phase, State, StepOption, VmNames,
 };
-use crate::policy::Policy;
+use crate::policy::Allocator;
 
 /// Plain (begin then end), begin only, or end only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,14 +228,14 @@ pub struct Run {
 /// Runs model actions one after another, recording everything. Engines that
 /// replay or shrink use it; the scenario runner uses it through
 /// [`run_steps`].
-pub struct Recorder<'a, P: Policy + ?Sized> {
+pub struct Recorder<'a, P: Allocator + ?Sized> {
     policy: &'a P,
     device: &'a Device,
     names: &'a VmNames,
     run: Run,
 }
 
-impl<'a, P: Policy + ?Sized> Recorder<'a, P> {
+impl<'a, P: Allocator + ?Sized> Recorder<'a, P> {
     pub fn new(policy: &'a P, device: &'a Device, names: &'a VmNames) -> Self {
         Recorder {
             policy,
@@ -286,7 +286,7 @@ impl<'a, P: Policy + ?Sized> Recorder<'a, P> {
 }
 
 /// Runs a list of model actions from the initial state.
-pub fn run_actions<P: Policy + ?Sized>(
+pub fn run_actions<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     names: &VmNames,
@@ -304,7 +304,7 @@ pub fn run_actions<P: Policy + ?Sized>(
 /// flight. Returns the run and the outcome of each scenario step (a plain
 /// step's is its end step's when it has one, else its begin step's).
 /// A step naming a VM without a slot is rejected.
-pub fn run_steps<P: Policy + ?Sized>(
+pub fn run_steps<P: Allocator + ?Sized>(
     policy: &P,
     device: &Device,
     names: &VmNames,

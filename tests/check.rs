@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use gpuclaim::check::{CheckError, CheckReport, Checker, shortest_counterexample};
 use gpuclaim::model::{self, Action, Device, Op};
 use gpuclaim::pack::Packer;
-use gpuclaim::{Builtin, Invariant, Policy, State};
+use gpuclaim::{Allocator, Builtin, Invariant, State};
 
 fn check(policy: Builtin, gpus: u8, vms: usize, symmetry: bool) -> CheckReport {
     let d = Device::uniform(gpus, vms, 1).unwrap();
@@ -21,7 +21,7 @@ fn check(policy: Builtin, gpus: u8, vms: usize, symmetry: bool) -> CheckReport {
 
 /// Every state reachable from the initial one, by the plainest search
 /// there is: whole `State` values in a `HashSet`.
-fn naive_reachable<P: Policy>(policy: &P, device: &Device) -> HashSet<State> {
+fn naive_reachable<P: Allocator>(policy: &P, device: &Device) -> HashSet<State> {
     let mut seen = HashSet::new();
     let mut queue = VecDeque::new();
     seen.insert(device.initial());
@@ -216,8 +216,8 @@ fn shortest_counterexamples_are_exact() {
 }
 
 /// Whether any sequence of at most `len` enabled actions violates `inv`.
-fn any_trace_violates<P: Policy>(p: &P, d: &Device, len: usize, inv: Invariant) -> bool {
-    fn go<P: Policy>(p: &P, d: &Device, s: &State, left: usize, inv: Invariant) -> bool {
+fn any_trace_violates<P: Allocator>(p: &P, d: &Device, len: usize, inv: Invariant) -> bool {
+    fn go<P: Allocator>(p: &P, d: &Device, s: &State, left: usize, inv: Invariant) -> bool {
         left > 0
             && model::enabled(p, d, s).into_iter().any(|a| {
                 let t = model::step(p, d, s, a);
@@ -309,23 +309,39 @@ fn a_device_too_large_for_64_bit_keys_is_refused() {
     assert_eq!(
         err,
         CheckError::TooLarge {
-            bits: 68,
+            bits: 66,
             gpus: 2,
             most_vms: 9
         }
     );
     assert_eq!(
         err.to_string(),
-        "a state of this device needs 68 bits, more than the checker's 64-bit keys; with 2 GPUs it takes at most 9 VM slots"
+        "a state of this device needs 66 bits, more than the checker's 64-bit keys; with 2 GPUs it takes at most 9 VM slots"
     );
-    // The limit is the one for the device's GPUs (as `check --help` lists).
-    for (g, most) in [(1u8, 11usize), (2, 9), (3, 7), (4, 6), (8, 3)] {
-        let fits = Device::uniform(g, most, 1).unwrap();
-        assert!(Packer::new(&fits).fits_u64(), "G={g} V={most}");
-        let over = Device::uniform(g, most + 1, 1).unwrap();
-        match Checker::new(&Builtin::Fixed, over).run().unwrap_err() {
-            CheckError::TooLarge { most_vms, .. } => assert_eq!(most_vms as usize, most),
-            e => panic!("{e}"),
+    // The limit is the one for the device's GPUs and the allocator's memo
+    // bits (as `check --help` lists): none for fixed, G for snapshot.
+    let limits = [
+        (
+            Builtin::Fixed,
+            [(1u8, 12usize), (2, 9), (3, 8), (4, 6), (8, 3)],
+        ),
+        (
+            Builtin::Snapshot,
+            [(1u8, 11usize), (2, 9), (3, 7), (4, 6), (8, 3)],
+        ),
+    ];
+    for (policy, limits) in limits {
+        for (g, most) in limits {
+            let fits = Device::uniform(g, most, 1).unwrap();
+            assert!(
+                Packer::for_allocator(&fits, &policy).fits_u64(),
+                "G={g} V={most}"
+            );
+            let over = Device::uniform(g, most + 1, 1).unwrap();
+            match Checker::new(&policy, over).run().unwrap_err() {
+                CheckError::TooLarge { most_vms, .. } => assert_eq!(most_vms as usize, most),
+                e => panic!("{e}"),
+            }
         }
     }
 }

@@ -226,7 +226,7 @@ fn bad_flags_are_refused_clearly() {
         ),
         (
             &["check", "--gpus", "2", "--vms", "10", "--policy", "fixed"],
-            "68 bits",
+            "66 bits",
         ),
         (
             &[

@@ -11,7 +11,7 @@ use gpuclaim::check::Checker;
 use gpuclaim::explore::{self, Campaign, CsvRows, Kinds, WalkConfig, Walker};
 use gpuclaim::model::{Device, Op, Outcome};
 use gpuclaim::pack::Packer;
-use gpuclaim::{Builtin, Invariant, Policy, Registry, counterexample, scenario};
+use gpuclaim::{Allocator, Builtin, Invariant, Registry, counterexample, scenario};
 
 fn config(gpus: u8, vms: usize, steps: usize, swarm: bool) -> WalkConfig {
     WalkConfig {

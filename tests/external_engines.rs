@@ -20,7 +20,7 @@ impl Policy for DoubleFree {
 }
 
 /// Behaves like `fixed` through a trait object.
-fn as_dyn() -> Box<dyn Policy> {
+fn as_dyn() -> Box<dyn gpuclaim::Allocator> {
     Box::new(Fixed)
 }
 

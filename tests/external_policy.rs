@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gpuclaim::model::{Action, Device, Op, StepOption};
 use gpuclaim::scenario;
 use gpuclaim::shrink;
-use gpuclaim::{Fixed, Invariant, Policy, Registry, State, VmNames};
+use gpuclaim::{Invariant, Policy, Registry, State, VmNames};
 
 /// Wraps `fixed` but, on release, puts the GPUs back in `free` without
 /// taking them out of `held[vm]`: the same GPU is then in two sets.
@@ -19,7 +19,7 @@ impl Policy for DoubleFree {
         "double-free"
     }
     fn claim(&self, state: &mut State, vm: usize, size: u8) -> bool {
-        Fixed.claim(state, vm, size)
+        state.claim_lowest(vm, size)
     }
     fn release(&self, state: &mut State, vm: usize) {
         state.free |= state.vms[vm].held;

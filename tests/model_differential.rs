@@ -435,7 +435,7 @@ fn assert_same(model: &Model, reference: &Reference) {
     assert_eq!(set(s.kube_held), reference.held_kube, "held[kube]");
     assert_eq!(kube_of(s.kube), reference.kube, "Kubernetes' state");
     assert_eq!(
-        set(s.snapshot),
+        set(s.memo as u8),
         reference.snapshot.clone().unwrap_or_default(),
         "snapshot's copy of free"
     );

@@ -15,7 +15,7 @@ fn run(device: &Device, steps: &[(Action, Outcome)]) -> State {
     run_with(&Fixed, device, steps)
 }
 
-fn run_with<P: gpuclaim::Policy>(p: &P, device: &Device, steps: &[(Action, Outcome)]) -> State {
+fn run_with<P: gpuclaim::Allocator>(p: &P, device: &Device, steps: &[(Action, Outcome)]) -> State {
     let mut s = device.initial();
     for (i, (a, want)) in steps.iter().enumerate() {
         let t = model::step(p, device, &s, *a);
@@ -350,13 +350,13 @@ fn takeover_only_under_legacy_when_configured_and_free() {
 fn snapshot_uses_the_copy_taken_at_begin() {
     let d = dev(2, &[1]);
     let s = run_with(&Snapshot, &d, &[(b(Op::ConfigureKube, 0), Okay)]);
-    assert_eq!(s.snapshot, 0b11);
+    assert_eq!(s.memo, 0b11);
     let s = model::step(&Snapshot, &d, &s, b(Op::CreateVm, 0)).state;
     let t = model::step(&Snapshot, &d, &s, e(Op::ConfigureKube, 0));
     assert_eq!(t.state.kube_held, 0b11);
     assert_eq!(t.state.vms[0].held, 0b01);
     assert_eq!(t.state.free, 0);
-    assert_eq!(t.state.snapshot, 0, "dropped at the end step");
+    assert_eq!(t.state.memo, 0, "dropped at the end step");
     assert_eq!(
         t.violations,
         [Invariant::NoDoubleClaim].into_iter().collect()

@@ -11,7 +11,7 @@ use gpuclaim::model::{self, Action, Device, KubeState, Outcome, VmNames, VmState
 use gpuclaim::scenario::{self, Expect, Scenario};
 use gpuclaim::shrink::{first_violation, shrink};
 use gpuclaim::trace::{self, StepKind, StepSpec, run_actions, trace_to_steps};
-use gpuclaim::{Builtin, Invariant, Op, Policy, Registry, StepOption};
+use gpuclaim::{Builtin, Invariant, Op, Registry, StepOption};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 

@@ -2,7 +2,7 @@
 //! checked against values derived by hand (in the comments).
 
 use gpuclaim::sim::{Counters, Dist, Durations, Poisson, SimConfig, TraceRequest, Workload};
-use gpuclaim::{Builtin, Invariant, Op, Outcome, Policy, State, sim};
+use gpuclaim::{Allocator, Builtin, Invariant, Op, Outcome, Policy, State, sim};
 
 const CONST_DURATIONS: Durations = Durations {
     create: Dist::Const(10.0),
@@ -273,7 +273,7 @@ fn an_external_policy_runs_in_the_engine() {
         end: 100.0,
     }];
     let config = trace_config(&requests, Some(0.0), 200.0);
-    let dynamic: &dyn Policy = &NeverTakes;
+    let dynamic: &dyn gpuclaim::Allocator = &NeverTakes;
     let c = sim::simulate(dynamic, &config, 1).unwrap();
     // Kubernetes takes nothing, so the create at 40 succeeds.
     assert_eq!(req(Op::CreateVm, Outcome::Ok, &c), 1);

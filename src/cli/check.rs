@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gpuclaim::Policy;
+use gpuclaim::Allocator;
 use gpuclaim::check::{Checker, Progress};
 use gpuclaim::model::VmNames;
 use gpuclaim::report::count;
@@ -25,9 +25,13 @@ use super::explore::{DeviceArgs, write_counterexample};
 /// On a terminal, a spinner on stderr shows the depth reached and the
 /// states and transitions so far.
 ///
-/// States are kept as 64-bit keys of 2 + 3G + V(4 + G) bits, so the
-/// checker takes at most 11 VM slots with 1 GPU, 9 with 2, 7 with 3, 6
-/// with 4 and 3 with 8 (explore and replay take up to 24).
+/// States are kept as 64-bit keys of 2 + 2G + M + V(4 + G) bits, where M
+/// is the bits of the allocator's own state (0 for fixed and legacy, G for
+/// snapshot; an external allocator gets what is left). So the checker
+/// takes at most 12 VM slots with 1 GPU, 9 with 2, 8 with 3, 6 with 4 and
+/// 3 with 8 under fixed and legacy (11, 9, 7, 6 and 3 under snapshot);
+/// explore and replay take up to 24. --symmetry needs an allocator that
+/// declares its VM slots interchangeable (every built-in one does).
 ///
 /// Exit status: 0 when no invariant is violated, 1 when one is, 2 on an
 /// error (for example a device too large for 64-bit state keys).

@@ -13,7 +13,7 @@ use gpuclaim::explore::{CSV_HEADER, Campaign, CsvRows};
 use gpuclaim::model::{Action, Device};
 use gpuclaim::report::count;
 use gpuclaim::report::{AtomicFile, CsvDoc, write_atomic};
-use gpuclaim::{Builtin, Invariant, Policy};
+use gpuclaim::{Allocator, Builtin, Invariant};
 
 /// The device and the policy under test.
 #[derive(clap::Args, Clone, Debug)]
@@ -280,7 +280,7 @@ fn summary_path(dir: &Path) -> PathBuf {
     dir.join("explore-summary.csv")
 }
 
-pub fn write_counterexample<P: Policy + ?Sized>(
+pub fn write_counterexample<P: Allocator + ?Sized>(
     dir: &Path,
     policy: &P,
     device: &Device,

@@ -10,7 +10,7 @@
 //! there is not even queued.
 //!
 //! # The takeover clock
-//! Whenever the policy's internal event is enabled ([`Policy::takeover_enabled`];
+//! Whenever the policy's internal event is enabled ([`Allocator::takeover_enabled`];
 //! for `legacy`: Kubernetes configured and `free` not empty), one takeover
 //! is pending at `now + delay`. The delay is drawn again when the event
 //! becomes enabled and after every step that changes `free` while it stays
@@ -47,7 +47,7 @@ use std::collections::BinaryHeap;
 
 use crate::invariant::Invariant;
 use crate::model::{self, Action, Device, KubeState, Op, Outcome, State, StepOption, VmState};
-use crate::policy::Policy;
+use crate::policy::Allocator;
 use crate::seed::{self, Rng};
 use crate::sim::dist::{Dist, bernoulli};
 
@@ -358,7 +358,7 @@ impl Simulator {
     }
 
     /// One run of `config` under `policy` with `seed`.
-    pub fn run<P: Policy + ?Sized>(
+    pub fn run<P: Allocator + ?Sized>(
         &mut self,
         policy: &P,
         config: &SimConfig<'_>,
@@ -486,7 +486,7 @@ impl SimConfig<'_> {
 }
 
 /// One run of `config` under `policy` with `seed` (a fresh [`Simulator`]).
-pub fn simulate<P: Policy + ?Sized>(
+pub fn simulate<P: Allocator + ?Sized>(
     policy: &P,
     config: &SimConfig<'_>,
     seed: u64,
@@ -494,7 +494,7 @@ pub fn simulate<P: Policy + ?Sized>(
     Simulator::new().run(policy, config, seed)
 }
 
-struct Run<'r, P: Policy + ?Sized> {
+struct Run<'r, P: Allocator + ?Sized> {
     policy: &'r P,
     config: &'r SimConfig<'r>,
     device: Device,
@@ -513,7 +513,7 @@ struct Run<'r, P: Policy + ?Sized> {
     takeover: Rng,
 }
 
-impl<P: Policy + ?Sized> Run<'_, P> {
+impl<P: Allocator + ?Sized> Run<'_, P> {
     fn go(&mut self) {
         match self.config.workload {
             Workload::Poisson(p) => {

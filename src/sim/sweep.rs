@@ -34,7 +34,7 @@ use toml::Spanned;
 
 use crate::invariant::Invariant;
 use crate::model::{MAX_GPUS, MAX_VMS, Outcome};
-use crate::policy::{Builtin, Policy, Registry};
+use crate::policy::{Allocator, Builtin, Registry};
 use crate::report::{AtomicFile, count, number, write_atomic};
 use crate::seed;
 use crate::sim::dist::Dist;
@@ -1125,7 +1125,7 @@ impl Plan {
                 let policy = registry
                     .get(&point.policy)
                     .expect("policy names are checked when the plan is read");
-                sim.run(&*policy as &dyn Policy, &config, seed)
+                sim.run(&*policy as &dyn Allocator, &config, seed)
             }
         }
         .expect("the plan checks gpus and slots");
