@@ -40,9 +40,16 @@
 //! assert_eq!(run.violations[0].after, "gpu0=a+free | a:stopped | kube:unconfigured");
 //! ```
 
+// The crate's own name inside it, so that the command-line modules read
+// like a user's binary (`use gpuclaim::...`).
+extern crate self as gpuclaim;
+
 pub mod check;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod counterexample;
 pub mod explore;
+pub mod external;
 pub mod fuzzing;
 pub mod invariant;
 mod local;

@@ -803,7 +803,7 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
                 StepOption::Gpus(n) => n,
                 _ => device.size(vm),
             };
-            let outcome = claim_outcome(policy.apply(next, action));
+            let outcome = claim_outcome(policy.apply(device, next, action));
             next.vms[vm].life = if outcome == Outcome::Ok {
                 VmState::Creating
             } else {
@@ -813,7 +813,7 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
         }
         (Phase::Begin, Op::StartVm) => match next.vms[vm].life {
             VmState::Stopped => {
-                let outcome = claim_outcome(policy.apply(next, action));
+                let outcome = claim_outcome(policy.apply(device, next, action));
                 if outcome == Outcome::Ok {
                     next.vms[vm].life = VmState::Starting;
                 }
@@ -822,7 +822,7 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
                 outcome
             }
             VmState::StoppedProvisioned => {
-                policy.apply(next, action);
+                policy.apply(device, next, action);
                 next.vms[vm].life = VmState::Starting;
                 Outcome::Ok
             }
@@ -832,14 +832,14 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
             if next.vms[vm].life != VmState::Running {
                 return Outcome::Rejected;
             }
-            policy.apply(next, action);
+            policy.apply(device, next, action);
             let provisioned = action.option == StepOption::Provisioned;
             next.vms[vm].life = VmState::Stopping { provisioned };
             Outcome::Ok
         }
         (Phase::Begin, Op::RemoveVm) => match next.vms[vm].life {
             VmState::Running | VmState::Stopped | VmState::StoppedProvisioned | VmState::Failed => {
-                policy.apply(next, action);
+                policy.apply(device, next, action);
                 next.vms[vm].life = VmState::Removing;
                 Outcome::Ok
             }
@@ -849,7 +849,7 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
             if next.kube != KubeState::Unconfigured {
                 return Outcome::Rejected;
             }
-            policy.apply(next, action);
+            policy.apply(device, next, action);
             next.kube = KubeState::Configuring;
             Outcome::Ok
         }
@@ -858,7 +858,7 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
             if life.in_flight() != Some(op) {
                 return Outcome::Rejected;
             }
-            policy.apply(next, action);
+            policy.apply(device, next, action);
             next.vms[vm].life = match life {
                 VmState::Creating | VmState::Starting => VmState::Running,
                 VmState::Stopping { provisioned: true } => VmState::StoppedProvisioned,
@@ -872,15 +872,15 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
             if next.kube != KubeState::Configuring {
                 return Outcome::Rejected;
             }
-            policy.apply(next, action);
+            policy.apply(device, next, action);
             next.kube = KubeState::Configured;
             Outcome::Ok
         }
         (Phase::Event, Op::KubeTakeover) => {
-            if !policy.takeover_enabled(next) {
+            if !policy.takeover_enabled(device, next) {
                 return Outcome::Rejected;
             }
-            policy.apply(next, action);
+            policy.apply(device, next, action);
             Outcome::Ok
         }
         // Malformed combinations (an end of kube-takeover, a begin of an
@@ -923,7 +923,7 @@ pub fn for_each_enabled<P: Allocator + ?Sized>(
         KubeState::Configuring => f(Action::end(Op::ConfigureKube, 0)),
         KubeState::Configured => {}
     }
-    if policy.takeover_enabled(state) {
+    if policy.takeover_enabled(device, state) {
         f(Action::takeover());
     }
 }
@@ -971,7 +971,7 @@ pub(crate) fn enabled_into_of<P: Allocator + ?Sized>(
     buf[n] = KUBE_ACTIONS[usize::from(state.kube.index())];
     n += usize::from(state.kube != KubeState::Configured);
     buf[n] = Action::takeover();
-    n += usize::from(policy.takeover_enabled(state));
+    n += usize::from(policy.takeover_enabled(device, state));
     n
 }
 
@@ -1026,7 +1026,7 @@ pub fn for_each_enabled_kind<P: Allocator + ?Sized>(
     if state.kube != KubeState::Configured {
         f(KUBE_KINDS + usize::from(state.kube.index()), 0);
     }
-    if policy.takeover_enabled(state) {
+    if policy.takeover_enabled(device, state) {
         f(KUBE_KINDS + 2, 0);
     }
 }
@@ -1040,7 +1040,7 @@ pub fn enabled_count<P: Allocator + ?Sized>(policy: &P, device: &Device, state: 
         .map(|vm| usize::from(LIFE_TABLES[usize::from(vm.life.repr_byte())].enabled_len))
         .sum();
     vms + usize::from(state.kube != KubeState::Configured)
-        + usize::from(policy.takeover_enabled(state))
+        + usize::from(policy.takeover_enabled(device, state))
 }
 
 /// Kubernetes' request in each of its states, by [`KubeState::index`]

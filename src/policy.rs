@@ -43,7 +43,7 @@ use crate::model::{Action, Device, KubeState, Op, Outcome, Phase, State, VmState
 ///     fn name(&self) -> &str {
 ///         "frees-on-failed-remove"
 ///     }
-///     fn apply(&self, state: &mut State, action: Action) -> Outcome {
+///     fn apply(&self, device: &Device, state: &mut State, action: Action) -> Outcome {
 ///         let vm = usize::from(action.vm);
 ///         if (action.phase, action.op) == (Phase::Begin, Op::RemoveVm)
 ///             && state.vms[vm].life == VmState::Failed
@@ -74,13 +74,13 @@ pub trait Allocator: Send + Sync {
     /// action the outcome is `ok` whatever is returned.
     ///
     /// Default: [`table`], MODEL.md's operations table (`fixed`).
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         table(state, action)
     }
 
     /// Whether the internal event `kube-takeover` is enabled in `state`.
     /// Default: the allocator has no such event.
-    fn takeover_enabled(&self, _state: &State) -> bool {
+    fn takeover_enabled(&self, _device: &Device, _state: &State) -> bool {
         false
     }
 
@@ -128,12 +128,12 @@ impl<A: Allocator + ?Sized> Allocator for Arc<A> {
         (**self).name()
     }
     #[inline]
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
-        (**self).apply(state, action)
+    fn apply(&self, device: &Device, state: &mut State, action: Action) -> Outcome {
+        (**self).apply(device, state, action)
     }
     #[inline]
-    fn takeover_enabled(&self, state: &State) -> bool {
-        (**self).takeover_enabled(state)
+    fn takeover_enabled(&self, device: &Device, state: &State) -> bool {
+        (**self).takeover_enabled(device, state)
     }
     fn memo_bits(&self, device: &Device) -> u32 {
         (**self).memo_bits(device)
@@ -257,7 +257,7 @@ impl<P: Policy + ?Sized> Allocator for P {
     fn name(&self) -> &str {
         Policy::name(self)
     }
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         let vm = usize::from(action.vm);
         match (action.phase, action.op) {
             (Phase::Begin, Op::CreateVm) => {
@@ -292,7 +292,7 @@ impl<P: Policy + ?Sized> Allocator for P {
         }
         Outcome::Ok
     }
-    fn takeover_enabled(&self, state: &State) -> bool {
+    fn takeover_enabled(&self, _device: &Device, state: &State) -> bool {
         Policy::takeover_enabled(self, state)
     }
     fn memo_bits(&self, device: &Device) -> u32 {
@@ -316,7 +316,7 @@ impl Allocator for Fixed {
         "fixed"
     }
     #[inline(always)]
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         table(state, action)
     }
     fn slot_local(&self) -> bool {
@@ -338,11 +338,11 @@ impl Allocator for Legacy {
         "legacy"
     }
     #[inline(always)]
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         table(state, action)
     }
     #[inline(always)]
-    fn takeover_enabled(&self, state: &State) -> bool {
+    fn takeover_enabled(&self, _device: &Device, state: &State) -> bool {
         state.kube == KubeState::Configured && state.free != 0
     }
     fn slot_local(&self) -> bool {
@@ -364,7 +364,7 @@ impl Allocator for Snapshot {
         "snapshot"
     }
     #[inline(always)]
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         match (action.phase, action.op) {
             (Phase::Begin, Op::ConfigureKube) => {
                 state.memo = u32::from(state.free);
@@ -423,19 +423,19 @@ impl Allocator for Builtin {
         }
     }
     #[inline(always)]
-    fn apply(&self, state: &mut State, action: Action) -> Outcome {
+    fn apply(&self, device: &Device, state: &mut State, action: Action) -> Outcome {
         match self {
-            Builtin::Fixed => Fixed.apply(state, action),
-            Builtin::Legacy => Legacy.apply(state, action),
-            Builtin::Snapshot => Snapshot.apply(state, action),
+            Builtin::Fixed => Fixed.apply(device, state, action),
+            Builtin::Legacy => Legacy.apply(device, state, action),
+            Builtin::Snapshot => Snapshot.apply(device, state, action),
         }
     }
     #[inline]
-    fn takeover_enabled(&self, state: &State) -> bool {
+    fn takeover_enabled(&self, device: &Device, state: &State) -> bool {
         match self {
-            Builtin::Fixed => Fixed.takeover_enabled(state),
-            Builtin::Legacy => Legacy.takeover_enabled(state),
-            Builtin::Snapshot => Snapshot.takeover_enabled(state),
+            Builtin::Fixed => Fixed.takeover_enabled(device, state),
+            Builtin::Legacy => Legacy.takeover_enabled(device, state),
+            Builtin::Snapshot => Snapshot.takeover_enabled(device, state),
         }
     }
     fn memo_bits(&self, device: &Device) -> u32 {
@@ -467,6 +467,8 @@ impl Allocator for Builtin {
 #[derive(Clone)]
 pub struct Registry {
     policies: BTreeMap<String, Arc<dyn Allocator>>,
+    /// The names still bound to the built-in allocator of that name.
+    builtins: BTreeMap<String, Builtin>,
 }
 
 impl fmt::Debug for Registry {
@@ -486,14 +488,17 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Registry {
             policies: BTreeMap::new(),
+            builtins: BTreeMap::new(),
         };
         for p in Builtin::ALL {
             r.register(Arc::new(p));
+            r.builtins.insert(p.name().to_string(), p);
         }
         r
     }
     /// Adds (or replaces) an allocator under its [`Allocator::name`].
     pub fn register(&mut self, policy: Arc<dyn Allocator>) -> &mut Self {
+        self.builtins.remove(policy.name());
         self.policies.insert(policy.name().to_string(), policy);
         self
     }
@@ -507,6 +512,28 @@ impl Registry {
     pub fn names(&self) -> Vec<&str> {
         self.policies.keys().map(String::as_str).collect()
     }
+    /// The built-in allocator `name` stands for, unless a registered
+    /// allocator took the name.
+    pub fn builtin_named(&self, name: &str) -> Option<Builtin> {
+        self.builtins.get(name).copied()
+    }
+    /// The allocator named `name`, or an error that lists the names known.
+    pub fn resolve(&self, name: &str) -> Result<Arc<dyn Allocator>, UnknownAllocator> {
+        self.get(name).ok_or_else(|| UnknownAllocator {
+            name: name.to_string(),
+            known: self.names().join(", "),
+        })
+    }
+}
+
+/// A name no allocator of a [`Registry`] has.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown allocator `{name}`; known: {known} (allocators in other processes are named in an allocators file given with --allocators)"
+)]
+pub struct UnknownAllocator {
+    pub name: String,
+    pub known: String,
 }
 
 /// Faulty policies the crate's own unit tests share.

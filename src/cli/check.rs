@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gpuclaim::Allocator;
 use gpuclaim::check::{Checker, Progress};
 use gpuclaim::model::VmNames;
 use gpuclaim::report::count;
 use gpuclaim::scenario::render_trace;
+use gpuclaim::{Allocator, Registry};
 
 use super::explore::{DeviceArgs, write_counterexample};
 
@@ -52,9 +52,13 @@ pub struct Args {
     pub counterexamples: PathBuf,
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let chosen = args.device.policy(registry)?;
+    crate::with_allocator!(chosen, |policy| check(&args, policy))
+}
+
+fn check<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
-    let policy = args.device.policy();
     // A counterexample must have somewhere to go: checked before the search.
     gpuclaim::report::check_folder(&args.counterexamples)
         .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
@@ -73,7 +77,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
     };
-    let report = Checker::new(&policy, device)
+    let report = Checker::new(policy, device)
         .threads(args.threads)
         .symmetry(args.symmetry)
         .on_level(&show)
@@ -121,7 +125,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             count(found.transitions, "transition", "transitions"),
             count(found.counterexample.len() as u64, "action", "actions")
         );
-        let run = gpuclaim::run_actions(&policy, &device, &names, &found.counterexample);
+        let run = gpuclaim::run_actions(policy, &device, &names, &found.counterexample);
         print!("{}", render_trace(&device, &names, &run.trace, &run.states));
         let name = format!(
             "{} violates {}: shortest counterexample (breadth-first)",
@@ -131,7 +135,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let source = format!("gpuclaim check {}", args.device.flags());
         let path = write_counterexample(
             &args.counterexamples,
-            &policy,
+            policy,
             &device,
             &found.counterexample,
             found.invariant,

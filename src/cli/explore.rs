@@ -13,7 +13,7 @@ use gpuclaim::explore::{CSV_HEADER, Campaign, CsvRows};
 use gpuclaim::model::{Action, Device};
 use gpuclaim::report::count;
 use gpuclaim::report::{AtomicFile, CsvDoc, write_atomic};
-use gpuclaim::{Allocator, Builtin, Invariant};
+use gpuclaim::{Allocator, Invariant, Registry};
 
 /// The device and the policy under test.
 #[derive(clap::Args, Clone, Debug)]
@@ -28,9 +28,9 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub size: u8,
     /// The allocator under test: fixed (documented behaviour), legacy
-    /// (Kubernetes takes GPUs freed by a stopped VM) or snapshot (a racy
-    /// configure).
-    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"])]
+    /// (Kubernetes takes GPUs freed by a stopped VM), snapshot (a racy
+    /// configure), or one named in the --allocators file.
+    #[arg(long, value_name = "P")]
     pub policy: String,
 }
 
@@ -39,8 +39,9 @@ impl DeviceArgs {
         Device::uniform(self.gpus, usize::from(self.vms), self.size)
             .with_context(|| format!("--size {}", self.size))
     }
-    pub fn policy(&self) -> Builtin {
-        Builtin::from_name(&self.policy).expect("clap checks the policy name")
+    /// The allocator --policy names.
+    pub fn policy(&self, registry: &Registry) -> anyhow::Result<super::Chosen> {
+        super::Chosen::resolve(registry, &self.policy).context("--policy")
     }
     /// The flags again, for `source` lines and messages.
     pub fn flags(&self) -> String {
@@ -107,9 +108,13 @@ pub struct Args {
     pub counterexamples: PathBuf,
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let chosen = args.device.policy(registry)?;
+    crate::with_allocator!(chosen, |policy| explore(&args, policy))
+}
+
+fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
-    let policy = args.device.policy();
     let steps = usize::try_from(args.steps).context("--steps")?;
     // Where the outputs go is checked before the campaign, not after.
     gpuclaim::report::check_file(&args.out)
@@ -145,7 +150,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     // The workers format their runs' rows; this thread only counts and
     // writes the bytes, in run order.
-    let counterexamples = Campaign::new(&policy, device)
+    let counterexamples = Campaign::new(policy, device)
         .runs(args.runs)
         .steps(steps)
         .seed(args.seed)
@@ -202,7 +207,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         );
         let file = write_counterexample(
             &args.counterexamples,
-            &policy,
+            policy,
             &device,
             &c.actions,
             c.invariant,

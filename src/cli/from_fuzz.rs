@@ -43,7 +43,7 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     let Some(target) = Target::from_name(&args.target) else {
         let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
         bail!(
@@ -116,11 +116,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             let path = args.out.join(&file_name);
             let text = scenario.to_toml();
             // What is written must pass `gpuclaim run`: check before saying so.
-            let registry = Registry::builtin();
-            let back = scenario::parse(&path, &text, &registry)
+            let back = scenario::parse(&path, &text, registry)
                 .context("the scenario written does not read back (a bug of gpuclaim)")?;
             for p in back.policy_names() {
-                let run = back.run(&registry.get(&p).expect("built-in policy"));
+                let run = back.run(&registry.get(&p).expect("the scenario's policies are known"));
                 if !run.passed() {
                     bail!(
                         "the scenario does not pass under {p} (a bug of gpuclaim): {:?}",

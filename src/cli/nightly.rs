@@ -89,7 +89,7 @@ impl Runner {
 /// The largest `--budget`, in seconds.
 const MAX_BUDGET: f64 = 86_400.0;
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: Args, _registry: &Registry) -> anyhow::Result<ExitCode> {
     if !(args.budget.is_finite() && (0.0..=MAX_BUDGET).contains(&args.budget)) {
         anyhow::bail!(
             "--budget must be a number of seconds from 0 to {MAX_BUDGET} (a day); got {}",

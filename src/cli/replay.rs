@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use gpuclaim::Registry;
 use gpuclaim::explore::{self, WalkConfig};
 use gpuclaim::model::VmNames;
 use gpuclaim::scenario::{self, render_trace};
 use gpuclaim::trace::printable;
-use gpuclaim::{Builtin, Registry};
 
 use super::explore::DeviceArgs;
 
@@ -46,7 +46,7 @@ pub struct Args {
     pub size: u8,
     /// The policy: with --seed, the campaign's (required); with FILE, run
     /// only this one of the file's policies.
-    #[arg(long, value_name = "P", value_parser = ["fixed", "legacy", "snapshot"])]
+    #[arg(long, value_name = "P")]
     pub policy: Option<String>,
     /// Most actions per walk (0 to 100000000), as given to explore.
     #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000), conflicts_with = "file")]
@@ -56,9 +56,9 @@ pub struct Args {
     pub swarm: bool,
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.file {
-        let (text, code) = replay_file(file, args.policy.as_deref())?;
+        let (text, code) = replay_file(file, args.policy.as_deref(), registry)?;
         print!("{text}");
         return Ok(code);
     }
@@ -74,15 +74,19 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         args.swarm,
         args.seed.expect("clap requires --seed"),
         args.run.expect("clap requires --run"),
+        registry,
     )?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// The text `replay FILE` prints, and its exit status.
-pub fn replay_file(file: &Path, only: Option<&str>) -> anyhow::Result<(String, ExitCode)> {
-    let registry = Registry::builtin();
-    let s = scenario::load(file, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn replay_file(
+    file: &Path,
+    only: Option<&str>,
+    registry: &Registry,
+) -> anyhow::Result<(String, ExitCode)> {
+    let s = scenario::load(file, registry).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policies: Vec<String> = match only {
         Some(p) if !s.policy_names().iter().any(|q| q == p) => anyhow::bail!(
             "--policy {p}: {} lists only {}",
@@ -138,15 +142,29 @@ pub fn replay_seed(
     swarm: bool,
     seed: u64,
     index: u64,
+    registry: &Registry,
+) -> anyhow::Result<String> {
+    let chosen = device_args.policy(registry)?;
+    crate::with_allocator!(chosen, |policy| {
+        replay_seed_with(device_args, steps, swarm, seed, index, policy)
+    })
+}
+
+fn replay_seed_with<A: gpuclaim::Allocator + ?Sized>(
+    device_args: &DeviceArgs,
+    steps: usize,
+    swarm: bool,
+    seed: u64,
+    index: u64,
+    policy: &A,
 ) -> anyhow::Result<String> {
     let device = device_args.device()?;
-    let policy: Builtin = device_args.policy();
     let config = WalkConfig {
         device,
         steps,
         swarm,
     };
-    let (summary, run) = explore::replay_run(&policy, config, seed, index);
+    let (summary, run) = explore::replay_run(policy, config, seed, index);
     let names = VmNames::letters(device.vms());
     let mut out = String::new();
     writeln!(

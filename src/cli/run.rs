@@ -75,8 +75,7 @@ pub const CSV_HEADER: [&str; 9] = [
     "mismatches",
 ];
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.csv {
         gpuclaim::report::check_file(path).with_context(|| format!("--csv {}", path.display()))?;
     }
@@ -94,7 +93,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             input.display()
         );
     }
-    let results = run_files(&files, &registry);
+    let results = run_files(&files, registry);
     let mut csv = CsvDoc::new(CSV_HEADER);
     let (mut passed, mut failed, mut refused) = (0, 0, 0);
     for (file, result) in &results {

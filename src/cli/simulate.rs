@@ -150,8 +150,7 @@ pub fn parse_dist(s: &str) -> Result<Dist, String> {
     }
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if !registry.contains(&args.policy) {
         anyhow::bail!(
             "--policy `{}`: expected one of {}",
@@ -300,7 +299,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         points: vec![point.clone()],
     };
     let run_seed = seed::run_seed(args.seed, 0);
-    let (counters, selection) = plan.run_point(&point, run_seed, &registry, &mut Simulator::new());
+    let (counters, selection) = plan.run_point(&point, run_seed, registry, &mut Simulator::new());
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
         println!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         println!("  {s}");

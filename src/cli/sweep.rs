@@ -73,9 +73,8 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     Ok((i, n))
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
-    let plan = Plan::load(&args.config, &registry)?;
+pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let plan = Plan::load(&args.config, registry)?;
     if let Some((i, n)) = args.shard {
         sweep::check_shard(plan.runs(), (i, n))
             .map_err(|m| anyhow::anyhow!("--shard {i}/{n}: {m}"))?;
@@ -130,7 +129,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             b.set_position(done);
         }
     };
-    let written = sweep::run_sweep(&plan, &registry, &options, &progress)
+    let written = sweep::run_sweep(&plan, registry, &options, &progress)
         .with_context(|| format!("running {}", args.config.display()))?;
     if let Some(b) = bar {
         b.finish_and_clear();

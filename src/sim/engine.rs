@@ -607,7 +607,7 @@ impl<P: Allocator + ?Sized> Run<'_, P> {
     /// The takeover clock: armed while the policy's internal event is
     /// enabled; drawn again when it becomes enabled or `free` changes.
     fn rearm_takeover(&mut self, free_before: u8, was_checked: bool) {
-        let enabled = self.policy.takeover_enabled(&self.state);
+        let enabled = self.policy.takeover_enabled(&self.device, &self.state);
         if !enabled {
             if self.takeover_armed {
                 self.takeover_armed = false;
