@@ -26,10 +26,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -491,13 +490,8 @@ impl External {
             held_list(state, device)
         );
         proc.trace.clear();
-        let reply = proc.request(&line, None);
-        if reply.trim() != "ok" {
-            proc.fail_at(
-                format!("its reply to `import` was `{reply}`; expected `ok`"),
-                Some(&line),
-            )
-        }
+        proc.send(&line);
+        proc.import = Some(line);
         proc.trace.push(format!(
             "import {}",
             state.render(device, &crate::VmNames::letters(device.vms()))
@@ -708,7 +702,10 @@ struct Proc {
     child: Child,
     /// `None` once closed.
     stdin: Option<ChildStdin>,
-    lines: Receiver<std::io::Result<String>>,
+    output: Output,
+    /// An `import` sent whose reply is still to be read (it is read after
+    /// the next request is sent, saving a round trip).
+    import: Option<String>,
     /// The device and state the child is in, when known.
     at: Option<(Device, State)>,
     /// Actions since its reset or import, in step syntax.
@@ -745,33 +742,13 @@ impl Proc {
         };
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = channel();
-        std::thread::Builder::new()
-            .name(format!("allocator {}", spec.name))
-            .spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {
-                            if tx.send(Ok(line)).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            break;
-                        }
-                    }
-                }
-            })
-            .expect("starting a reader thread");
+        let output = Output::new(stdout, &spec.name);
         let mut proc = Proc {
             spec: spec.clone(),
             child,
             stdin: Some(stdin),
-            lines: rx,
+            output,
+            import: None,
             at: None,
             trace: Vec::new(),
             action: None,
@@ -838,6 +815,20 @@ impl Proc {
     /// line end).
     fn request(&mut self, line: &str, action: Option<&str>) -> String {
         self.action = action.map(str::to_string);
+        self.send(line);
+        if let Some(import) = self.import.take() {
+            let reply = self.receive(&import);
+            if reply.trim() != "ok" {
+                self.fail_at(
+                    format!("its reply to `import` was `{reply}`; expected `ok`"),
+                    Some(&import),
+                )
+            }
+        }
+        self.receive(line)
+    }
+
+    fn send(&mut self, line: &str) {
         let sent = match self.stdin.as_mut() {
             Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()),
             None => Err(std::io::Error::other("its input is closed")),
@@ -846,16 +837,21 @@ impl Proc {
             let status = self.exit_status();
             self.fail_at(format!("cannot write to it ({e}){status}"), Some(line))
         }
-        match self.lines.recv_timeout(self.spec.timeout) {
-            Ok(Ok(reply)) => {
-                let reply = reply.trim_end_matches(['\n', '\r']).to_string();
+    }
+
+    /// The reply to `line`, sent before.
+    fn receive(&mut self, line: &str) -> String {
+        match self.output.read_line(self.spec.timeout) {
+            Ok(reply) => {
                 if let Some(message) = reply.strip_prefix("error") {
                     self.fail_at(format!("it answered with an error:{message}"), Some(line))
                 }
                 reply
             }
-            Ok(Err(e)) => self.fail_at(format!("cannot read its reply: {e}"), Some(line)),
-            Err(RecvTimeoutError::Timeout) => {
+            Err(ReadError::Io(e)) => {
+                self.fail_at(format!("cannot read its reply: {e}"), Some(line))
+            }
+            Err(ReadError::Timeout) => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 self.fail_at(
@@ -866,7 +862,7 @@ impl Proc {
                     Some(line),
                 )
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(ReadError::Closed) => {
                 let status = self.exit_status();
                 self.fail_at(
                     format!("it closed its output without replying{status}"),
@@ -1005,6 +1001,147 @@ impl Drop for Proc {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// How long a reader asks for a reply without sleeping.
+#[cfg(target_os = "linux")]
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Whether the current worker pool and a child per worker fit the cores.
+#[cfg(target_os = "linux")]
+fn spin_fits() -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    rayon::current_num_threads() * 2 <= cores
+}
+
+/// Why no reply line could be read.
+enum ReadError {
+    Timeout,
+    /// The child closed its output.
+    Closed,
+    Io(std::io::Error),
+}
+
+/// A child's output, read a line at a time with a timeout. On Linux the
+/// calling thread waits on the pipe itself (`poll`), so a reply wakes the
+/// engine directly; elsewhere a reader thread passes lines on.
+struct Output {
+    #[cfg(target_os = "linux")]
+    out: ChildStdout,
+    #[cfg(target_os = "linux")]
+    pending: Vec<u8>,
+    #[cfg(not(target_os = "linux"))]
+    lines: std::sync::mpsc::Receiver<std::io::Result<String>>,
+}
+
+impl Output {
+    #[cfg(target_os = "linux")]
+    fn new(out: ChildStdout, _name: &str) -> Output {
+        Output {
+            out,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next line, without its line end.
+    #[cfg(target_os = "linux")]
+    fn read_line(&mut self, timeout: Duration) -> Result<String, ReadError> {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let rest = self.pending.split_off(end + 1);
+                let line = std::mem::replace(&mut self.pending, rest);
+                let text = String::from_utf8_lossy(&line[..end]);
+                return Ok(text.trim_end_matches('\r').to_string());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut fd = libc::pollfd {
+                fd: self.out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // A reply usually comes within tens of microseconds: ask
+            // without sleeping for a while first, so that this thread's
+            // core stays awake (waking an idle core costs more than the
+            // reply itself on a virtual machine).
+            // Only while the engine's workers and their children fit the
+            // cores: a waiting worker that spins then takes no core a child
+            // needs.
+            let mut ready = 0;
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < SPIN && spin_fits() {
+                // SAFETY: one valid pollfd for the duration of the call.
+                ready = unsafe { libc::poll(&mut fd, 1, 0) };
+                if ready != 0 {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            if ready == 0 {
+                let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+                // SAFETY: as above.
+                ready = unsafe { libc::poll(&mut fd, 1, ms) };
+            }
+            if ready < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ReadError::Io(e));
+            }
+            if ready == 0 {
+                return Err(ReadError::Timeout);
+            }
+            match self.out.read(&mut buf) {
+                Ok(0) => return Err(ReadError::Closed),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new(out: ChildStdout, name: &str) -> Output {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("allocator {name}"))
+            .spawn(move || {
+                let mut reader = std::io::BufReader::new(out);
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => {
+                            if tx.send(Ok(line)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            })
+            .expect("starting a reader thread");
+        Output { lines: rx }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read_line(&mut self, timeout: Duration) -> Result<String, ReadError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.lines.recv_timeout(timeout) {
+            Ok(Ok(line)) => Ok(line.trim_end_matches(['\n', '\r']).to_string()),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ReadError::Closed),
         }
     }
 }
