@@ -44,6 +44,7 @@
 // like a user's binary (`use gpuclaim::...`).
 extern crate self as gpuclaim;
 
+pub mod audit;
 pub mod check;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+pub mod audit;
 pub mod check;
 pub mod explore;
 pub mod from_fuzz;
@@ -102,6 +103,7 @@ enum Command {
     Check(check::Args),
     Replay(replay::Args),
     FromFuzz(from_fuzz::Args),
+    Audit(audit::Args),
 }
 
 /// Restores the default action of SIGPIPE, which Rust programs start with
@@ -181,6 +183,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Check(args) => check::main(args, &registry),
         Command::Replay(args) => replay::main(args, &registry),
         Command::FromFuzz(args) => from_fuzz::main(args, &registry),
+        Command::Audit(args) => audit::main(args, &registry),
     });
     let result = match result {
         Ok(result) => result,
