@@ -443,7 +443,13 @@ impl External {
             return;
         }
         let initial = device.initial();
-        if *state == initial {
+        // A create's `gpus=N` sets the slot's size before the allocator is
+        // told; the state is still the one `reset` makes.
+        let mut bare = *state;
+        for (vm, t) in bare.vms.iter_mut().zip(&initial.vms) {
+            vm.size = t.size;
+        }
+        if bare == initial {
             let line = reset_line(device);
             proc.trace.clear();
             let reply = proc.request(&line, None);

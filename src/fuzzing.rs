@@ -149,14 +149,14 @@ pub fn encode_interleaving(case: &Interleaving) -> Option<Vec<u8>> {
 /// The first invariant violated by `actions`: the earliest step at which
 /// any fires, and there the first in [`Invariant::ALL`] order. Fast: no
 /// recording, stops at the first violation.
-pub fn first_violation(
-    policy: Builtin,
+pub fn first_violation<A: Allocator + ?Sized>(
+    policy: &A,
     device: &Device,
     actions: &[Action],
 ) -> Option<(usize, Invariant)> {
     let mut state = device.initial();
     for (i, a) in actions.iter().enumerate() {
-        let t = model::step(&policy, device, &state, *a);
+        let t = model::step(policy, device, &state, *a);
         if let Some(inv) = t.violations.first() {
             return Some((i, inv));
         }
@@ -322,7 +322,7 @@ impl fmt::Display for Failure {
 /// `interleaving_*`: decodes, runs under `policy`, fails on any violation.
 pub fn check_interleaving(policy: Builtin, data: &[u8]) -> Result<Checked, Failure> {
     let case = decode_interleaving(data);
-    match first_violation(policy, &case.device, &case.actions) {
+    match first_violation(&policy, &case.device, &case.actions) {
         None => Ok(Checked::Ran {
             gpus: case.device.gpus(),
             vms: case.device.vms(),
@@ -447,7 +447,8 @@ pub enum Conversion {
     /// An `interleaving` input under whose policy no invariant fires:
     /// nothing to shrink.
     NoViolation {
-        policy: Builtin,
+        /// The allocator's name.
+        policy: String,
         gpus: u8,
         vms: usize,
         actions: usize,
@@ -466,23 +467,40 @@ pub enum Conversion {
 /// goes into the scenario's `source`, and names the input in a scenario
 /// parser's refusals.
 pub fn convert(target: Target, data: &[u8], input_name: &str) -> Conversion {
-    let Some(policy) = target.policy() else {
-        return Conversion::Parser(if target == Target::ScenarioParse {
+    match target.policy() {
+        Some(policy) => convert_under(&policy, target, data, input_name),
+        None => Conversion::Parser(if target == Target::ScenarioParse {
             check_scenario_parse_at(Path::new(input_name), data)
         } else {
             target.check(data)
-        });
-    };
+        }),
+    }
+}
+
+/// [`convert`] for an `interleaving` input run under `policy` instead of
+/// the target's own (every interleaving target decodes the same way), so
+/// a fuzz input can be turned into a scenario for any allocator, an
+/// external one included. A parse target's input is checked as
+/// [`convert`] does.
+pub fn convert_under<A: Allocator + ?Sized>(
+    policy: &A,
+    target: Target,
+    data: &[u8],
+    input_name: &str,
+) -> Conversion {
+    if target.policy().is_none() {
+        return convert(target, data, input_name);
+    }
     let case = decode_interleaving(data);
     let Some((index, invariant)) = first_violation(policy, &case.device, &case.actions) else {
         return Conversion::NoViolation {
-            policy,
+            policy: policy.name().to_string(),
             gpus: case.device.gpus(),
             vms: case.device.vms(),
             actions: case.actions.len(),
         };
     };
-    let shrunk = crate::shrink::shrink(&policy, &case.device, &case.actions, invariant);
+    let shrunk = crate::shrink::shrink(policy, &case.device, &case.actions, invariant);
     let name = format!(
         "fuzz {}: {} on {} GPUs in {} actions",
         target.name(),
@@ -496,13 +514,8 @@ pub fn convert(target: Target, data: &[u8], input_name: &str) -> Conversion {
         case.actions.len(),
         shrunk.len()
     );
-    let scenario = crate::counterexample::scenario_from_actions(
-        &policy,
-        &case.device,
-        &shrunk,
-        &name,
-        &source,
-    );
+    let scenario =
+        crate::counterexample::scenario_from_actions(policy, &case.device, &shrunk, &name, &source);
     let file_name = crate::counterexample::file_name(policy.name(), invariant, &scenario);
     Conversion::Counterexample {
         scenario: Box::new(scenario),

@@ -285,7 +285,7 @@ fn a_parse_target_input_converts_to_a_report_not_a_scenario() {
     assert_eq!(
         conversion,
         Conversion::NoViolation {
-            policy: Builtin::Fixed,
+            policy: "fixed".to_string(),
             gpus: 1,
             vms: 1,
             actions: 2

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use gpuclaim::Registry;
-use gpuclaim::fuzzing::{Checked, Conversion, Target, convert};
+use gpuclaim::fuzzing::{Checked, Conversion, Target, convert, convert_under};
 use gpuclaim::report::write_atomic;
 use gpuclaim::scenario;
 
@@ -19,7 +19,9 @@ use gpuclaim::scenario;
 /// the actions are shrunk against the first one with the explorer's
 /// shrinker and written as a scenario that expects that violation, named
 /// POLICY-INVARIANT-HASH.toml, in DIR; the file passes `gpuclaim run`. When
-/// none fires, nothing is written and the command says so.
+/// none fires, nothing is written and the command says so. With --policy
+/// NAME the input is run under that allocator instead (any allocator, an
+/// external one from --allocators included), and the scenario lists it.
 ///
 /// For scenario_parse and step_parse, the input is text for a parser, not
 /// an interleaving: there is nothing to shrink and nothing is written. The
@@ -38,6 +40,10 @@ pub struct Args {
     /// The input: a crash file (fuzz/artifacts/TARGET/crash-…), a corpus
     /// entry or a regression input.
     pub file: PathBuf,
+    /// Run an interleaving input under this allocator instead of the
+    /// target's (built-in, or named in the --allocators file).
+    #[arg(long, value_name = "P")]
+    pub policy: Option<String>,
     /// Where the scenario file goes (created when missing).
     #[arg(long, value_name = "DIR", default_value = "reports/fuzz")]
     pub out: PathBuf,
@@ -61,10 +67,19 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     let shown = args.file.display();
 
     // A parser input may make the parser panic: that is the finding.
-    let conversion = match panic::catch_unwind(AssertUnwindSafe(|| {
-        convert(target, &data, &input_name)
+    let under = match &args.policy {
+        Some(name) => Some(registry.resolve(name).context("--policy")?),
+        None => None,
+    };
+    let conversion = match panic::catch_unwind(AssertUnwindSafe(|| match &under {
+        Some(policy) => convert_under(&**policy, target, &data, &input_name),
+        None => convert(target, &data, &input_name),
     })) {
         Ok(c) => c,
+        Err(payload) if payload.is::<gpuclaim::external::AllocatorFailure>() => {
+            // An allocator error, not a finding: the command reports it.
+            panic::resume_unwind(payload)
+        }
         Err(payload) => {
             let message = payload
                 .downcast_ref::<String>()
@@ -131,13 +146,29 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing {}", path.display()))?;
             println!(
                 "{shown}: {invariant} under {} after {until_violation} of {decoded} actions; shrunk to {shrunk}",
-                target.policy().expect("interleaving target")
+                match &under {
+                    Some(policy) => policy.name().to_string(),
+                    None => target.policy().expect("interleaving target").to_string(),
+                }
             );
             println!("  wrote {}", path.display());
             for step in &scenario.steps {
                 println!("    {step}");
             }
-            println!("  replay: gpuclaim run {}", path.display());
+            match &args.policy {
+                Some(_)
+                    if under
+                        .as_ref()
+                        .is_some_and(|p| registry.builtin_named(p.name()).is_none()) =>
+                {
+                    println!(
+                        "  replay: gpuclaim run --allocators FILE {} (the allocators file that names {})",
+                        path.display(),
+                        under.as_ref().map_or("", |p| p.name())
+                    )
+                }
+                _ => println!("  replay: gpuclaim run {}", path.display()),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
