@@ -574,3 +574,59 @@ fn bad_allocator_names_and_files_are_refused_clearly() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn the_simulator_and_sweeps_run_python_allocators_like_the_builtins() {
+    if !python() {
+        return;
+    }
+    let simulate = |policy: &str| {
+        let o = gpuclaim(&[
+            "--allocators",
+            ALLOCATORS,
+            "simulate",
+            "--gpus",
+            "2",
+            "--policy",
+            policy,
+            "--kube-at-hours",
+            "24",
+            "--seed",
+            "1",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        text(&o.stdout).replace(policy, "P")
+    };
+    assert_eq!(simulate("py-legacy"), simulate("legacy"));
+    assert_eq!(simulate("py-fixed"), simulate("fixed"));
+    let dir = tmp("sweep");
+    let config = std::fs::read_to_string("sweeps/legacy-vs-fixed-2gpu.toml")
+        .unwrap()
+        .replace("seeds = 30 ", "seeds = 3 ")
+        .replace("horizon_hours = 720 ", "horizon_hours = 240 ");
+    let sweep = |policies: &str, tag: &str| {
+        let file = dir.join(format!("{tag}.toml"));
+        std::fs::write(
+            &file,
+            config
+                .replace("name = \"legacy-vs-fixed-2gpu\"", "name = \"s\"")
+                .replace("policies = [\"fixed\", \"legacy\"]", policies),
+        )
+        .unwrap();
+        let out = dir.join(tag);
+        let o = gpuclaim(&[
+            "--allocators",
+            ALLOCATORS,
+            "sweep",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        std::fs::read_to_string(out.join("s/runs.csv")).unwrap()
+    };
+    let ours = sweep("policies = [\"py-fixed\", \"py-legacy\"]", "py");
+    let theirs = sweep("policies = [\"fixed\", \"legacy\"]", "builtin");
+    assert_eq!(ours.replace("py-", ""), theirs);
+    assert!(theirs.lines().count() > 10);
+}
