@@ -1,9 +1,18 @@
-//! The nightly regression report: suites of test cases, each passed, failed
-//! (with its shrunk counterexample in step syntax) or not run, rendered as
-//! JUnit XML for CI systems, a CSV for spreadsheets and one self-contained
-//! HTML page (no script, no font or file from the network) for people.
+//! The nightly regression: what it runs ([`NightlyConfig`], built in or
+//! read from a file), the run itself ([`run`], which a binary of its own
+//! can call with its own allocators registered) and its report: suites of
+//! test cases, each passed, failed (with its shrunk counterexample in step
+//! syntax) or not run, rendered as JUnit XML for CI systems, a CSV for
+//! spreadsheets and one self-contained HTML page (no script, no font or
+//! file from the network) for people.
 
 use std::fmt::Write as _;
+
+pub mod config;
+mod run;
+
+pub use config::{ConfigError, Expectation, ExploreSuite, NightlyConfig, UnderTest};
+pub use run::{Observer, Options, device_name, run};
 
 use crate::report::CsvDoc;
 
