@@ -270,7 +270,8 @@ pub enum Checked {
 pub enum Failure {
     /// An invariant fired (the first one, as [`first_violation`] picks it).
     Violation {
-        policy: Builtin,
+        /// The allocator's name.
+        policy: String,
         violation: Violation,
         /// The decoded input (boxed: a device is large next to the rest).
         case: Box<Interleaving>,
@@ -321,8 +322,26 @@ impl fmt::Display for Failure {
 
 /// `interleaving_*`: decodes, runs under `policy`, fails on any violation.
 pub fn check_interleaving(policy: Builtin, data: &[u8]) -> Result<Checked, Failure> {
+    check_interleaving_with(&policy, data)
+}
+
+/// [`check_interleaving`] under any allocator: the body of a fuzz target
+/// for an allocator of your own (decoding as the `interleaving_*` targets
+/// do, so their corpora serve it too):
+///
+/// ```text
+/// fuzz_target!(|data: &[u8]| {
+///     if let Err(failure) = gpuclaim::fuzzing::check_interleaving_with(&MyAllocator, data) {
+///         panic!("{failure}");
+///     }
+/// });
+/// ```
+pub fn check_interleaving_with<A: Allocator + ?Sized>(
+    policy: &A,
+    data: &[u8],
+) -> Result<Checked, Failure> {
     let case = decode_interleaving(data);
-    match first_violation(&policy, &case.device, &case.actions) {
+    match first_violation(policy, &case.device, &case.actions) {
         None => Ok(Checked::Ran {
             gpus: case.device.gpus(),
             vms: case.device.vms(),
@@ -331,14 +350,14 @@ pub fn check_interleaving(policy: Builtin, data: &[u8]) -> Result<Checked, Failu
         Some((index, invariant)) => {
             // Only now record and render, for the message.
             let names = VmNames::letters(case.device.vms());
-            let run = run_actions(&policy, &case.device, &names, &case.actions[..=index]);
+            let run = run_actions(policy, &case.device, &names, &case.actions[..=index]);
             let violation = run
                 .violations
                 .into_iter()
                 .find(|v| v.invariant == invariant)
                 .expect("the recorded run fires the same invariant at the same step");
             Err(Failure::Violation {
-                policy,
+                policy: policy.name().to_string(),
                 violation,
                 case: Box::new(case),
             })

@@ -4,26 +4,41 @@
 //!
 //! The library is one small exact model ([`model`], the rules of
 //! `shared/MODEL.md`) and engines that drive it: the scenario runner
-//! ([`scenario`]) and the others built on [`model::step`], among them the
-//! time-driven simulator with its sweeps ([`sim`]). The allocator under
-//! test is a [`Policy`]; the built-in `fixed`, `legacy` and `snapshot`
-//! implement the same public trait as a policy written outside this crate.
+//! ([`scenario`]), walks and campaigns ([`explore`]), the exhaustive
+//! checker ([`check`]), the shrinker ([`shrink`]), recorded histories
+//! ([`audit`]), the fuzz targets ([`fuzzing`]) and the time-driven
+//! simulator with its sweeps ([`sim`]), all built on [`model::step`]. The
+//! allocator under test is an [`Allocator`]: it is told of every action
+//! the lifecycle allows, owns the GPU sets and may keep state of its own.
+//! The built-in `fixed`, `legacy` and `snapshot` implement the same public
+//! trait as an allocator written outside this crate, and an allocator in
+//! another process runs through [`external`] (the line protocol of
+//! `docs/allocator-protocol.md`). With the `cli` feature (the default),
+//! [`cli::main_with`] is the whole `gpuclaim` program with a registry of
+//! your own allocators.
 //!
-//! # A policy written outside the crate
+//! # An allocator written outside the crate
 //!
 //! ```
-//! use gpuclaim::{Device, Invariant, Op, Action, Policy, State, VmNames};
+//! use gpuclaim::{Action, Allocator, Device, Invariant, Op, Outcome, Phase, State, VmNames};
+//! use gpuclaim::policy::table;
 //! use gpuclaim::trace::run_actions;
 //!
-//! /// Frees a VM's GPUs but forgets to clear what the VM holds.
+//! /// Frees a VM's GPUs at a deallocating stop but forgets to clear what
+//! /// the VM holds.
 //! struct DoubleFree;
 //!
-//! impl Policy for DoubleFree {
+//! impl Allocator for DoubleFree {
 //!     fn name(&self) -> &str {
 //!         "double-free"
 //!     }
-//!     fn release(&self, state: &mut State, vm: usize) {
-//!         state.free |= state.vms[vm].held;
+//!     fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
+//!         let vm = usize::from(action.vm);
+//!         if (action.phase, action.op) == (Phase::End, Op::StopVm) {
+//!             state.free |= state.vms[vm].held; // held[vm] is left as it was
+//!             return Outcome::Ok;
+//!         }
+//!         table(state, action)
 //!     }
 //! }
 //!
@@ -39,6 +54,9 @@
 //! assert_eq!(run.violations[0].step_index, 3);
 //! assert_eq!(run.violations[0].after, "gpu0=a+free | a:stopped | kube:unconfigured");
 //! ```
+//!
+//! A version-1 [`Policy`] (hooks only where GPUs move) is an [`Allocator`]
+//! as it stands; see [`policy`].
 
 // The crate's own name inside it, so that the command-line modules read
 // like a user's binary (`use gpuclaim::...`).

@@ -259,7 +259,7 @@ fn the_legacy_and_snapshot_failures_name_their_invariant() {
     else {
         panic!("{failure:?}")
     };
-    assert_eq!(*policy, Builtin::Legacy);
+    assert_eq!(policy, "legacy");
     assert_eq!(violation.invariant, Invariant::NoStealAfterDealloc);
     assert_eq!(violation.step_index, 6);
     assert_eq!(violation.step, "kube-takeover");
