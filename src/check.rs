@@ -113,6 +113,10 @@ pub enum CheckError {
     )]
     SymmetryNotDeclared { policy: String },
     #[error(
+        "allocator `{policy}` cannot be brought back to a state it was in (an allocator in another process needs the `export` feature, with `import`, for that), and the exhaustive checker steps every state it finds from its saved copy; explore it instead, or add export/import (docs/allocator-protocol.md)"
+    )]
+    CannotRestore { policy: String },
+    #[error(
         "with --symmetry the search saw {invariant} violated, but no reachable trace violates it: policy `{policy}` does not treat VM slots alike, so symmetry reduction does not apply to it; check without --symmetry"
     )]
     NotSymmetric {
@@ -392,6 +396,11 @@ impl<'a, P: Allocator + ?Sized> Checker<'a, P> {
     }
 
     pub fn run(&self) -> Result<CheckReport, CheckError> {
+        if !self.policy.restores() {
+            return Err(CheckError::CannotRestore {
+                policy: self.policy.name().to_string(),
+            });
+        }
         if self.symmetry && !self.policy.symmetric() {
             return Err(CheckError::SymmetryNotDeclared {
                 policy: self.policy.name().to_string(),

@@ -606,6 +606,10 @@ impl Allocator for External {
     fn symmetric(&self) -> bool {
         self.hello.symmetric
     }
+
+    fn restores(&self) -> bool {
+        self.hello.export
+    }
 }
 
 /// `reset G S0,S1,…` (`-` for no slots).

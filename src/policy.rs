@@ -113,6 +113,14 @@ pub trait Allocator: Send + Sync {
         false
     }
 
+    /// Whether an engine can step from any state the allocator was in
+    /// before (the exhaustive checker does; walks only go forwards). True
+    /// for every allocator whose state is all in [`State`]; an allocator in
+    /// another process without `export` says false, and `check` refuses it.
+    fn restores(&self) -> bool {
+        true
+    }
+
     /// Whether VM slots of the same size are interchangeable: what the
     /// allocator does never depends on a slot's number. `check --symmetry`
     /// needs it and refuses an allocator that does not declare it. Every
@@ -143,6 +151,9 @@ impl<A: Allocator + ?Sized> Allocator for Arc<A> {
     }
     fn symmetric(&self) -> bool {
         (**self).symmetric()
+    }
+    fn restores(&self) -> bool {
+        (**self).restores()
     }
 }
 
