@@ -396,13 +396,13 @@ impl<'a, P: Allocator + ?Sized> Checker<'a, P> {
     }
 
     pub fn run(&self) -> Result<CheckReport, CheckError> {
-        if !self.policy.restores() {
-            return Err(CheckError::CannotRestore {
+        if self.symmetry && !self.policy.symmetric() {
+            return Err(CheckError::SymmetryNotDeclared {
                 policy: self.policy.name().to_string(),
             });
         }
-        if self.symmetry && !self.policy.symmetric() {
-            return Err(CheckError::SymmetryNotDeclared {
+        if !self.policy.restores() {
+            return Err(CheckError::CannotRestore {
                 policy: self.policy.name().to_string(),
             });
         }
