@@ -128,7 +128,7 @@ pub fn valid_name(name: &str) -> bool {
 pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Spec>, FileError> {
     let shown = file.display().to_string();
     let at = |span: Option<std::ops::Range<usize>>, message: String| {
-        let (line, column) = span.map_or((1, 1), |s| line_column(text, s.start));
+        let (line, column) = span.map_or((1, 1), |s| crate::scenario::line_column(text, s.start));
         FileError::At {
             file: shown.clone(),
             line,
@@ -207,13 +207,6 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Spec>, FileError> {
         });
     }
     Ok(specs)
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
 }
 
 /// Why an allocators file could not be loaded: the file, or a child that

@@ -101,10 +101,7 @@ impl Reader<'_> {
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
         let (line, column) = match span {
             Some(span) => {
-                let at = span.start.min(self.text.len());
-                let before = &self.text[..self.text.floor_char_boundary(at)];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let (line, column) = line_column(self.text, span.start);
                 (Some(line), Some(column))
             }
             None => (None, None),
@@ -189,6 +186,16 @@ const TOP_KEYS: &str = "name, source, gpus, policies, steps, vms, expect";
 const EXPECT_KEYS: &str = "outcomes, kube, kube-gpus, gpus, vm, violations, or a policy name";
 
 /// Reads a scenario file from disk.
+/// The line and column (both from 1; the column in characters) of byte
+/// `offset` of `text`, as the files gpuclaim reads report their errors.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let at = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(at)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 pub fn load(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
     let bytes = std::fs::read(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),

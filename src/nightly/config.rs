@@ -242,12 +242,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn err(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
-        let start = span.map_or(0, |s| s.start.min(self.text.len()));
-        let before = &self.text[..start];
+        let (line, column) = crate::scenario::line_column(self.text, span.map_or(0, |s| s.start));
         ConfigError::At {
             file: self.file.to_string(),
-            line: before.matches('\n').count() + 1,
-            column: start - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+            line,
+            column,
             message: message.into(),
         }
     }
