@@ -511,7 +511,7 @@ fn absurd_sizes_are_refused_before_running() {
                 "--off-hours",
                 "1e-300",
             ],
-            "--on-hours 1e-300 and --off-hours 1e-300 with 24 VM slots over a horizon of 720 hours make 8.64e303 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon",
+            "--off-hours 1e-300 with 24 VM slots over a horizon of 720 hours makes 1.73e304 expected off periods per run (each ends in a start, retried after a failed one), more than 1e8; use a longer off period or a shorter horizon",
         ),
         (
             &[
@@ -522,7 +522,7 @@ fn absurd_sizes_are_refused_before_running() {
                 "--off-hours",
                 "0.000001",
             ],
-            "--on-hours 1e-6 and --off-hours 1e-6 with 2 VM slots over a horizon of 720 hours make 7.20e8 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon",
+            "--off-hours 1e-6 with 2 VM slots over a horizon of 720 hours makes 1.44e9 expected off periods per run (each ends in a start, retried after a failed one), more than 1e8; use a longer off period or a shorter horizon",
         ),
     ] {
         let err = refused(Command::new(bin).arg("simulate").args(flags));
@@ -556,7 +556,7 @@ fn absurd_sizes_are_refused_before_running() {
             cfg.display()
         )
     );
-    // Every pair of the grid runs: the shortest on and off periods decide.
+    // Every value of the grid runs: the shortest off period decides.
     std::fs::write(
         &cfg,
         TINY.to_string() + "on_hours = [8, 1e-9]\noff_hours = [1e-9, 4]\n",
@@ -566,7 +566,7 @@ fn absurd_sizes_are_refused_before_running() {
     assert_eq!(
         err,
         format!(
-            "gpuclaim: error: {}:7:12: the shortest grid.on_hours 1e-9 and grid.off_hours 1e-9 with 24 VM slots over a horizon of 1 hours make 1.20e10 expected on/off cycles per run, more than 1e8; use longer periods or a shorter horizon\n",
+            "gpuclaim: error: {}:8:13: the shortest grid.off_hours 1e-9 with 24 VM slots over a horizon of 1 hours makes 2.40e10 expected off periods per run (each ends in a start, retried after a failed one), more than 1e8; use a longer off period or a shorter horizon\n",
             cfg.display()
         )
     );
@@ -982,7 +982,7 @@ fn messages_name_the_file_in_the_way_and_print_numbers_short() {
     assert_eq!(
         err,
         format!(
-            "gpuclaim: error: {}:7:25: grid.takeover_mean_minutes: -1e300 is not a positive number of minutes\n",
+            "gpuclaim: error: {}:7:25: grid.takeover_mean_minutes: -1e300 is not a positive, finite number of minutes\n",
             cfg.display()
         )
     );

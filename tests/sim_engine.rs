@@ -348,7 +348,7 @@ fn the_library_refuses_runs_that_would_not_end() {
     });
     assert_eq!(
         refused(&c),
-        "on 0 and off 0 with 1 VM slot over a horizon of 100 minutes make inf expected on/off cycles, more than 1e8; use longer periods or a shorter horizon"
+        "off 0 with 1 VM slot over a horizon of 100 minutes makes inf expected off periods (each ends in a start, retried after a failed one), more than 1e8; use a longer off period or a shorter horizon"
     );
     let mut c = onoff_config(0.0);
     poisson(&mut c, &|p| p.interarrival = Dist::Exp(1e-7));

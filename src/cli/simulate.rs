@@ -11,7 +11,7 @@ use gpuclaim::model::MAX_VMS;
 use gpuclaim::report::number;
 use gpuclaim::seed;
 use gpuclaim::sim::engine::Durations;
-use gpuclaim::sim::limits::{MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_HORIZON_HOURS};
+use gpuclaim::sim::limits::{self, MAX_ARRIVAL_PER_HOUR, MAX_HORIZON_HOURS};
 use gpuclaim::sim::sweep::{self, Plan, Point, PointWorkload, TraceSpec, assumed};
 use gpuclaim::sim::tracefile::{Columns, TimeUnit, TraceFile};
 use gpuclaim::sim::{Dist, Simulator};
@@ -49,22 +49,23 @@ pub struct Args {
     /// Mean VM lifetime, hours, exponential, from the create's end [ASSUMED].
     #[arg(long, default_value_t = assumed::LIFETIME_HOURS, conflicts_with = "trace")]
     pub lifetime_hours: f64,
-    /// Mean on period, hours, exponential; `inf` never stops. With the
-    /// off period: at most 1e8 expected on/off cycles a run (slots times
-    /// horizon over on plus off) [ASSUMED].
+    /// Mean on period, hours, exponential; `inf` never stops [ASSUMED].
     #[arg(long, default_value_t = assumed::ON_HOURS, conflicts_with = "trace")]
     pub on_hours: f64,
-    /// Mean off period, hours, exponential [ASSUMED].
+    /// Mean off period, hours, exponential: at most 1e8 expected off
+    /// periods a run (slots times horizon over off), as each ends in a
+    /// start and a failed start is retried after another [ASSUMED].
     #[arg(long, default_value_t = assumed::OFF_HOURS, conflicts_with = "trace")]
     pub off_hours: f64,
     /// Probability that a stop is `provisioned` (keeps the GPUs) [ASSUMED].
     #[arg(long, default_value_t = assumed::PROVISIONED_PROBABILITY, conflicts_with = "trace")]
     pub provisioned_probability: f64,
-    /// When configure-kube is requested, hours, or `never` [ASSUMED: 24].
+    /// When configure-kube is requested, hours from 0 to 1e6, or `never`
+    /// [ASSUMED: 24].
     #[arg(long, default_value = "24")]
     pub kube_at_hours: String,
-    /// Mean delay of legacy's kube-takeover, minutes, exponential
-    /// [ASSUMED: 60, MODEL.md's default].
+    /// Mean delay of legacy's kube-takeover, minutes, exponential, positive
+    /// and finite [ASSUMED: 60, MODEL.md's default].
     #[arg(long, default_value_t = assumed::TAKEOVER_MEAN_MINUTES)]
     pub takeover_mean_minutes: f64,
     /// create-vm duration, minutes: N, uniform:LOW:HIGH, exp:MEAN, or never
@@ -163,15 +164,16 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         h => Some(
             h.parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
+                .filter(|v| limits::kube_at_hours("", *v).is_ok())
                 .ok_or_else(|| {
-                    anyhow::anyhow!("--kube-at-hours `{h}`: expected hours (0 or more) or never")
+                    anyhow::anyhow!(
+                        "--kube-at-hours `{h}`: expected hours from 0 to {MAX_HORIZON_HOURS:e}, or never"
+                    )
                 })?,
         ),
     };
-    if !(args.takeover_mean_minutes.is_finite() && args.takeover_mean_minutes > 0.0) {
-        anyhow::bail!("--takeover-mean-minutes must be positive");
-    }
+    limits::takeover_mean_minutes("--takeover-mean-minutes", args.takeover_mean_minutes)
+        .map_err(anyhow::Error::msg)?;
     if !(0.0..=MAX_ARRIVAL_PER_HOUR).contains(&args.arrival_per_hour) {
         anyhow::bail!(
             "--arrival-per-hour must be a rate of 0 to {MAX_ARRIVAL_PER_HOUR:e} per hour"
@@ -205,12 +207,8 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     }
     if args.trace.is_none() {
         let horizon = args.horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
-        if args.arrival_per_hour * horizon > MAX_EXPECTED_ARRIVALS {
-            anyhow::bail!(
-                "{}",
-                sweep::too_many_arrivals("--arrival-per-hour", args.arrival_per_hour, horizon)
-            );
-        }
+        limits::arrivals("--arrival-per-hour", args.arrival_per_hour, horizon)
+            .map_err(anyhow::Error::msg)?;
     }
     // The model allows a device of no VM slots, but both workloads would
     // only count every arrival as no-slot: refused, as a sweep's vm_slots.
@@ -219,14 +217,8 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     }
     if args.trace.is_none() {
         let horizon = args.horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
-        if let Some(message) = sweep::too_many_cycles(
-            ("--on-hours", args.on_hours),
-            ("--off-hours", args.off_hours),
-            args.slots,
-            horizon,
-        ) {
-            anyhow::bail!("{message}");
-        }
+        limits::off_periods(("--off-hours", args.off_hours), args.slots, horizon)
+            .map_err(anyhow::Error::msg)?;
     }
     gpuclaim::Device::uniform(args.gpus, args.slots, args.size)
         .context("--gpus, --slots and --size")?;
@@ -298,8 +290,12 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         trace,
         points: vec![point.clone()],
     };
+    // The engine's own check, which sweeps apply too: whatever the flags
+    // above let through, the run refuses here rather than panicking.
+    plan.check_point(&point, registry)?;
     let run_seed = seed::run_seed(args.seed, 0);
-    let (counters, selection) = plan.run_point(&point, run_seed, registry, &mut Simulator::new());
+    let (counters, selection) =
+        plan.run_point(&point, run_seed, registry, &mut Simulator::new())?;
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
         println!("trace {}: {}", t.file.path.display(), t.file.read_summary());
         println!("  {s}");

@@ -121,15 +121,17 @@ impl Poisson {
         off_hours: f64,
         provisioned_probability: f64,
     ) -> Self {
+        // Hours so many that their minutes overflow (1e307) are never, as
+        // `inf` is: an infinite mean is not a valid distribution.
         let exp_hours = |h: f64| {
-            if h.is_finite() {
+            if (h * MINUTES_PER_HOUR).is_finite() {
                 Dist::Exp(h * MINUTES_PER_HOUR)
             } else {
                 Dist::Never
             }
         };
         Poisson {
-            interarrival: if rate_per_hour > 0.0 {
+            interarrival: if rate_per_hour > 0.0 && (MINUTES_PER_HOUR / rate_per_hour).is_finite() {
                 Dist::Exp(MINUTES_PER_HOUR / rate_per_hour)
             } else {
                 Dist::Never
@@ -402,86 +404,12 @@ pub enum SimError {
 }
 
 impl SimConfig<'_> {
-    /// Refuses what would make a run meaningless or endless, with the
-    /// limits the command line and sweep files apply
-    /// ([`limits`](crate::sim::limits)), so that a program using the
-    /// library cannot start a run that never ends either: a distribution
-    /// with a negative, NaN or infinite parameter; a horizon or
-    /// Kubernetes time that is negative, NaN or past
-    /// `MAX_HORIZON_HOURS`; and, for a poisson workload, a stop
-    /// probability outside 0 to 1, more than `MAX_EXPECTED_ARRIVALS`
-    /// expected arrivals, or more than `MAX_EXPECTED_CYCLES` expected
-    /// on/off cycles (slots times the horizon over the mean on plus the
-    /// mean off period; each cycle is events at one instant when both
-    /// are 0).
+    /// Refuses what would make a run meaningless, panic or never end, with
+    /// the limits the command line and sweep files apply
+    /// ([`limits::check`](crate::sim::limits::check)), so that a program
+    /// using the library cannot start a run that never ends either.
     pub fn check(&self) -> Result<(), SimError> {
-        use crate::sim::limits::{MAX_EXPECTED_ARRIVALS, MAX_EXPECTED_CYCLES, MAX_HORIZON_HOURS};
-        let refuse = |message: String| Err(SimError::Config(message));
-        let most = MAX_HORIZON_HOURS * MINUTES_PER_HOUR;
-        let minutes = |name: &str, t: f64| {
-            if (0.0..=most).contains(&t) {
-                Ok(())
-            } else {
-                refuse(format!(
-                    "{name} {t} minutes: expected a time from 0 to {most:e} minutes"
-                ))
-            }
-        };
-        minutes("horizon", self.horizon)?;
-        if let Some(t) = self.kube_at {
-            minutes("kube_at", t)?;
-        }
-        let d = &self.durations;
-        let mut dists = vec![
-            ("takeover", self.takeover),
-            ("durations.create", d.create),
-            ("durations.start", d.start),
-            ("durations.stop", d.stop),
-            ("durations.remove", d.remove),
-            ("durations.configure", d.configure),
-        ];
-        if let Workload::Poisson(p) = &self.workload {
-            dists.extend([
-                ("interarrival", p.interarrival),
-                ("lifetime", p.lifetime),
-                ("on", p.on),
-                ("off", p.off),
-            ]);
-        }
-        for (name, dist) in dists {
-            if !dist.is_valid() {
-                return refuse(format!(
-                    "{name} {dist}: expected finite, non-negative parameters (and low <= high)"
-                ));
-            }
-        }
-        let Workload::Poisson(p) = &self.workload else {
-            return Ok(());
-        };
-        if !(0.0..=1.0).contains(&p.provisioned_probability) {
-            return refuse(format!(
-                "provisioned_probability {}: expected a probability from 0 to 1",
-                p.provisioned_probability
-            ));
-        }
-        let arrivals = self.horizon / p.interarrival.mean();
-        if arrivals > MAX_EXPECTED_ARRIVALS {
-            return refuse(format!(
-                "interarrival {} over a horizon of {} minutes is {arrivals:.2e} expected arrivals, more than {MAX_EXPECTED_ARRIVALS:e}",
-                p.interarrival, self.horizon
-            ));
-        }
-        let cycles = self.vm_slots as f64 * self.horizon / (p.on.mean() + p.off.mean());
-        if cycles > MAX_EXPECTED_CYCLES {
-            return refuse(format!(
-                "on {} and off {} with {} over a horizon of {} minutes make {cycles:.2e} expected on/off cycles, more than {MAX_EXPECTED_CYCLES:e}; use longer periods or a shorter horizon",
-                p.on,
-                p.off,
-                crate::report::count(self.vm_slots as u64, "VM slot", "VM slots"),
-                self.horizon
-            ));
-        }
-        Ok(())
+        crate::sim::limits::check(self).map_err(SimError::Config)
     }
 }
 

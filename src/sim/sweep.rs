@@ -38,12 +38,11 @@ use crate::policy::{Allocator, Builtin, Registry};
 use crate::report::{AtomicFile, count, number, write_atomic};
 use crate::seed;
 use crate::sim::dist::Dist;
+use crate::sim::engine::SimError;
 use crate::sim::engine::{
     Counters, Durations, MINUTES_PER_HOUR, Poisson, REQUEST_OPS, SimConfig, Simulator, Workload,
 };
-use crate::sim::limits::{
-    MAX_ARRIVAL_PER_HOUR, MAX_EXPECTED_ARRIVALS, MAX_EXPECTED_CYCLES, MAX_HORIZON_HOURS,
-};
+use crate::sim::limits::{self, MAX_ARRIVAL_PER_HOUR, MAX_HORIZON_HOURS};
 use crate::sim::stats::Summarizer;
 use crate::sim::tracefile::{Columns, Selection, TraceFile, csv_reason, fnv1a64};
 
@@ -357,38 +356,6 @@ fn first_repeat<K: Ord>(keys: impl IntoIterator<Item = K>) -> Option<(usize, usi
         seen.insert(k, i);
     }
     None
-}
-
-/// The message for a poisson rate whose expected arrivals over the horizon
-/// pass [`MAX_EXPECTED_ARRIVALS`]; `what` names the setting.
-pub fn too_many_arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> String {
-    format!(
-        "{what} {} over a horizon of {} hours is {:e} expected arrivals per run, more than {MAX_EXPECTED_ARRIVALS:e}",
-        number(per_hour),
-        number(horizon_hours),
-        per_hour * horizon_hours
-    )
-}
-
-/// The message for on and off periods so short that a run would take more
-/// than [`MAX_EXPECTED_CYCLES`] on/off cycles, if they would; `on` and `off`
-/// name the settings.
-pub fn too_many_cycles(
-    (on, on_hours): (&str, f64),
-    (off, off_hours): (&str, f64),
-    slots: usize,
-    horizon_hours: f64,
-) -> Option<String> {
-    let cycles = slots as f64 * horizon_hours / (on_hours + off_hours);
-    (cycles > MAX_EXPECTED_CYCLES).then(|| {
-        format!(
-            "{on} {} and {off} {} with {} over a horizon of {} hours make {cycles:.2e} expected on/off cycles per run, more than {MAX_EXPECTED_CYCLES:e}; use longer periods or a shorter horizon",
-            number(on_hours),
-            number(off_hours),
-            count(slots as u64, "VM slot", "VM slots"),
-            number(horizon_hours)
-        )
-    })
 }
 
 /// Without a horizon, a trace runs to its last end times `time_scale`:
@@ -722,7 +689,6 @@ impl Plan {
             Ok(values)
         };
         let positive = |v: f64| v > 0.0 && !v.is_nan();
-        let non_negative = |v: f64| v >= 0.0 && !v.is_nan();
         let probability = |v: f64| (0.0..=1.0).contains(&v);
         let gpus = match &g.gpus {
             None => vec![2],
@@ -782,14 +748,12 @@ impl Plan {
                 if s.get_ref().is_empty() {
                     return Err(empty(s.span(), "kube_at_hours"));
                 }
-                if s.get_ref()
+                if let Some(message) = s
+                    .get_ref()
                     .iter()
-                    .any(|k| k.0.is_some_and(|h| !non_negative(h)))
+                    .find_map(|k| limits::kube_at_hours("grid.kube_at_hours", k.0?).err())
                 {
-                    return Err(r.err(
-                        Some(s.span()),
-                        "grid.kube_at_hours: hours of 0 or more, or \"never\"",
-                    ));
+                    return Err(r.err(Some(s.span()), message));
                 }
                 let keys = s.get_ref().iter().map(|k| k.0.map(|h| (h + 0.0).to_bits()));
                 if let Some((a, b)) = first_repeat(keys) {
@@ -803,8 +767,8 @@ impl Plan {
             &g.takeover_mean_minutes,
             "takeover_mean_minutes",
             assumed::TAKEOVER_MEAN_MINUTES,
-            positive,
-            "a positive number of minutes",
+            |v| limits::takeover_mean_minutes("", v).is_ok(),
+            "a positive, finite number of minutes",
         )?;
 
         let (trace, workloads) = match &raw.trace {
@@ -887,12 +851,9 @@ impl Plan {
                 )?;
                 let horizon = horizon_hours.unwrap_or(assumed::HORIZON_HOURS);
                 let most = arrivals.iter().copied().fold(0.0, f64::max);
-                if most * horizon > MAX_EXPECTED_ARRIVALS {
-                    return Err(r.err(
-                        g.arrival_per_hour.as_ref().map(|l| l.span()),
-                        too_many_arrivals("grid.arrival_per_hour", most, horizon),
-                    ));
-                }
+                limits::arrivals("grid.arrival_per_hour", most, horizon).map_err(|message| {
+                    r.err(g.arrival_per_hour.as_ref().map(|l| l.span()), message)
+                })?;
                 let lifetimes = list(
                     &g.lifetime_hours,
                     "lifetime_hours",
@@ -915,14 +876,12 @@ impl Plan {
                     "a positive number of hours (inf for never)",
                 )?;
                 let shortest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-                if let Some(message) = too_many_cycles(
-                    ("the shortest grid.on_hours", shortest(&ons)),
-                    ("grid.off_hours", shortest(&offs)),
+                limits::off_periods(
+                    ("the shortest grid.off_hours", shortest(&offs)),
                     vm_slots,
                     horizon,
-                ) {
-                    return Err(r.err(g.on_hours.as_ref().map(|l| l.span()), message));
-                }
+                )
+                .map_err(|message| r.err(g.off_hours.as_ref().map(|l| l.span()), message))?;
                 let provs = list(
                     &g.provisioned_probability,
                     "provisioned_probability",
@@ -972,7 +931,7 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan {
+        let plan = Plan {
             name: name.clone(),
             seeds,
             master_seed: raw.master_seed.map_or(0, |w| w.0),
@@ -983,7 +942,14 @@ impl Plan {
             durations,
             trace,
             points,
-        })
+        };
+        // The engine's own check of every point, after the friendlier
+        // per-key ones above: what a run would refuse is refused here.
+        for (i, point) in plan.points.iter().enumerate() {
+            plan.check_point(point, registry)
+                .map_err(|e| r.err(None, format!("grid point {i}: {e}")))?;
+        }
+        Ok(plan)
     }
 
     pub fn runs(&self) -> u64 {
@@ -1053,13 +1019,18 @@ impl Plan {
     }
 
     /// Runs run `index` and returns its `runs.csv` row.
-    pub fn run_row(&self, index: u64, registry: &Registry, sim: &mut Simulator) -> Vec<String> {
+    pub fn run_row(
+        &self,
+        index: u64,
+        registry: &Registry,
+        sim: &mut Simulator,
+    ) -> Result<Vec<String>, SimError> {
         let seeds = u64::from(self.seeds);
         let point_index = index / seeds;
         let seed_index = index % seeds;
         let seed = seed::run_seed(self.master_seed, seed_index);
         let point = &self.points[point_index as usize];
-        let (counters, selection) = self.run_point(point, seed, registry, sim);
+        let (counters, selection) = self.run_point(point, seed, registry, sim)?;
         let mut row = vec![
             index.to_string(),
             point_index.to_string(),
@@ -1068,49 +1039,12 @@ impl Plan {
         ];
         row.extend(point.params());
         row.extend(metric_values(&counters, selection.as_ref()));
-        row
+        Ok(row)
     }
 
-    /// One run of `point` with `seed`: its counters, and for a trace sweep
-    /// what was kept of the trace.
-    pub fn run_point(
-        &self,
-        point: &Point,
-        seed: u64,
-        registry: &Registry,
-        sim: &mut Simulator,
-    ) -> (Counters, Option<Selection>) {
-        let selection = match (&point.workload, &self.trace) {
-            (PointWorkload::Trace { fraction }, Some(t)) => {
-                Some(t.file.select(point.gpus, *fraction, t.time_scale, seed))
-            }
-            _ => None,
-        };
-        let workload = match (&point.workload, &selection) {
-            (PointWorkload::Trace { .. }, Some(s)) => Workload::Trace(&s.requests),
-            (
-                &PointWorkload::Poisson {
-                    arrival_per_hour,
-                    lifetime_hours,
-                    on_hours,
-                    off_hours,
-                    provisioned_probability,
-                },
-                _,
-            ) => {
-                let mut p = Poisson::with_rates(
-                    arrival_per_hour,
-                    lifetime_hours,
-                    on_hours,
-                    off_hours,
-                    provisioned_probability,
-                );
-                p.size = self.vm_size;
-                Workload::Poisson(p)
-            }
-            (PointWorkload::Trace { .. }, None) => unreachable!("a trace point has a trace"),
-        };
-        let config = SimConfig {
+    /// The engine's configuration of `point` with `workload`.
+    fn sim_config<'w>(&self, point: &Point, workload: Workload<'w>) -> SimConfig<'w> {
+        SimConfig {
             gpus: point.gpus,
             vm_slots: self.vm_slots,
             horizon: self.horizon_hours() * MINUTES_PER_HOUR,
@@ -1118,18 +1052,84 @@ impl Plan {
             takeover: Dist::Exp(point.takeover_mean_minutes),
             durations: self.durations,
             workload,
-        };
-        let counters = match Builtin::from_name(&point.policy) {
-            Some(b) => sim.run(&b, &config, seed),
-            None => {
-                let policy = registry
-                    .get(&point.policy)
-                    .expect("policy names are checked when the plan is read");
-                sim.run(&*policy as &dyn Allocator, &config, seed)
-            }
         }
-        .expect("the plan checks gpus and slots");
-        (counters, selection)
+    }
+
+    fn poisson(&self, point: &Point) -> Option<Poisson> {
+        let PointWorkload::Poisson {
+            arrival_per_hour,
+            lifetime_hours,
+            on_hours,
+            off_hours,
+            provisioned_probability,
+        } = point.workload
+        else {
+            return None;
+        };
+        let mut p = Poisson::with_rates(
+            arrival_per_hour,
+            lifetime_hours,
+            on_hours,
+            off_hours,
+            provisioned_probability,
+        );
+        p.size = self.vm_size;
+        Some(p)
+    }
+
+    /// Whether `point` would run: the engine's own check
+    /// ([`limits::check`](crate::sim::limits::check)) and the device, so
+    /// that a front end refuses up front exactly what a run would refuse.
+    pub fn check_point(&self, point: &Point, registry: &Registry) -> Result<(), SimError> {
+        if !registry.contains(&point.policy) {
+            return Err(SimError::Config(format!(
+                "unknown policy `{}`; expected one of {}",
+                point.policy,
+                registry.names().join(", ")
+            )));
+        }
+        let workload = match self.poisson(point) {
+            Some(p) => Workload::Poisson(p),
+            None if self.trace.is_some() => Workload::Trace(&[]),
+            None => return Err(SimError::Config("a trace point, but no trace".into())),
+        };
+        crate::model::Device::uniform(point.gpus, self.vm_slots, 0)?;
+        self.sim_config(point, workload).check()
+    }
+
+    /// One run of `point` with `seed`: its counters, and for a trace sweep
+    /// what was kept of the trace. Refuses (never panics on) what
+    /// [`Plan::check_point`] refuses.
+    pub fn run_point(
+        &self,
+        point: &Point,
+        seed: u64,
+        registry: &Registry,
+        sim: &mut Simulator,
+    ) -> Result<(Counters, Option<Selection>), SimError> {
+        self.check_point(point, registry)?;
+        let selection = match (&point.workload, &self.trace) {
+            (PointWorkload::Trace { fraction }, Some(t)) => {
+                Some(t.file.select(point.gpus, *fraction, t.time_scale, seed))
+            }
+            _ => None,
+        };
+        let workload = match (self.poisson(point), &selection) {
+            (Some(p), _) => Workload::Poisson(p),
+            (None, Some(s)) => Workload::Trace(&s.requests),
+            (None, None) => return Err(SimError::Config("a trace point, but no trace".into())),
+        };
+        let config = self.sim_config(point, workload);
+        let counters = match Builtin::from_name(&point.policy) {
+            Some(b) => sim.run(&b, &config, seed)?,
+            None => {
+                let policy = registry.get(&point.policy).ok_or_else(|| {
+                    SimError::Config(format!("unknown policy `{}`", point.policy))
+                })?;
+                sim.run(&*policy as &dyn Allocator, &config, seed)?
+            }
+        };
+        Ok((counters, selection))
     }
 }
 
@@ -1293,12 +1293,14 @@ pub fn run_sweep(
             .take_while(|&r| r < total)
             .collect();
         next = batch.last().map_or(total, |&l| l + shard_n);
-        let rows: Vec<Vec<String>> = pool.install(|| {
-            batch
-                .par_iter()
-                .map_init(Simulator::new, |sim, &r| plan.run_row(r, registry, sim))
-                .collect()
-        });
+        let rows: Vec<Vec<String>> = pool
+            .install(|| {
+                batch
+                    .par_iter()
+                    .map_init(Simulator::new, |sim, &r| plan.run_row(r, registry, sim))
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(|e| SweepError::Merge(e.to_string()))?;
         for row in &rows {
             runs_csv.write_record(row).map_err(csv_err(&runs_path))?;
             count_violations(&header, row, &mut written.violations);

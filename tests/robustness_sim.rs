@@ -1,0 +1,200 @@
+//! What a user can type into `simulate` and sweep files neither panics nor
+//! runs without end: values the checks accept run, and the rest are
+//! refused with one message (issue 19, defects 1 and 2). Each command runs
+//! with a deadline, so that a hang fails the test instead of stalling it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Option<&'static str> {
+    let b = option_env!("CARGO_BIN_EXE_gpuclaim");
+    if b.is_none() {
+        eprintln!("SKIPPED: the gpuclaim binary is not built (feature `cli` off)");
+    }
+    b
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-robust-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cmd`, killing it (and failing) if it takes more than 60 s.
+fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn refused(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[test]
+fn simulate_values_past_the_limits_are_refused_not_a_panic() {
+    let Some(bin) = bin() else { return };
+    for (flags, message) in [
+        (
+            &["--kube-at-hours", "1000001"][..],
+            "--kube-at-hours `1000001`: expected hours from 0 to 1e6, or never",
+        ),
+        (
+            &["--takeover-mean-minutes", "inf"],
+            "--takeover-mean-minutes inf: expected a positive, finite number of minutes",
+        ),
+    ] {
+        let out = run_bounded(Command::new(bin).arg("simulate").args(flags));
+        assert_eq!(
+            refused(&out),
+            format!("gpuclaim: error: {message}\n"),
+            "{flags:?}"
+        );
+    }
+}
+
+#[test]
+fn simulate_periods_whose_minutes_overflow_run_as_never() {
+    let Some(bin) = bin() else { return };
+    for flag in ["--lifetime-hours", "--on-hours", "--off-hours"] {
+        let out = run_bounded(Command::new(bin).args(["simulate", flag, "1e307"]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The same run as `inf`: 1e307 hours is never within any horizon.
+        let inf = run_bounded(Command::new(bin).args(["simulate", flag, "inf"]));
+        assert_eq!(out.stdout, inf.stdout, "{flag}");
+    }
+}
+
+#[test]
+fn failed_starts_retried_after_tiny_off_periods_are_refused_up_front() {
+    let Some(bin) = bin() else { return };
+    let out = run_bounded(Command::new(bin).args([
+        "simulate",
+        "--gpus",
+        "1",
+        "--policy",
+        "legacy",
+        "--slots",
+        "1",
+        "--arrival-per-hour",
+        "10",
+        "--kube-at-hours",
+        "1",
+        "--on-hours",
+        "1",
+        "--off-hours",
+        "1e-9",
+        "--takeover-mean-minutes",
+        "1e-12",
+        "--horizon-hours",
+        "100",
+    ]));
+    assert_eq!(
+        refused(&out),
+        "gpuclaim: error: --off-hours 1e-9 with 1 VM slot over a horizon of 100 hours makes 1.00e11 expected off periods per run (each ends in a start, retried after a failed one), more than 1e8; use a longer off period or a shorter horizon\n"
+    );
+}
+
+const TINY: &str =
+    "name = \"tiny\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\npolicies = [\"fixed\"]\n";
+
+fn sweep(bin: &str, dir: &Path, grid_line: &str) -> Output {
+    let cfg = dir.join("s.toml");
+    std::fs::write(&cfg, format!("{TINY}{grid_line}\n")).unwrap();
+    run_bounded(
+        Command::new(bin)
+            .arg("sweep")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.join("out")),
+    )
+}
+
+#[test]
+fn sweep_values_past_the_limits_are_refused_not_a_panic() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("sweep-limits");
+    let cfg = dir.join("s.toml");
+    for (line, message) in [
+        (
+            "kube_at_hours = [inf]",
+            "7:17: grid.kube_at_hours inf: expected hours from 0 to 1e6, or never",
+        ),
+        (
+            "kube_at_hours = [1000001]",
+            "7:17: grid.kube_at_hours 1000001: expected hours from 0 to 1e6, or never",
+        ),
+        (
+            "takeover_mean_minutes = [inf]",
+            "7:25: grid.takeover_mean_minutes: inf is not a positive, finite number of minutes",
+        ),
+    ] {
+        let out = sweep(bin, &dir, line);
+        assert_eq!(
+            refused(&out),
+            format!("gpuclaim: error: {}:{message}\n", cfg.display()),
+            "{line}"
+        );
+    }
+    for line in ["on_hours = [1e307]", "lifetime_hours = [1e307]"] {
+        let out = sweep(bin, &dir, line);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plan_built_by_hand_with_a_bad_point_is_refused_by_run_row() {
+    use gpuclaim::sim::Simulator;
+    use gpuclaim::sim::sweep::Plan;
+    let registry = gpuclaim::Registry::builtin();
+    let mut plan = Plan::parse(Path::new("tiny.toml"), TINY, &registry).unwrap();
+    plan.points[0].kube_at_hours = Some(f64::INFINITY);
+    let err = plan
+        .run_row(0, &registry, &mut Simulator::new())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "kube_at inf minutes: expected a time from 0 to 6e7 minutes"
+    );
+    plan.points[0].kube_at_hours = None;
+    plan.points[0].takeover_mean_minutes = f64::INFINITY;
+    let err = plan.check_point(&plan.points[0], &registry).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "takeover exp(mean=inf): expected finite, non-negative parameters (and low <= high)"
+    );
+}
