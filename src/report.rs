@@ -341,3 +341,46 @@ impl Drop for AtomicFile {
         }
     }
 }
+
+/// Standard output could not be written (a full disk behind `> FILE`, a
+/// closed descriptor): an error like any other write's, where `print!`
+/// would panic. The reason is part of the message and not the error's
+/// `source()`: the binary prints the whole chain, which would repeat it.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to standard output: {0}")]
+pub struct StdoutError(pub io::Error);
+
+impl From<io::Error> for StdoutError {
+    fn from(e: io::Error) -> Self {
+        StdoutError(e)
+    }
+}
+
+/// Writes `args` to standard output and flushes it, returning what
+/// `print!` would panic on. The [`out!`](crate::out) and
+/// [`outln!`](crate::outln) macros call it.
+pub fn print_out(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_fmt(args)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// `print!` that returns a [`StdoutError`] instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::report::print_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that returns a [`StdoutError`] instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::report::print_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::report::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

@@ -23,6 +23,6 @@ pub struct Args {
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let written = sweep::merge(&args.shards, &args.out)?;
-    super::sweep::print_written(&written);
+    super::sweep::print_written(&written)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -59,7 +59,7 @@ pub struct Args {
 pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.file {
         let (text, code) = replay_file(file, args.policy.as_deref(), registry)?;
-        print!("{text}");
+        gpuclaim::out!("{text}")?;
         return Ok(code);
     }
     let device = DeviceArgs {
@@ -76,7 +76,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         args.run.expect("clap requires --run"),
         registry,
     )?;
-    print!("{text}");
+    gpuclaim::out!("{text}")?;
     Ok(ExitCode::SUCCESS)
 }
 

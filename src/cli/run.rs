@@ -101,8 +101,8 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         match result {
             FileResult::Refused(e) => {
                 refused += 1;
-                println!("REFUSED {f}");
-                println!("        {e}");
+                gpuclaim::outln!("REFUSED {f}")?;
+                gpuclaim::outln!("        {e}")?;
                 csv.row([
                     f.as_str(),
                     "",
@@ -123,18 +123,18 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                     } else {
                         failed += 1;
                     }
-                    println!(
+                    gpuclaim::outln!(
                         "{} {f} [{}] {}",
                         if ok { "PASS   " } else { "FAIL   " },
                         run.policy,
                         printable(&scenario.name)
-                    );
+                    )?;
                     for m in &run.mismatches {
-                        println!("        {m}");
+                        gpuclaim::outln!("        {m}")?;
                     }
                     if !ok || args.verbose {
-                        println!("        trace under {}:", run.policy);
-                        print!("{}", indent(&run.render_trace()));
+                        gpuclaim::outln!("        trace under {}:", run.policy)?;
+                        gpuclaim::out!("{}", indent(&run.render_trace()))?;
                     }
                     let outcomes: Vec<&str> = run.outcomes.iter().map(|o| o.name()).collect();
                     let mismatches: Vec<String> =
@@ -154,7 +154,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{passed} passed, {failed} failed, {refused} refused");
+    gpuclaim::outln!("{passed} passed, {failed} failed, {refused} refused")?;
     if let Some(path) = &args.csv {
         csv.write_to(path)
             .with_context(|| format!("writing {}", path.display()))?;

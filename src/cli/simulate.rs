@@ -297,24 +297,24 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     let (counters, selection) =
         plan.run_point(&point, run_seed, registry, &mut Simulator::new())?;
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
-        println!("trace {}: {}", t.file.path.display(), t.file.read_summary());
-        println!("  {s}");
+        gpuclaim::outln!("trace {}: {}", t.file.path.display(), t.file.read_summary())?;
+        gpuclaim::outln!("  {s}")?;
         for e in &t.file.bad_examples {
-            println!("  bad row: {e}");
+            gpuclaim::outln!("  bad row: {e}")?;
         }
     }
-    println!(
+    gpuclaim::outln!(
         "policy {} | gpus {} | seed {} (run seed {run_seed}) | horizon {} h",
         args.policy,
         args.gpus,
         args.seed,
         number(plan.horizon_hours())
-    );
+    )?;
     let names = sweep::metric_columns(selection.is_some());
     let values = sweep::metric_values(&counters, selection.as_ref());
     let width = names.iter().map(String::len).max().unwrap_or(0);
     for (n, v) in names.iter().zip(values) {
-        println!("{n:width$}  {}", if v.is_empty() { "-" } else { &v });
+        gpuclaim::outln!("{n:width$}  {}", if v.is_empty() { "-" } else { &v })?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -134,21 +134,22 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_written(&written);
+    print_written(&written)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_written(w: &Written) {
-    println!(
+pub fn print_written(w: &Written) -> Result<(), gpuclaim::report::StdoutError> {
+    gpuclaim::outln!(
         "{} written to {}",
         count(w.runs, "run", "runs"),
         w.dir.display()
-    );
+    )?;
     for f in &w.files {
-        println!("  {}", f.display());
+        gpuclaim::outln!("  {}", f.display())?;
     }
-    println!("violations (steps, over all runs):");
+    gpuclaim::outln!("violations (steps, over all runs):")?;
     for (k, v) in &w.violations {
-        println!("  {k}: {v}");
+        gpuclaim::outln!("  {k}: {v}")?;
     }
+    Ok(())
 }

@@ -1,0 +1,108 @@
+//! What a hostile user can do to gpuclaim's commands (issue 19): a failing
+//! standard output, bad paths among good ones, files that never end. Each
+//! command runs with a deadline, so that a hang fails the test instead of
+//! stalling it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Option<&'static str> {
+    let b = option_env!("CARGO_BIN_EXE_gpuclaim");
+    if b.is_none() {
+        eprintln!("SKIPPED: the gpuclaim binary is not built (feature `cli` off)");
+    }
+    b
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gpuclaim-robust-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cmd` (its standard output piped unless already set), killing it
+/// (and failing) if it takes more than 60 s.
+fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const TINY: &str =
+    "name = \"tiny\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\npolicies = [\"fixed\"]\n";
+
+#[test]
+fn a_full_standard_output_is_an_error_not_a_panic() {
+    let Some(bin) = bin() else { return };
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let dir = scratch("dev-full");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/doc-1gpu-kube-then-vm.toml"
+    );
+    let out_dir = dir.join("out");
+    let commands: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec!["simulate".as_ref()],
+        vec!["replay".as_ref(), scenario.as_ref()],
+        vec![
+            "replay".as_ref(),
+            "--gpus".as_ref(),
+            "2".as_ref(),
+            "--vms".as_ref(),
+            "2".as_ref(),
+            "--policy".as_ref(),
+            "legacy".as_ref(),
+            "--seed".as_ref(),
+            "1".as_ref(),
+            "--run".as_ref(),
+            "0".as_ref(),
+        ],
+        vec![
+            "sweep".as_ref(),
+            cfg.as_os_str(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ],
+        vec!["run".as_ref(), scenario.as_ref()],
+    ];
+    for args in commands {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = run_bounded(Command::new(bin).args(&args).stdout(full));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // The last line; `sweep` says what it runs on standard error first.
+        assert_eq!(
+            err.lines().last(),
+            Some(
+                "gpuclaim: error: writing to standard output: No space left on device (os error 28)"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
