@@ -198,3 +198,29 @@ fn a_plan_built_by_hand_with_a_bad_point_is_refused_by_run_row() {
         "takeover exp(mean=inf): expected finite, non-negative parameters (and low <= high)"
     );
 }
+
+#[test]
+fn uniform_takes_exactly_two_numbers() {
+    let registry = gpuclaim::Registry::builtin();
+    let parse = |bounds: &str| {
+        let text = format!("{TINY}[durations]\ncreate = {{ uniform = {bounds} }}\n");
+        gpuclaim::sim::sweep::Plan::parse(Path::new("u.toml"), &text, &registry)
+            .map(|p| p.fingerprint())
+            .map_err(|e| e.to_string())
+    };
+    for (bounds, found) in [
+        ("[1, 2, 3]", "3 items"),
+        ("[1, 2, \"junk\", {a=1}]", "4 items"),
+        ("[1]", "1 item"),
+        ("[]", "0 items"),
+    ] {
+        assert_eq!(
+            parse(bounds),
+            Err(format!(
+                "u.toml:8:22: uniform = [LOW, HIGH] takes two numbers; found {found}"
+            )),
+            "{bounds}"
+        );
+    }
+    assert!(parse("[1, 2]").is_ok());
+}

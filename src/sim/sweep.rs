@@ -144,8 +144,8 @@ impl<'de> Deserialize<'de> for DistSpec {
                 };
                 let dist = match key.as_str() {
                     "uniform" => {
-                        let [lo, hi]: [Num; 2] = map.next_value()?;
-                        Dist::Uniform(lo.0, hi.0)
+                        let Bounds(lo, hi) = map.next_value()?;
+                        Dist::Uniform(lo, hi)
                     }
                     "exp" => Dist::Exp(map.next_value::<Num>()?.0),
                     "const" => Dist::Const(map.next_value::<Num>()?.0),
@@ -164,6 +164,49 @@ impl<'de> Deserialize<'de> for DistSpec {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `uniform`'s `[LOW, HIGH]`: exactly two numbers. (serde's `[T; 2]`
+/// stops after two items and let `[1, 2, "junk"]` through.)
+struct Bounds(f64, f64);
+
+impl<'de> Deserialize<'de> for Bounds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bounds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[LOW, HIGH], two numbers")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bounds, A::Error> {
+                use serde::de::Error;
+                let wrong = |found: usize| {
+                    A::Error::custom(format!(
+                        "uniform = [LOW, HIGH] takes two numbers; found {}",
+                        count(found as u64, "item", "items")
+                    ))
+                };
+                let Some(lo) = seq.next_element::<Num>()? else {
+                    return Err(wrong(0));
+                };
+                let Some(hi) = seq.next_element::<Num>()? else {
+                    return Err(wrong(1));
+                };
+                let mut found = 2;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    found += 1;
+                }
+                if found > 2 {
+                    return Err(wrong(found));
+                }
+                Ok(Bounds(lo.0, hi.0))
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 
