@@ -106,3 +106,76 @@ fn a_full_standard_output_is_an_error_not_a_panic() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn run_refuses_a_missing_path_by_name_and_runs_the_rest() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("run-missing");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/doc-1gpu-kube-then-vm.toml"
+    );
+    std::fs::copy(scenario, dir.join("a.toml")).unwrap();
+    std::fs::copy(scenario, dir.join("z.toml")).unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", "a.toml", "missing.toml", "z.toml"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        "PASS    a.toml [fixed] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         PASS    a.toml [legacy] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         REFUSED missing.toml\n        missing.toml: no such file or folder\n\
+         PASS    z.toml [fixed] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         PASS    z.toml [legacy] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         4 passed, 0 failed, 1 refused\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn run_refuses_an_unreadable_folder_by_name_and_runs_the_rest() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(bin) = bin() else { return };
+    let dir = scratch("run-unreadable");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/doc-1gpu-kube-then-vm.toml"
+    );
+    std::fs::create_dir_all(dir.join("s/locked")).unwrap();
+    std::fs::copy(scenario, dir.join("s/a.toml")).unwrap();
+    std::fs::copy(scenario, dir.join("s/locked/b.toml")).unwrap();
+    let locked = dir.join("s/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read_dir(&locked).is_ok() {
+        // Root reads any folder: nothing to refuse.
+        eprintln!("SKIPPED: an unreadable folder can be read (root)");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", "s"])
+            .stdout(Stdio::piped()),
+    );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        "PASS    s/a.toml [fixed] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         PASS    s/a.toml [legacy] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         REFUSED s/locked\n        s/locked: cannot read the folder: Permission denied (os error 13)\n\
+         2 passed, 0 failed, 1 refused\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
 //! `gpuclaim run`: every scenario file under each of its policies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -14,7 +14,8 @@ use gpuclaim::trace::printable;
 /// Prints one line per scenario and policy, PASS or FAIL; for a failure,
 /// every expectation that differs and the trace with each step's outcome.
 /// Exit status: 0 when all pass, 1 when an expectation fails, 2 when a file
-/// was refused (the other files still run).
+/// or path was refused (a missing path or an unreadable folder is refused
+/// by name; the other files still run).
 #[derive(clap::Args)]
 pub struct Args {
     /// Scenario files or folders (searched for *.toml).
@@ -63,6 +64,84 @@ pub fn run_files(files: &[PathBuf], registry: &Registry) -> Vec<(PathBuf, FileRe
         .collect()
 }
 
+/// A path `run` was given or found: a scenario file to run, or a path it
+/// could not search (missing, an unreadable folder), refused by name.
+pub enum Found {
+    File(PathBuf),
+    Refused(scenario::ScenarioError),
+}
+
+impl Found {
+    fn path(&self) -> &Path {
+        match self {
+            Found::File(p) => p,
+            Found::Refused(e) => &e.file,
+        }
+    }
+}
+
+fn refused(path: &Path, message: String) -> Found {
+    Found::Refused(scenario::ScenarioError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message,
+    })
+}
+
+/// Every `.toml` file under `paths` (files as given, folders searched
+/// recursively, sorted by path within each folder), and in their places
+/// the paths that cannot be searched: one bad path does not hide the rest.
+pub fn find_scenarios(paths: &[PathBuf]) -> Vec<Found> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found, &mut std::collections::HashSet::new());
+            found.sort_by(|a, b| a.path().cmp(b.path()));
+            out.extend(found);
+        } else if p.exists() {
+            out.push(Found::File(p.clone()));
+        } else {
+            out.push(refused(p, "no such file or folder".into()));
+        }
+    }
+    out
+}
+
+/// The `*.toml` files under `dir`, and its unreadable folders, into `out`.
+/// A folder reached a second time (through a symbolic link, perhaps one
+/// that loops back up) is not searched again.
+fn walk(dir: &Path, out: &mut Vec<Found>, seen: &mut std::collections::HashSet<PathBuf>) {
+    let cannot = |e: std::io::Error| refused(dir, format!("cannot read the folder: {e}"));
+    match std::fs::canonicalize(dir) {
+        Ok(real) => {
+            if !seen.insert(real) {
+                return;
+            }
+        }
+        Err(e) => return out.push(cannot(e)),
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return out.push(cannot(e)),
+    };
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                out.push(cannot(e));
+                continue;
+            }
+        };
+        if path.is_dir() {
+            walk(&path, out, seen);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(Found::File(path));
+        }
+    }
+}
+
 pub const CSV_HEADER: [&str; 9] = [
     "file",
     "scenario",
@@ -79,13 +158,16 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.csv {
         gpuclaim::report::check_file(path).with_context(|| format!("--csv {}", path.display()))?;
     }
-    let files = scenario::collect_files(&args.paths).context("looking for scenario files")?;
-    if files.is_empty() {
+    let found = find_scenarios(&args.paths);
+    if found.is_empty() {
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         anyhow::bail!("no scenario files (*.toml) under {}", paths.join(", "));
     }
     if let Some(path) = &args.csv
-        && let Some(input) = files.iter().find(|f| gpuclaim::report::same_file(path, f))
+        && let Some(input) = found
+            .iter()
+            .find(|f| matches!(f, Found::File(f) if gpuclaim::report::same_file(path, f)))
+            .map(Found::path)
     {
         anyhow::bail!(
             "--csv {} would replace the scenario file {}; write the CSV elsewhere",
@@ -93,7 +175,13 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             input.display()
         );
     }
-    let results = run_files(&files, registry);
+    let mut results = Vec::new();
+    for f in found {
+        match f {
+            Found::File(file) => results.extend(run_files(&[file], registry)),
+            Found::Refused(e) => results.push((e.file.clone(), FileResult::Refused(e))),
+        }
+    }
     let mut csv = CsvDoc::new(CSV_HEADER);
     let (mut passed, mut failed, mut refused) = (0, 0, 0);
     for (file, result) in &results {
