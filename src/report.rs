@@ -384,3 +384,204 @@ macro_rules! outln {
         $crate::report::print_out(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// `path` for a message or a report line: as `display()` shows it, with
+/// control characters escaped (`\n`, `\u{1b}`), so that a file name can
+/// neither start a line of its own (forging a `PASS` line) nor send escape
+/// codes to the terminal.
+pub fn shown(path: &Path) -> String {
+    escape_controls(&path.display().to_string())
+}
+
+/// `text` with its control characters escaped as Rust writes them.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The most bytes each kind of input may have, stated in `--help`: far
+/// more than any real one (the example scenarios are under 4 KB, the
+/// openb trace 0.6 MB), and a bound on what a mistaken path (`/dev/zero`
+/// is refused anyway, but a huge log is a regular file) can make a
+/// command hold in memory.
+pub mod input_limits {
+    /// A scenario or counterexample file: 1 MiB.
+    pub const SCENARIO_BYTES: u64 = 1 << 20;
+    /// A sweep configuration file: 1 MiB.
+    pub const SWEEP_BYTES: u64 = 1 << 20;
+    /// A trace CSV (`simulate --trace`, a sweep's `[trace]`): 256 MiB.
+    pub const TRACE_BYTES: u64 = 256 << 20;
+    /// An allocators file (`--allocators`): 1 MiB.
+    pub const ALLOCATORS_BYTES: u64 = 1 << 20;
+    /// A nightly configuration (`nightly --config`): 1 MiB.
+    pub const NIGHTLY_CONFIG_BYTES: u64 = 1 << 20;
+    /// A recorded device history (`audit`): 256 MiB.
+    pub const HISTORY_BYTES: u64 = 256 << 20;
+    /// A fuzz input (`from-fuzz`): 1 MiB.
+    pub const FUZZ_INPUT_BYTES: u64 = 1 << 20;
+    /// A shard's manifest.toml (`merge`): 64 KiB.
+    pub const MANIFEST_BYTES: u64 = 64 << 10;
+}
+
+/// Why an input file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A FIFO, a device, a socket or a folder: reading it could wait for a
+    /// writer forever (a FIFO) or never end (`/dev/zero`).
+    #[error("{path}: {kind}, not a regular file; {what} is read only from a regular file")]
+    NotRegular {
+        path: String,
+        kind: &'static str,
+        what: &'static str,
+    },
+    #[error("{path}: more than {max} bytes; {what} may have at most {max} bytes")]
+    TooLarge {
+        path: String,
+        max: u64,
+        what: &'static str,
+    },
+    /// The reason is part of the message and deliberately not the error's
+    /// `source()`: the binary prints the whole chain, which would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: io::Error },
+}
+
+impl InputError {
+    /// The reason without the path, for errors that name the file their
+    /// own way (`file:line: message`).
+    pub fn reason(&self) -> String {
+        match self {
+            InputError::NotRegular { kind, what, .. } => {
+                format!("{kind}, not a regular file; {what} is read only from a regular file")
+            }
+            InputError::TooLarge { max, what, .. } => {
+                format!("more than {max} bytes; {what} may have at most {max} bytes")
+            }
+            InputError::Io { error, .. } => error.to_string(),
+        }
+    }
+
+    /// The I/O error, if that is what it is.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            InputError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Opens `path` for reading if it is a regular file; `what` names the
+/// kind of input for the message (`"a scenario file"`). The open does not
+/// wait for a FIFO's writer, and the type is checked on the opened file,
+/// not on a name that could change in between.
+pub fn open_input(path: &Path, what: &'static str) -> Result<std::fs::File, InputError> {
+    let io = |error| InputError::Io {
+        path: shown(path),
+        error,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Elsewhere the type is checked by name first (a FIFO would make
+        // the open wait).
+        let kind = file_kind(&std::fs::metadata(path).map_err(io)?.file_type());
+        if let Some(kind) = kind {
+            return Err(InputError::NotRegular {
+                path: shown(path),
+                kind,
+                what,
+            });
+        }
+    }
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if let Some(kind) = file_kind(&meta.file_type()) {
+        return Err(InputError::NotRegular {
+            path: shown(path),
+            kind,
+            what,
+        });
+    }
+    Ok(file)
+}
+
+/// What a file that is not regular is, or `None` for a regular file.
+fn file_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    if t.is_file() {
+        return None;
+    }
+    if t.is_dir() {
+        return Some("a folder");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return Some("a FIFO");
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return Some("a device");
+        }
+        if t.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("a special file")
+}
+
+/// The bytes of the regular file `path`, at most `max_bytes` of them;
+/// `what` names the kind of input for the message. Every command reads its
+/// inputs through this (or [`open_input`] for ones it streams).
+pub fn read_input(path: &Path, max_bytes: u64, what: &'static str) -> Result<Vec<u8>, InputError> {
+    use std::io::Read;
+    let file = open_input(path, what)?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|error| InputError::Io {
+            path: shown(path),
+            error,
+        })?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(InputError::TooLarge {
+            path: shown(path),
+            max: max_bytes,
+            what,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Checks, without reading it, that `path` is a regular file of at most
+/// `max_bytes`: for a reader that opens the file by name itself.
+pub fn check_input(path: &Path, max_bytes: u64, what: &'static str) -> Result<(), InputError> {
+    let file = open_input(path, what)?;
+    let len = file
+        .metadata()
+        .map_err(|error| InputError::Io {
+            path: shown(path),
+            error,
+        })?
+        .len();
+    if len > max_bytes {
+        return Err(InputError::TooLarge {
+            path: shown(path),
+            max: max_bytes,
+            what,
+        });
+    }
+    Ok(())
+}

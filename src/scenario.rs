@@ -197,11 +197,17 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 pub fn load(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
-    let bytes = std::fs::read(path).map_err(|e| ScenarioError {
+    use crate::report::{input_limits::SCENARIO_BYTES, read_input};
+    // Only a regular file, of at most SCENARIO_BYTES: a FIFO or /dev/zero
+    // would make the read wait or grow without end.
+    let bytes = read_input(path, SCENARIO_BYTES, "a scenario file").map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: None,
         column: None,
-        message: format!("cannot read the file: {e}"),
+        message: match e.io_error() {
+            Some(io) => format!("cannot read the file: {io}"),
+            None => e.reason(),
+        },
     })?;
     parse_bytes(path, &bytes, registry)
 }

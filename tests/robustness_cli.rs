@@ -179,3 +179,129 @@ fn run_refuses_an_unreadable_folder_by_name_and_runs_the_rest() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every command that reads a file refuses a FIFO by name at once, instead
+/// of waiting for a writer that never comes.
+#[cfg(target_os = "linux")]
+#[test]
+fn fifos_are_refused_by_name_not_waited_on() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("fifos");
+    for name in ["f.toml", "f.csv", "f.bin"] {
+        let made = Command::new("mkfifo").arg(dir.join(name)).status().unwrap();
+        assert!(made.success());
+    }
+    std::fs::write(
+        dir.join("trace.toml"),
+        format!("{TINY}[trace]\npath = \"f.csv\"\npreset = \"openb\"\n")
+            .replace("gpus = [1]\npolicies = [\"fixed\"]\n", "gpus = [1]\n"),
+    )
+    .unwrap();
+    let fifo = |name: &str, what: &str| {
+        format!("{name}: a FIFO, not a regular file; {what} is read only from a regular file")
+    };
+    for (args, message) in [
+        (&["replay", "f.toml"][..], fifo("f.toml", "a scenario file")),
+        (&["sweep", "f.toml"], fifo("f.toml", "a sweep file")),
+        (
+            &["simulate", "--trace", "f.csv", "--preset", "openb"],
+            fifo("f.csv", "a trace"),
+        ),
+        (
+            &["from-fuzz", "scenario_parse", "f.bin"],
+            fifo("f.bin", "a fuzz input"),
+        ),
+        (
+            &["audit", "f.csv", "--policy", "fixed"],
+            fifo("f.csv", "a history"),
+        ),
+        (
+            &["--allocators", "f.toml", "run", "f.toml"],
+            fifo("f.toml", "an allocators file"),
+        ),
+        (
+            &["nightly", "--config", "f.toml"],
+            format!(
+                "f.toml: cannot read it: {}",
+                fifo("f.toml", "a nightly configuration").trim_start_matches("f.toml: ")
+            ),
+        ),
+        (
+            &["sweep", "trace.toml"],
+            format!("trace.toml:7:8: trace.path: {}", fifo("f.csv", "a trace")),
+        ),
+    ] {
+        let out = run_bounded(
+            Command::new(bin)
+                .current_dir(&dir)
+                .args(args)
+                .stdout(Stdio::piped()),
+        );
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(2), format!("gpuclaim: error: {message}\n")),
+            "{args:?}"
+        );
+    }
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", "f.toml", "/dev/zero"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "REFUSED f.toml\n        {}\nREFUSED /dev/zero\n        /dev/zero: a device, not a regular file; a scenario file is read only from a regular file\n0 passed, 0 failed, 2 refused\n",
+            fifo("f.toml", "a scenario file")
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn inputs_past_their_size_limit_are_refused() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("big");
+    let big = vec![b'#'; (1 << 20) + 1];
+    std::fs::write(dir.join("big.toml"), &big).unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", "big.toml"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        "REFUSED big.toml\n        big.toml: more than 1048576 bytes; a scenario file may have at most 1048576 bytes\n0 passed, 0 failed, 1 refused\n"
+    );
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["sweep", "big.toml"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gpuclaim: error: big.toml: more than 1048576 bytes; a sweep file may have at most 1048576 bytes\n"
+    );
+    // At the limit, the file is read (and parsed: all comments).
+    std::fs::write(dir.join("big.toml"), &big[1..]).unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", "big.toml"])
+            .stdout(Stdio::piped()),
+    );
+    assert!(
+        !stdout_of(&out).contains("more than 1048576 bytes"),
+        "{}",
+        stdout_of(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

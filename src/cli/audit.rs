@@ -47,7 +47,7 @@ use super::Chosen;
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The history file (.csv or .jsonl).
+    /// The history file (.csv or .jsonl): a regular file of at most 256 MiB.
     #[arg(value_name = "HISTORY")]
     pub history: PathBuf,
     /// The allocator to check the history against: built-in (fixed,
@@ -72,6 +72,12 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         FormatArg::Csv => Format::Csv,
         FormatArg::Jsonl => Format::JsonLines,
     });
+    // audit::load reads by name: refuse a FIFO or a huge file before it does.
+    gpuclaim::report::check_input(
+        &args.history,
+        gpuclaim::report::input_limits::HISTORY_BYTES,
+        "a history",
+    )?;
     let history = audit::load(&args.history, format)?;
     let report = crate::with_allocator!(chosen, |allocator| audit::audit(&history, allocator));
     print!("{}", report.render());

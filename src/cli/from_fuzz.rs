@@ -38,7 +38,7 @@ pub struct Args {
     /// step_parse.
     pub target: String,
     /// The input: a crash file (fuzz/artifacts/TARGET/crash-…), a corpus
-    /// entry or a regression input.
+    /// entry or a regression input: a regular file of at most 1 MiB.
     pub file: PathBuf,
     /// Run an interleaving input under this allocator instead of the
     /// target's (built-in, or named in the --allocators file).
@@ -58,8 +58,17 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     };
-    let data =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let data = gpuclaim::report::read_input(
+        &args.file,
+        gpuclaim::report::input_limits::FUZZ_INPUT_BYTES,
+        "a fuzz input",
+    )
+    .map_err(|e| match e {
+        gpuclaim::report::InputError::Io { error, .. } => {
+            anyhow::Error::new(error).context(format!("reading {}", args.file.display()))
+        }
+        other => other.into(),
+    })?;
     let input_name = args.file.file_name().map_or_else(
         || args.file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),

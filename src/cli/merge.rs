@@ -13,7 +13,8 @@ use gpuclaim::sim::sweep;
 /// place.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The shard folders (OUT/NAME/shard-I-of-N), all N of them.
+    /// The shard folders (OUT/NAME/shard-I-of-N), all N of them; their
+    /// runs.csv and manifest.toml (at most 64 KiB) must be regular files.
     #[arg(required = true)]
     pub shards: Vec<PathBuf>,
     /// Base output folder; results go to OUT/NAME/.

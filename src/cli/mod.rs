@@ -85,7 +85,8 @@ struct Cli {
     /// An allocators file (allocators.toml): allocators in other processes,
     /// each a name, a command, its arguments, environment and timeout (see
     /// docs/allocator-protocol.md). Their names can then be given to
-    /// --policy and in a scenario's `policies = [...]`.
+    /// --policy and in a scenario's `policies = [...]`. A regular file of
+    /// at most 1 MiB.
     #[arg(long, value_name = "FILE", global = true)]
     allocators: Option<PathBuf>,
     #[command(subcommand)]
@@ -215,6 +216,13 @@ pub fn with_allocators_file(
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<Registry> {
     if let Some(file) = file {
+        // external::load_file reads by name: refuse a FIFO or a huge file
+        // before it does.
+        gpuclaim::report::check_input(
+            file,
+            gpuclaim::report::input_limits::ALLOCATORS_BYTES,
+            "an allocators file",
+        )?;
         for allocator in gpuclaim::external::load_file(file)? {
             registry.register(allocator);
         }

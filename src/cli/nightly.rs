@@ -33,7 +33,8 @@ use gpuclaim::report::write_atomic;
 pub struct Args {
     /// A nightly configuration (TOML): allocators under test and what each
     /// must give (clean, or catch = [...]), devices, suites, budget, seed.
-    /// See nightly.toml. Default: the built-in run.
+    /// See nightly.toml. A regular file of at most 1 MiB; fuzz inputs of
+    /// its suites at most 1 MiB each. Default: the built-in run.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Seconds for the random campaigns (the fixed parts, scenarios, checks

@@ -26,7 +26,7 @@ use super::explore::DeviceArgs;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").args(["file", "seed"]).required(true)))]
 pub struct Args {
-    /// A scenario or counterexample file.
+    /// A scenario or counterexample file: a regular file of at most 1 MiB.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The campaign's master seed (with --run, --gpus, --vms and --policy).

@@ -18,7 +18,9 @@ use gpuclaim::trace::printable;
 /// by name; the other files still run).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Scenario files or folders (searched for *.toml).
+    /// Scenario files or folders (searched for *.toml). Each file must be a
+    /// regular file (not a FIFO or a device) of at most 1 MiB; a path that
+    /// is not is refused by name, and the others still run.
     #[arg(default_value = "scenarios")]
     pub paths: Vec<PathBuf>,
     /// Also write one CSV row per scenario and policy to FILE.

@@ -88,7 +88,8 @@ pub struct Args {
     /// Replay this trace CSV (times at most 1e6 hours) instead of the
     /// poisson workload (the poisson flags --size, --arrival-per-hour,
     /// --lifetime-hours, --on-hours, --off-hours and
-    /// --provisioned-probability do not apply to it).
+    /// --provisioned-probability do not apply to it). A regular file of at
+    /// most 256 MiB.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Column preset of --trace: openb (name, num_gpu, creation_time,

@@ -37,7 +37,8 @@ use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
 /// Prints, per policy and invariant, how many steps violated it.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The sweep configuration (TOML).
+    /// The sweep configuration (TOML): a regular file of at most 1 MiB; the
+    /// trace CSV it names, at most 256 MiB.
     pub config: PathBuf,
     /// Worker threads (0: one per core; at most 1024). The output does not
     /// depend on it.

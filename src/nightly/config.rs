@@ -309,9 +309,17 @@ impl NightlyConfig {
     /// Reads a configuration file; its paths are relative to the file's
     /// folder, and its allocator names must be known to `registry`.
     pub fn load(path: &Path, registry: &Registry) -> Result<NightlyConfig, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+        let bytes = crate::report::read_input(
+            path,
+            crate::report::input_limits::NIGHTLY_CONFIG_BYTES,
+            "a nightly configuration",
+        )
+        .map_err(|e| ConfigError::Read {
             file: path.display().to_string(),
-            error,
+            error: match e {
+                crate::report::InputError::Io { error, .. } => error,
+                other => std::io::Error::other(other.reason()),
+            },
         })?;
         Self::parse_bytes(path, &bytes, registry)
     }

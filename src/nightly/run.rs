@@ -413,10 +413,14 @@ impl<O: Observer> Runner<'_, O> {
                 let start = Instant::now();
                 let mut problems = Vec::new();
                 for file in &files {
-                    let bytes = match std::fs::read(file) {
+                    let bytes = match crate::report::read_input(
+                        file,
+                        crate::report::input_limits::FUZZ_INPUT_BYTES,
+                        "a fuzz input",
+                    ) {
                         Ok(b) => b,
                         Err(e) => {
-                            problems.push(format!("{}: {e}", file.display()));
+                            problems.push(e.to_string());
                             continue;
                         }
                     };

@@ -89,6 +89,9 @@ pub enum SweepError {
     },
     #[error("{0}")]
     Merge(String),
+    /// An input that is not a regular file, or too large.
+    #[error(transparent)]
+    Input(#[from] crate::report::InputError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
@@ -584,7 +587,11 @@ impl Plan {
     /// Reads a sweep configuration file. A trace it names is read too, its
     /// path relative to the configuration file.
     pub fn load(path: &Path, registry: &Registry) -> Result<Plan, SweepError> {
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let bytes = crate::report::read_input(
+            path,
+            crate::report::input_limits::SWEEP_BYTES,
+            "a sweep file",
+        )?;
         Self::parse_bytes(path, &bytes, registry)
     }
 
@@ -1539,7 +1546,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             )));
         }
         let p = d.join("manifest.toml");
-        let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+        let bytes = crate::report::read_input(
+            &p,
+            crate::report::input_limits::MANIFEST_BYTES,
+            "a shard's manifest",
+        )?;
+        let text = String::from_utf8(bytes).map_err(|_| SweepError::Config {
+            file: p.display().to_string(),
+            at: None,
+            message: "not valid UTF-8; a manifest is UTF-8 text".into(),
+        })?;
         let m: Manifest = toml::from_str(&text).map_err(|e| SweepError::Config {
             file: p.display().to_string(),
             at: None,
@@ -1623,7 +1639,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
     let mut header: Option<csv::StringRecord> = None;
     for d in &shard_dirs {
         let p = d.join("runs.csv");
-        let mut r = csv::Reader::from_path(&p).map_err(csv_err(&p))?;
+        // Streamed, so no size limit; but only from a regular file.
+        let mut r = csv::Reader::from_reader(crate::report::open_input(&p, "a shard's runs.csv")?);
         let h = r.headers().map_err(csv_err(&p))?.clone();
         // Else the next shard would be blamed for differing from it.
         if h.iter().all(str::is_empty) {

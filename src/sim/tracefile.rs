@@ -117,6 +117,9 @@ pub enum TraceError {
     /// `source()`: the binary prints the whole chain, which would repeat it.
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
+    /// Not a regular file, too large, or unreadable.
+    #[error(transparent)]
+    Input(#[from] crate::report::InputError),
     #[error(
         "{path}: the file is empty; expected a header naming the columns ({columns}), then one row per request"
     )]
@@ -232,10 +235,8 @@ impl TraceFile {
     /// file and line, or with `skip_bad` counted (the first five messages
     /// kept).
     pub fn load(path: &Path, columns: &Columns, skip_bad: bool) -> Result<TraceFile, TraceError> {
-        let text = std::fs::read(path).map_err(|error| TraceError::Io {
-            path: path.display().to_string(),
-            error,
-        })?;
+        let text =
+            crate::report::read_input(path, crate::report::input_limits::TRACE_BYTES, "a trace")?;
         Self::parse(path, &text, columns, skip_bad)
     }
 
