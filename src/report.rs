@@ -585,3 +585,26 @@ pub fn check_input(path: &Path, max_bytes: u64, what: &'static str) -> Result<()
     }
     Ok(())
 }
+
+/// Completes a set of outputs all or nothing: every file is flushed and
+/// synced first, and only when all of them are complete is any renamed
+/// into place. On an error before the renames (a full disk) every
+/// temporary file is removed and no destination changes. The error names
+/// the file it happened on.
+pub fn commit_all(files: Vec<AtomicFile>) -> Result<(), (PathBuf, io::Error)> {
+    let mut files = files;
+    for f in &mut files {
+        let synced = f.flush().and_then(|()| match &f.file {
+            Some(w) if f.tmp.is_some() => w.get_ref().sync_all(),
+            _ => Ok(()),
+        });
+        if let Err(e) = synced {
+            return Err((f.path.clone(), e));
+        }
+    }
+    for f in files {
+        let path = f.path.clone();
+        f.commit().map_err(|e| (path, e))?;
+    }
+    Ok(())
+}

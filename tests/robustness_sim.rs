@@ -224,3 +224,76 @@ fn uniform_takes_exactly_two_numbers() {
     }
     assert!(parse("[1, 2]").is_ok());
 }
+
+/// Sets `column` of the first row of `runs` (a shard's runs.csv) to `value`.
+fn edit_first_row(runs: &Path, column: &str, value: &str) {
+    let text = std::fs::read_to_string(runs).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = lines[0].split(',').position(|c| c == column).unwrap();
+    let mut cells: Vec<&str> = lines[1].split(',').collect();
+    cells[at] = value;
+    lines[1] = cells.join(",");
+    std::fs::write(runs, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn merge_refuses_a_value_too_large_to_plot_and_replaces_nothing() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("merge-inf");
+    let cfg = dir.join("t.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = run_bounded(
+            Command::new(bin)
+                .arg("sweep")
+                .arg(&cfg)
+                .arg("--out")
+                .arg(dir.join("sh"))
+                .args(["--shard", shard]),
+        );
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let shards = [
+        dir.join("sh/tiny/shard-0-of-2"),
+        dir.join("sh/tiny/shard-1-of-2"),
+    ];
+    let merge = || {
+        run_bounded(
+            Command::new(bin)
+                .arg("merge")
+                .args(&shards)
+                .arg("--out")
+                .arg(dir.join("m")),
+        )
+    };
+    assert_eq!(merge().status.code(), Some(0));
+    let files = ["runs.csv", "summary.csv", "failures.svg", "gpu_hours.svg"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(dir.join("m/tiny").join(f)).unwrap())
+        .collect();
+    // A confidence interval of an infinite spread: plotters would never
+    // end on that axis.
+    edit_first_row(&shards[0].join("runs.csv"), "gpu_hours_vms", "1e308");
+    let out = merge();
+    assert_eq!(
+        refused(&out),
+        "gpuclaim: error: drawing the plot `GPU-hours: fixed`: its axes would reach 1 on x and inf on y; a value in the summary is too large to plot\n"
+    );
+    // All or nothing: the earlier merge's files are as they were, and no
+    // temporary file is left.
+    for (f, bytes) in files.iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(dir.join("m/tiny").join(f)).unwrap(),
+            bytes,
+            "{f}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.join("m/tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,11 +7,9 @@
 //! depend on the data alone.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::report::write_atomic;
 use crate::sim::stats::PlotPoint;
 use crate::sim::sweep::SweepError;
 
@@ -115,6 +113,15 @@ fn draw_metric(
             .fold(0.0, f64::max);
         if m > 0.0 { m * 1.05 } else { 1.0 }
     });
+    // Plotters does not end on an infinite or NaN axis (an edited row of
+    // 1e308 makes a confidence interval overflow): refused instead.
+    if !(top.is_finite() && x0.is_finite() && x1.is_finite() && (x1 - x0).is_finite()) {
+        return Err(SweepError::Merge(format!(
+            "drawing the plot `{title}`: its axes would reach {} on x and {} on y; a value in the summary is too large to plot",
+            crate::report::number(x1 - x0),
+            crate::report::number(top)
+        )));
+    }
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -188,8 +195,9 @@ fn draw_metric(
     Ok(())
 }
 
-/// Writes `failures.svg` and `gpu_hours.svg` into `dir`.
-pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, SweepError> {
+/// `failures.svg` and `gpu_hours.svg`: each file's name and bytes, for the
+/// caller to write with the rest of its set.
+pub fn render_plots(points: &[PlotPoint]) -> Result<Vec<(&'static str, String)>, SweepError> {
     let series = lines(points);
     let x_desc = if points
         .first()
@@ -232,12 +240,7 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         )?;
         root.present().map_err(plot_err)?;
     }
-    let path = dir.join("failures.svg");
-    write_atomic(&path, svg.as_bytes()).map_err(|error| SweepError::Io {
-        path: path.display().to_string(),
-        error,
-    })?;
-    files.push(path);
+    files.push(("failures.svg", svg));
 
     let mut svg = String::new();
     {
@@ -262,11 +265,6 @@ pub fn write_plots(dir: &Path, points: &[PlotPoint]) -> Result<Vec<PathBuf>, Swe
         }
         root.present().map_err(plot_err)?;
     }
-    let path = dir.join("gpu_hours.svg");
-    write_atomic(&path, svg.as_bytes()).map_err(|error| SweepError::Io {
-        path: path.display().to_string(),
-        error,
-    })?;
-    files.push(path);
+    files.push(("gpu_hours.svg", svg));
     Ok(files)
 }

@@ -3,12 +3,10 @@
 //! `statrs`), computed from the formatted `runs.csv` rows so that a sweep
 //! and a merge of its shards produce the same bytes.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::report::AtomicFile;
 use crate::sim::sweep::{PARAM_COLUMNS, RUN_COLUMNS, SweepError};
 
 /// Welford's running mean and variance.
@@ -198,33 +196,32 @@ impl Summarizer {
         self.acc.iter_mut().for_each(|a| *a = Running::default());
     }
 
-    /// Writes `summary.csv` (and the plots, with the `plots` feature) into
-    /// `dir`; returns the files written.
-    pub fn finish(mut self, dir: &Path) -> Result<Vec<PathBuf>, SweepError> {
+    /// `summary.csv` (and the plots, with the `plots` feature) for `dir`:
+    /// each file's path and bytes, written by the caller with the rest of
+    /// its set (all or nothing).
+    pub fn finish(mut self, dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, SweepError> {
         self.flush();
         let path = dir.join("summary.csv");
-        let io = |error| SweepError::Io {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let csv_error = |e: csv::Error| SweepError::Io {
             path: path.display().to_string(),
-            error,
+            error: std::io::Error::other(e),
         };
-        let mut file = AtomicFile::create(&path).map_err(io)?;
-        {
-            let mut w = csv::Writer::from_writer(&mut file);
-            w.write_record(&self.header)
-                .map_err(|e| io(std::io::Error::other(e)))?;
-            for r in &self.rows {
-                w.write_record(r)
-                    .map_err(|e| io(std::io::Error::other(e)))?;
-            }
-            w.flush().map_err(io)?;
+        w.write_record(&self.header).map_err(csv_error)?;
+        for r in &self.rows {
+            w.write_record(r).map_err(csv_error)?;
         }
-        file.flush().map_err(io)?;
-        file.commit().map_err(io)?;
-        let files = vec![path];
+        let bytes = w.into_inner().map_err(|e| SweepError::Io {
+            path: path.display().to_string(),
+            error: e.into_error(),
+        })?;
+        let files = vec![(path, bytes)];
         #[cfg(feature = "plots")]
         let files = {
             let mut files = files;
-            files.extend(crate::sim::plot::write_plots(dir, &self.plot)?);
+            for (name, svg) in crate::sim::plot::render_plots(&self.plot)? {
+                files.push((dir.join(name), svg.into_bytes()));
+            }
             files
         };
         Ok(files)

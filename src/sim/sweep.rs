@@ -35,7 +35,7 @@ use toml::Spanned;
 use crate::invariant::Invariant;
 use crate::model::{MAX_GPUS, MAX_VMS, Outcome};
 use crate::policy::{Allocator, Builtin, Registry};
-use crate::report::{AtomicFile, count, number, write_atomic};
+use crate::report::{AtomicFile, count, number};
 use crate::seed;
 use crate::sim::dist::Dist;
 use crate::sim::engine::SimError;
@@ -1364,9 +1364,8 @@ pub fn run_sweep(
     }
     runs_csv.flush().map_err(io_err(&runs_path))?;
     drop(runs_csv);
-    runs_file.commit().map_err(io_err(&runs_path))?;
     written.files.push(runs_path);
-    match options.shard {
+    let others = match options.shard {
         Some((i, n)) => {
             let manifest = dir.join("manifest.toml");
             let text = format!(
@@ -1374,15 +1373,36 @@ pub fn run_sweep(
                 plan.name,
                 plan.fingerprint()
             );
-            write_atomic(&manifest, text.as_bytes()).map_err(io_err(&manifest))?;
-            written.files.push(manifest);
+            vec![(manifest, text.into_bytes())]
         }
-        None => {
-            let s = summarizer.expect("made for unsharded sweeps");
-            written.files.extend(s.finish(&dir)?);
-        }
-    }
+        None => match summarizer {
+            Some(s) => s.finish(&dir)?,
+            None => Vec::new(),
+        },
+    };
+    commit_set(runs_file, others, &mut written)?;
     Ok(written)
+}
+
+/// Writes `others` beside the finished `runs_file` and renames the whole set
+/// into place only when every file is complete (report::commit_all): a
+/// full disk leaves the previous set as it was, not half replaced.
+fn commit_set(
+    runs_file: AtomicFile,
+    others: Vec<(PathBuf, Vec<u8>)>,
+    written: &mut Written,
+) -> Result<(), SweepError> {
+    let mut files = vec![runs_file];
+    for (path, bytes) in others {
+        let mut f = AtomicFile::create(&path).map_err(io_err(&path))?;
+        std::io::Write::write_all(&mut f, &bytes).map_err(io_err(&path))?;
+        files.push(f);
+        written.files.push(path);
+    }
+    crate::report::commit_all(files).map_err(|(path, error)| SweepError::Io {
+        path: path.display().to_string(),
+        error,
+    })
 }
 
 /// A CSV error as `path:line: reason`, like every other message; csv's own
@@ -1729,8 +1749,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
     written.runs = total;
     runs_csv.flush().map_err(io_err(&runs_path))?;
     drop(runs_csv);
-    runs_file.commit().map_err(io_err(&runs_path))?;
     written.files.push(runs_path);
-    written.files.extend(summarizer.finish(&dir)?);
+    let others = summarizer.finish(&dir)?;
+    commit_set(runs_file, others, &mut written)?;
     Ok(written)
 }
