@@ -357,6 +357,11 @@ fn strip_xml_declaration(svg: &str) -> &str {
     t
 }
 
+/// Whether XML 1.0 allows `c` in a document (production [2] Char).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 /// Escapes text for XML and HTML content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -367,8 +372,11 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Characters XML 1.0 cannot carry at all.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{fffd}'),
+            // Characters XML 1.0 cannot carry at all, escaped or not (its
+            // Char production): controls but tab, newline and carriage
+            // return, and the noncharacters U+FFFE and U+FFFF. (Rust
+            // strings hold no surrogates.)
+            c if !xml_char(c) => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
