@@ -277,7 +277,7 @@ fn from_fuzz_runs_an_input_under_an_external_allocator() {
     assert_eq!(o.status.code(), Some(0));
     assert!(
         text(&o.stdout)
-            .contains("no invariant fires under py-fixed (2 GPUs, 1 VM slots, 25 actions decoded)")
+            .contains("no invariant fires under py-fixed (2 GPUs, 1 VM slot, 25 actions decoded)")
     );
 }
 

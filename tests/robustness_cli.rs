@@ -305,3 +305,73 @@ fn inputs_past_their_size_limit_are_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn file_names_are_printed_with_control_characters_escaped() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("names");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/doc-1gpu-kube-then-vm.toml"
+    );
+    let forged = "a.toml\nPASS    \u{1b}[32mforged.toml";
+    std::fs::copy(scenario, dir.join(forged)).unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["run", forged])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_of(&out),
+        "PASS    a.toml\\nPASS    \\u{1b}[32mforged.toml [fixed] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         PASS    a.toml\\nPASS    \\u{1b}[32mforged.toml [legacy] 1-GPU device: Kubernetes first, then a GPU VM\n\
+         2 passed, 0 failed, 0 refused\n"
+    );
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["replay", forged])
+            .stdout(Stdio::piped()),
+    );
+    assert!(
+        stdout_of(&out).starts_with(
+            "a.toml\\nPASS    \\u{1b}[32mforged.toml: 1-GPU device: Kubernetes first, then a GPU VM\n"
+        ),
+        "{}",
+        stdout_of(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn smaller_messages_say_what_is_meant() {
+    let Some(bin) = bin() else { return };
+    // clap's own message for a u8 said "not in 0..=255".
+    let out = run_bounded(
+        Command::new(bin)
+            .args(["simulate", "--gpus", "256"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: invalid value '256' for '--gpus <GPUS>': 256 is not in 1..=8\n"),
+        "{err}"
+    );
+    // "1 GPUs, 1 VM slots, 0 actions" before.
+    let dir = scratch("one-gpu");
+    std::fs::write(dir.join("e.bin"), b"").unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["from-fuzz", "interleaving_fixed", "e.bin"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "e.bin: no invariant fires under fixed (1 GPU, 1 VM slot, 0 actions decoded); nothing to shrink, no file written\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -297,3 +297,37 @@ fn merge_refuses_a_value_too_large_to_plot_and_replaces_nothing() {
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sweep_errors_point_at_the_right_place_in_characters() {
+    let registry = gpuclaim::Registry::builtin();
+    let parse = |text: &str| {
+        gpuclaim::sim::sweep::Plan::parse(Path::new("s.toml"), text, &registry)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    // Column 25 in characters (28 in bytes, as before).
+    let text = "name = \"t\"\nseeds = 1\n[grid]\ngpus = [1]\n[trace]\npath = \"x.csv\"\ncolumns = { id = \"ééé\", bogus = 1 }\n";
+    assert_eq!(
+        parse(text),
+        Err("s.toml:7:25: unknown field `bogus`, expected one of `id`, `gpus`, `start`, `end`, `unit`".into())
+    );
+    // The scale's error points at the scale, not at the path.
+    let text = "name = \"t\"\nseeds = 1\n[grid]\ngpus = [1]\n[trace]\npath = \"x.csv\"\npreset = \"openb\"\ntime_scale = -1\n";
+    assert_eq!(
+        parse(text),
+        Err("s.toml:8:14: trace.time_scale must be a positive number".into())
+    );
+    // A name too long for a folder is refused as a name, not blamed on --out.
+    let long = "n".repeat(300);
+    let text = TINY.replace("name = \"tiny\"", &format!("name = \"{long}\""));
+    assert_eq!(
+        parse(&text),
+        Err("s.toml:1:8: `name` names the output folder: 1 to 100 letters, digits, `-`, `_` or `.`, not starting with `.`".into())
+    );
+    let ok = TINY.replace(
+        "name = \"tiny\"",
+        &format!("name = \"{}\"", "n".repeat(100)),
+    );
+    assert_eq!(parse(&ok), Ok(()));
+}

@@ -701,7 +701,7 @@ fn shard_counts_are_bounded_by_the_runs_and_manifests_checked_before_use() {
         assert_eq!(
             err,
             format!(
-                "gpuclaim: error: {}: name = {name:?}: `name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`\n",
+                "gpuclaim: error: {}: name = {name:?}: `name` names the output folder: 1 to 100 letters, digits, `-`, `_` or `.`, not starting with `.`\n",
                 manifests[0].display()
             )
         );

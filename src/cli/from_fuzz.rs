@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use gpuclaim::Registry;
 use gpuclaim::fuzzing::{Checked, Conversion, Target, convert, convert_under};
-use gpuclaim::report::write_atomic;
+use gpuclaim::report::{count, write_atomic};
 use gpuclaim::scenario;
 
 /// Turn a fuzz input into a shrunk scenario file.
@@ -109,7 +109,10 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             actions,
         } => {
             println!(
-                "{shown}: no invariant fires under {policy} ({gpus} GPUs, {vms} VM slots, {actions} actions decoded); nothing to shrink, no file written"
+                "{shown}: no invariant fires under {policy} ({}, {}, {} decoded); nothing to shrink, no file written",
+                count(u64::from(gpus), "GPU", "GPUs"),
+                count(vms as u64, "VM slot", "VM slots"),
+                count(actions as u64, "action", "actions")
             );
             Ok(ExitCode::SUCCESS)
         }

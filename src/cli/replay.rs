@@ -98,7 +98,12 @@ pub fn replay_file(
     };
     let mut out = String::new();
     let mut failed = false;
-    writeln!(out, "{}: {}", file.display(), printable(&s.name))?;
+    writeln!(
+        out,
+        "{}: {}",
+        gpuclaim::report::shown(file),
+        printable(&s.name)
+    )?;
     for p in &policies {
         let policy = registry
             .get(p)

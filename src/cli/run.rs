@@ -187,12 +187,16 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     let mut csv = CsvDoc::new(CSV_HEADER);
     let (mut passed, mut failed, mut refused) = (0, 0, 0);
     for (file, result) in &results {
-        let f = file.display().to_string();
+        // Escaped: a newline in a file name must not forge a line of its own.
+        let f = gpuclaim::report::shown(file);
         match result {
             FileResult::Refused(e) => {
                 refused += 1;
                 gpuclaim::outln!("REFUSED {f}")?;
-                gpuclaim::outln!("        {e}")?;
+                gpuclaim::outln!(
+                    "        {}",
+                    gpuclaim::report::escape_controls(&e.to_string())
+                )?;
                 csv.row([
                     f.as_str(),
                     "",

@@ -24,7 +24,7 @@ use gpuclaim::sim::{Dist, Simulator};
 #[derive(clap::Args)]
 pub struct Args {
     /// GPUs of the device (1 to 8).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub gpus: u8,
     /// Policy: fixed, legacy or snapshot.
     #[arg(long, default_value = "legacy")]
@@ -298,7 +298,11 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     let (counters, selection) =
         plan.run_point(&point, run_seed, registry, &mut Simulator::new())?;
     if let (Some(t), Some(s)) = (&plan.trace, &selection) {
-        gpuclaim::outln!("trace {}: {}", t.file.path.display(), t.file.read_summary())?;
+        gpuclaim::outln!(
+            "trace {}: {}",
+            gpuclaim::report::shown(&t.file.path),
+            t.file.read_summary()
+        )?;
         gpuclaim::outln!("  {s}")?;
         for e in &t.file.bad_examples {
             gpuclaim::outln!("  bad row: {e}")?;

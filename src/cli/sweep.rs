@@ -104,7 +104,11 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
     );
     if let Some(t) = &plan.trace {
-        eprintln!("trace {}: {}", t.file.path.display(), t.file.read_summary());
+        eprintln!(
+            "trace {}: {}",
+            gpuclaim::report::shown(&t.file.path),
+            t.file.read_summary()
+        );
         for e in &t.file.bad_examples {
             eprintln!("  {e}");
         }
@@ -143,10 +147,10 @@ pub fn print_written(w: &Written) -> Result<(), gpuclaim::report::StdoutError> {
     gpuclaim::outln!(
         "{} written to {}",
         count(w.runs, "run", "runs"),
-        w.dir.display()
+        gpuclaim::report::shown(&w.dir)
     )?;
     for f in &w.files {
-        gpuclaim::outln!("  {}", f.display())?;
+        gpuclaim::outln!("  {}", gpuclaim::report::shown(f))?;
     }
     gpuclaim::outln!("violations (steps, over all runs):")?;
     for (k, v) in &w.violations {

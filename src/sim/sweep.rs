@@ -382,14 +382,10 @@ struct RawTrace {
     path: Spanned<String>,
     preset: Option<Spanned<String>>,
     columns: Option<Columns>,
-    #[serde(default = "one")]
-    time_scale: Num,
+    /// 1 when absent; spanned so that its errors point at it.
+    time_scale: Option<Spanned<Num>>,
     #[serde(default)]
     skip_bad: bool,
-}
-
-fn one() -> Num {
-    Num(1.0)
 }
 
 /// The first value equal to an earlier one: `(earlier, later)` indices.
@@ -514,8 +510,12 @@ impl Point {
 }
 
 /// What a sweep's `name` may be, as its messages say it.
-pub const NAME_RULE: &str =
-    "`name` names the output folder: letters, digits, `-`, `_` or `.`, not starting with `.`";
+pub const NAME_RULE: &str = "`name` names the output folder: 1 to 100 letters, digits, `-`, `_` or `.`, not starting with `.`";
+
+/// The longest sweep name: well within a file name's 255 bytes, so that a
+/// long name is refused here rather than blamed on `--out` when the
+/// folder cannot be made.
+pub const MAX_NAME_CHARS: usize = 100;
 
 /// Whether `name` may name a sweep's output folder ([`NAME_RULE`]): one
 /// plain folder name, so that `OUT/NAME` stays inside `OUT` (no `/`, no
@@ -523,6 +523,7 @@ pub const NAME_RULE: &str =
 /// the same rule.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -568,13 +569,8 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn err(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SweepError {
-        let at = span.map(|s| {
-            let start = s.start.min(self.text.len());
-            let before = &self.text[..start];
-            let line = before.matches('\n').count() + 1;
-            let col = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            (line, col)
-        });
+        // Columns in characters, as scenario files count them.
+        let at = span.map(|s| crate::scenario::line_column(self.text, s.start));
         SweepError::Config {
             file: self.file.to_string(),
             at,
@@ -838,7 +834,10 @@ impl Plan {
                     }
                 }
                 let t = t.get_ref();
-                let time_scale = t.time_scale.0;
+                let time_scale = t.time_scale.as_ref().map_or(1.0, |s| s.get_ref().0);
+                // Errors about the scale point at it, or (when absent, the
+                // trace's own length is at fault) at the path.
+                let scale_span = t.time_scale.as_ref().map_or(t.path.span(), |s| s.span());
                 let columns = match (&t.preset, &t.columns) {
                     (Some(p), None) => Columns::preset(p.get_ref()).ok_or_else(|| {
                         r.err(
@@ -856,7 +855,7 @@ impl Plan {
                 };
                 if !positive(time_scale) || !time_scale.is_finite() {
                     return Err(r.err(
-                        Some(t.path.span()),
+                        Some(scale_span.clone()),
                         "trace.time_scale must be a positive number",
                     ));
                 }
@@ -864,7 +863,7 @@ impl Plan {
                 let file = TraceFile::load(&base.join(t.path.get_ref()), &columns, t.skip_bad)
                     .map_err(|e| r.err(Some(t.path.span()), format!("trace.path: {e}")))?;
                 if let Err(message) = trace_horizon_within_limit(&file, time_scale, horizon_hours) {
-                    return Err(r.err(Some(t.path.span()), format!("trace.time_scale: {message}")));
+                    return Err(r.err(Some(scale_span), format!("trace.time_scale: {message}")));
                 }
                 let fractions = list(
                     &g.trace_fraction,
