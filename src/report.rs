@@ -8,10 +8,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Temporary files of the [`AtomicFile`]s not yet committed or dropped.
-static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Temporary files of the [`AtomicFile`]s not yet committed or dropped,
+/// and whether the process is exiting (no new one may be made).
+static UNFINISHED: Mutex<Unfinished> = Mutex::new(Unfinished {
+    files: Vec::new(),
+    closed: false,
+});
 
-fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+struct Unfinished {
+    files: Vec<PathBuf>,
+    closed: bool,
+}
+
+fn unfinished() -> std::sync::MutexGuard<'static, Unfinished> {
     // The list stays valid whatever a panicking holder was doing.
     UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -22,6 +31,21 @@ fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 /// Returns how many files it removed.
 pub fn remove_unfinished() -> usize {
     unfinished()
+        .files
+        .drain(..)
+        .filter(|tmp| std::fs::remove_file(tmp).is_ok())
+        .count()
+}
+
+/// As [`remove_unfinished`], for a signal handler that exits next: also
+/// refuses every later [`AtomicFile::create`], so that a thread still
+/// working cannot make a temporary file after the removal and before the
+/// exit. (Making a temporary file and listing it is one critical section,
+/// so the removal sees every file made before it.)
+pub fn remove_unfinished_and_close() -> usize {
+    let mut list = unfinished();
+    list.closed = true;
+    list.files
         .drain(..)
         .filter(|tmp| std::fs::remove_file(tmp).is_ok())
         .count()
@@ -150,8 +174,17 @@ impl AtomicFile {
             file_name.to_string_lossy(),
             std::process::id()
         ));
-        let file = std::fs::File::create(&tmp)?;
-        unfinished().push(tmp.clone());
+        // Made and listed under the lock: a signal handler removing the
+        // listed files either sees this one or runs before it exists.
+        let file = {
+            let mut list = unfinished();
+            if list.closed {
+                return Err(io::Error::other("the process is exiting (interrupted)"));
+            }
+            let file = std::fs::File::create(&tmp)?;
+            list.files.push(tmp.clone());
+            file
+        };
         Ok(AtomicFile {
             path: path.clone(),
             tmp: Some(tmp),
@@ -181,7 +214,7 @@ impl AtomicFile {
     /// Takes the temporary file off the list of unfinished ones.
     fn forget(&self) {
         if let Some(tmp) = &self.tmp {
-            unfinished().retain(|t| t != tmp);
+            unfinished().files.retain(|t| t != tmp);
         }
     }
 }

@@ -164,7 +164,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         // still writing (their folders keep what they held before). `nightly`
         // installs its own handler: it finishes the job and writes reports.
         let installed = ctrlc::set_handler(|| {
-            gpuclaim::report::remove_unfinished();
+            gpuclaim::report::remove_unfinished_and_close();
             eprintln!("gpuclaim: interrupted; the outputs being written were removed");
             std::process::exit(130);
         });

@@ -153,7 +153,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         // was still writing.
         ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
-                gpuclaim::report::remove_unfinished();
+                gpuclaim::report::remove_unfinished_and_close();
                 std::process::exit(130);
             }
             eprintln!(
