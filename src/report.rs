@@ -641,3 +641,22 @@ pub fn commit_all(files: Vec<AtomicFile>) -> Result<(), (PathBuf, io::Error)> {
     }
     Ok(())
 }
+
+/// Whether `inner` is `outer` or lies under it, compared by components
+/// after `.` is dropped (and, when both exist, by their real paths): a
+/// file written at `outer` could not coexist with a folder at `inner`.
+pub fn contains_path(outer: &Path, inner: &Path) -> bool {
+    use std::path::Component;
+    let plain = |p: &Path| -> PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect()
+    };
+    if plain(inner).starts_with(plain(outer)) {
+        return true;
+    }
+    match (std::fs::canonicalize(outer), std::fs::canonicalize(inner)) {
+        (Ok(o), Ok(i)) => i.starts_with(o),
+        _ => false,
+    }
+}

@@ -375,3 +375,27 @@ fn smaller_messages_say_what_is_meant() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explore_refuses_an_output_file_that_is_the_counterexamples_folder_before_working() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("explore-paths");
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args([
+                "explore", "--gpus", "2", "--vms", "2", "--policy", "legacy", "--runs", "10",
+                "--steps", "10", "--seed", "1", "--out", "rw/cx",
+            ])
+            .args(["--counterexamples", "./rw/cx/"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gpuclaim: error: --out rw/cx would be the folder --counterexamples ./rw/cx/ (or one of its parents); give the runs' file another path\n"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing was made: the refusal came before the work.
+    assert!(!dir.join("rw").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

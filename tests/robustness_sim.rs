@@ -331,3 +331,40 @@ fn sweep_errors_point_at_the_right_place_in_characters() {
     );
     assert_eq!(parse(&ok), Ok(()));
 }
+
+#[test]
+fn a_sweep_that_cannot_write_one_file_replaces_none() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("sweep-set");
+    let cfg = dir.join("t.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let sweep = || {
+        run_bounded(
+            Command::new(bin)
+                .arg("sweep")
+                .arg(&cfg)
+                .arg("--out")
+                .arg(dir.join("out")),
+        )
+    };
+    assert_eq!(sweep().status.code(), Some(0));
+    let out_dir = dir.join("out/tiny");
+    let runs = std::fs::read(out_dir.join("runs.csv")).unwrap();
+    let summary = std::fs::read(out_dir.join("summary.csv")).unwrap();
+    // The last file of the set cannot be written (a folder is in its way,
+    // as a full disk would stop it): the two before it must not change.
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    std::fs::remove_file(out_dir.join("gpu_hours.svg")).unwrap();
+    std::fs::create_dir(out_dir.join("gpu_hours.svg")).unwrap();
+    let out = sweep();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(out_dir.join("runs.csv")).unwrap(), runs);
+    assert_eq!(std::fs::read(out_dir.join("summary.csv")).unwrap(), summary);
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

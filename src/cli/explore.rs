@@ -121,6 +121,13 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
         .with_context(|| format!("--out {}", args.out.display()))?;
     gpuclaim::report::check_folder(&args.counterexamples)
         .with_context(|| format!("--counterexamples {}", args.counterexamples.display()))?;
+    if gpuclaim::report::contains_path(&args.out, &args.counterexamples) {
+        anyhow::bail!(
+            "--out {} would be the folder --counterexamples {} (or one of its parents); give the runs' file another path",
+            args.out.display(),
+            args.counterexamples.display()
+        );
+    }
     if gpuclaim::report::same_file(&args.out, &summary_path(&args.counterexamples)) {
         anyhow::bail!(
             "--out {} is where the counterexamples' summary goes; write the runs elsewhere",
