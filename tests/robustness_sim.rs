@@ -368,3 +368,48 @@ fn a_sweep_that_cannot_write_one_file_replaces_none() {
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sweep_hears_stop_between_small_batches_and_writes_nothing() {
+    use gpuclaim::sim::sweep::{Plan, SweepError, SweepOptions, run_sweep_until};
+    let registry = gpuclaim::Registry::builtin();
+    let plan = Plan::parse(
+        Path::new("t.toml"),
+        &TINY.replace("seeds = 1", "seeds = 100000"),
+        &registry,
+    )
+    .unwrap();
+    let dir = scratch("sweep-stop");
+    let options = SweepOptions {
+        out: dir.clone(),
+        threads: Some(2),
+        shard: None,
+    };
+    let asked = std::cell::Cell::new(0);
+    // Yes from the second question on: after the first batch, whose size
+    // starts at one run per thread (not 4,096 runs, which could take
+    // minutes of a slow plan before an interrupt is heard).
+    let stop = || {
+        asked.set(asked.get() + 1);
+        asked.get() > 1
+    };
+    let result = run_sweep_until(&plan, &registry, &options, &|_| {}, &stop);
+    match result {
+        Err(SweepError::Interrupted { done, runs }) => assert_eq!((done, runs), (2, 100000)),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert_eq!(
+        SweepError::Interrupted {
+            done: 2,
+            runs: 100000
+        }
+        .to_string(),
+        "interrupted after 2 of 100000 runs; no output was written"
+    );
+    let tiny = dir.join("tiny");
+    let files: Vec<_> = std::fs::read_dir(&tiny)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "{files:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

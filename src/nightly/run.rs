@@ -23,7 +23,7 @@ use crate::invariant::Invariant;
 use crate::model::Device;
 use crate::policy::{Allocator, Builtin, Registry};
 use crate::scenario;
-use crate::sim::sweep::{Plan, SweepOptions, run_sweep};
+use crate::sim::sweep::{Plan, SweepError, SweepOptions, run_sweep_until};
 
 /// What a caller sees of a run as it goes, and how it stops one. Every
 /// method but the error type has a default that does nothing.
@@ -486,6 +486,7 @@ impl<O: Observer> Runner<'_, O> {
             return (suite, Vec::new());
         }
         let start = Instant::now();
+        let observer = &*self.observer;
         let written = external::catch(|| {
             Plan::load(config, registry).and_then(|plan| {
                 let options = SweepOptions {
@@ -493,12 +494,22 @@ impl<O: Observer> Runner<'_, O> {
                     threads: None,
                     shard: None,
                 };
-                run_sweep(&plan, registry, &options, &|_| {})
+                // Asked between batches: an interrupt is heard within about
+                // a second, not at the end of the sweep.
+                run_sweep_until(&plan, registry, &options, &|_| {}, &|| {
+                    observer.interrupted()
+                })
             })
         });
         let seconds = start.elapsed().as_secs_f64();
         let written = match written {
             Ok(Ok(w)) => w,
+            Ok(Err(SweepError::Interrupted { .. })) => {
+                for n in names {
+                    suite.cases.push(not_run("sweep", &format!("{name}: {n}")));
+                }
+                return (suite, Vec::new());
+            }
             Ok(Err(e)) => {
                 suite.cases.push(failed_case(
                     "sweep",

@@ -92,6 +92,9 @@ pub enum SweepError {
     /// An input that is not a regular file, or too large.
     #[error(transparent)]
     Input(#[from] crate::report::InputError),
+    /// Stopped between batches ([`run_sweep_until`]); nothing was written.
+    #[error("interrupted after {done} of {runs} runs; no output was written")]
+    Interrupted { done: u64, runs: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
@@ -1290,8 +1293,13 @@ pub struct Written {
     pub violations: BTreeMap<String, u64>,
 }
 
-/// Runs per parallel batch: bounds memory whatever the number of runs.
+/// Most runs per parallel batch: bounds memory whatever the number of runs.
 const BATCH: u64 = 4096;
+
+/// A batch is sized to take about this long (between a quarter and twice
+/// it), so that [`run_sweep_until`]'s `stop`, asked between batches, is
+/// heard within about a second whatever a run costs.
+const BATCH_SECONDS: f64 = 0.25;
 
 /// Runs the plan (or its shard) and writes its outputs. `progress` is
 /// called with the number of runs done after each batch.
@@ -1300,6 +1308,20 @@ pub fn run_sweep(
     registry: &Registry,
     options: &SweepOptions,
     progress: &(dyn Fn(u64) + Sync),
+) -> Result<Written, SweepError> {
+    run_sweep_until(plan, registry, options, progress, &|| false)
+}
+
+/// As [`run_sweep`], asking `stop` between batches (each about a quarter
+/// of a second of work): when it says so, the sweep ends with
+/// [`SweepError::Interrupted`] and writes nothing. Batch sizes do not
+/// change the outputs, which come out in run order.
+pub fn run_sweep_until(
+    plan: &Plan,
+    registry: &Registry,
+    options: &SweepOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    stop: &dyn Fn() -> bool,
 ) -> Result<Written, SweepError> {
     let pool = {
         let mut b = rayon::ThreadPoolBuilder::new();
@@ -1336,8 +1358,16 @@ pub fn run_sweep(
     };
     let mut next = shard_i;
     let mut done = 0;
+    let mut batch_size = pool.current_num_threads() as u64;
     while next < total {
-        let batch: Vec<u64> = (0..BATCH)
+        if stop() {
+            return Err(SweepError::Interrupted {
+                done,
+                runs: (total - shard_i).div_ceil(shard_n),
+            });
+        }
+        let started = std::time::Instant::now();
+        let batch: Vec<u64> = (0..batch_size)
             .map(|k| next + k * shard_n)
             .take_while(|&r| r < total)
             .collect();
@@ -1360,6 +1390,12 @@ pub fn run_sweep(
         done += rows.len() as u64;
         written.runs = done;
         progress(done);
+        let seconds = started.elapsed().as_secs_f64();
+        if seconds < BATCH_SECONDS / 4.0 {
+            batch_size = (batch_size * 2).min(BATCH);
+        } else if seconds > BATCH_SECONDS * 2.0 {
+            batch_size = (batch_size / 2).max(1);
+        }
     }
     runs_csv.flush().map_err(io_err(&runs_path))?;
     drop(runs_csv);
