@@ -413,3 +413,31 @@ fn a_sweep_hears_stop_between_small_batches_and_writes_nothing() {
     assert!(files.is_empty(), "{files:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_grid_past_a_million_points_is_refused_before_it_is_made() {
+    let registry = gpuclaim::Registry::builtin();
+    let list = |n: usize| {
+        let items: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        format!("[{}]", items.join(", "))
+    };
+    // 5 lists of 160: 1.0e11 points, from about 3 KB of text.
+    let text = format!(
+        "{TINY}arrival_per_hour = {0}\nlifetime_hours = {0}\non_hours = {0}\noff_hours = {0}\ntakeover_mean_minutes = {0}\n",
+        list(160)
+    );
+    let err = gpuclaim::sim::sweep::Plan::parse(Path::new("g.toml"), &text, &registry)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "g.toml: the grid has 104857600000 points (the product of its lists' lengths), more than 1000000; split the sweep or shorten its lists"
+    );
+    // At the limit the grid is made.
+    let text = format!(
+        "{TINY}arrival_per_hour = {0}\nlifetime_hours = {0}\non_hours = {0}\n",
+        list(100)
+    );
+    let plan = gpuclaim::sim::sweep::Plan::parse(Path::new("g.toml"), &text, &registry).unwrap();
+    assert_eq!(plan.points.len(), 1_000_000);
+}

@@ -38,7 +38,8 @@ use gpuclaim::sim::sweep::{self, Plan, SweepOptions, Written};
 #[derive(clap::Args)]
 pub struct Args {
     /// The sweep configuration (TOML): a regular file of at most 1 MiB; the
-    /// trace CSV it names, at most 256 MiB.
+    /// trace CSV it names, at most 256 MiB; a grid of at most 1,000,000
+    /// points (the product of its lists' lengths), held in memory.
     pub config: PathBuf,
     /// Worker threads (0: one per core; at most 1024). The output does not
     /// depend on it.

@@ -24,6 +24,10 @@ pub const MAX_EXPECTED_ARRIVALS: f64 = 1e8;
 /// otherwise keep the clock near one instant.
 pub const MAX_EXPECTED_OFF_PERIODS: f64 = 1e8;
 
+/// Grid points of one sweep (the product of its lists' lengths): the
+/// points are held in memory, about 100 bytes each.
+pub const MAX_GRID_POINTS: u64 = 1_000_000;
+
 /// Kubernetes configured at `hours`: 0 to [`MAX_HORIZON_HOURS`].
 pub fn kube_at_hours(what: &str, hours: f64) -> Result<(), String> {
     if (0.0..=MAX_HORIZON_HOURS).contains(&hours) {

@@ -820,6 +820,25 @@ impl Plan {
             "a positive, finite number of minutes",
         )?;
 
+        // The grid is held in memory: its size (the product of its lists'
+        // lengths; a few lines can make 1e11 points) is checked before the
+        // points are made. `lengths` are the lists besides these four.
+        let grid_within_limit = |lengths: &[usize]| {
+            let size = [gpus.len(), policies.len(), kube_at.len(), takeover.len()]
+                .iter()
+                .chain(lengths)
+                .fold(1u128, |n, &k| n * k as u128);
+            if size > u128::from(limits::MAX_GRID_POINTS) {
+                return Err(r.err(
+                    None,
+                    format!(
+                        "the grid has {size} points (the product of its lists' lengths), more than {}; split the sweep or shorten its lists",
+                        limits::MAX_GRID_POINTS
+                    ),
+                ));
+            }
+            Ok(())
+        };
         let (trace, workloads) = match &raw.trace {
             Some(t) => {
                 for (key, l) in [
@@ -941,6 +960,13 @@ impl Plan {
                     probability,
                     "a probability in [0, 1]",
                 )?;
+                grid_within_limit(&[
+                    arrivals.len(),
+                    lifetimes.len(),
+                    ons.len(),
+                    offs.len(),
+                    provs.len(),
+                ])?;
                 let mut w = Vec::new();
                 for &arrival_per_hour in &arrivals {
                     for &lifetime_hours in &lifetimes {
@@ -963,6 +989,9 @@ impl Plan {
             }
         };
 
+        // The grid is held in memory: its size is checked before it is made
+        // (a few lines of lists can multiply to 1e11 points).
+        grid_within_limit(&[workloads.len()])?;
         // Axis order: gpus, policies, workload axes, kube_at, takeover, and
         // (inside the workload) trace_fraction last: see the module docs.
         let mut points = Vec::new();
