@@ -177,19 +177,23 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             input.display()
         );
     }
-    let mut results = Vec::new();
-    for f in found {
-        match f {
-            Found::File(file) => results.extend(run_files(&[file], registry)),
-            Found::Refused(e) => results.push((e.file.clone(), FileResult::Refused(e))),
-        }
-    }
     let mut csv = CsvDoc::new(CSV_HEADER);
     let (mut passed, mut failed, mut refused) = (0, 0, 0);
-    for (file, result) in &results {
+    // One file at a time, printed as it is done: its runs (traces and
+    // states) are dropped before the next file is read.
+    for f in found {
+        let (file, result) = match f {
+            Found::File(file) => {
+                let result = run_files(std::slice::from_ref(&file), registry).pop();
+                (file, result.map(|(_, r)| r))
+            }
+            Found::Refused(e) => (e.file.clone(), Some(FileResult::Refused(e))),
+        };
+        let Some(result) = result else { continue };
+        let file = &file;
         // Escaped: a newline in a file name must not forge a line of its own.
         let f = gpuclaim::report::shown(file);
-        match result {
+        match &result {
             FileResult::Refused(e) => {
                 refused += 1;
                 gpuclaim::outln!("REFUSED {f}")?;
