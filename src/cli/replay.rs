@@ -9,7 +9,7 @@ use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::explore::{self, WalkConfig};
 use gpuclaim::model::VmNames;
-use gpuclaim::scenario::{self, render_trace};
+use gpuclaim::scenario;
 use gpuclaim::trace::printable;
 
 use super::explore::DeviceArgs;
@@ -48,7 +48,9 @@ pub struct Args {
     /// only this one of the file's policies.
     #[arg(long, value_name = "P")]
     pub policy: Option<String>,
-    /// Most actions per walk (0 to 100000000), as given to explore.
+    /// Most actions per walk (0 to 100000000), as given to explore. The
+    /// walk's actions and states are held in memory (tens of bytes a
+    /// step); its text is written as it is made.
     #[arg(long, value_name = "K", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100_000_000), conflicts_with = "file")]
     pub steps: u64,
     /// The campaign used --swarm.
@@ -68,16 +70,27 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         size: args.size,
         policy: args.policy.clone().expect("clap requires --policy"),
     };
-    let text = replay_seed(
+    // Streamed: a walk of 1e8 steps is gigabytes of text.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = replay_seed(
+        &mut out,
         &device,
         usize::try_from(args.steps).context("--steps")?,
         args.swarm,
         args.seed.expect("clap requires --seed"),
         args.run.expect("clap requires --run"),
         registry,
-    )?;
-    gpuclaim::out!("{text}")?;
-    Ok(ExitCode::SUCCESS)
+    );
+    let flushed = std::io::Write::flush(&mut out);
+    match (written, flushed) {
+        (Err(e), _) => match e.downcast::<std::io::Error>() {
+            Ok(io) => Err(gpuclaim::report::StdoutError(io).into()),
+            Err(other) => Err(other),
+        },
+        (Ok(()), Err(io)) => Err(gpuclaim::report::StdoutError(io).into()),
+        (Ok(()), Ok(())) => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The text `replay FILE` prints, and its exit status.
@@ -140,29 +153,33 @@ pub fn replay_file(
     ))
 }
 
-/// The text `replay --seed S --run I` prints.
+/// The text `replay --seed S --run I` prints, written to `out` a line at a
+/// time (the walk's actions and states are held in memory, the text is
+/// not).
 pub fn replay_seed(
+    out: &mut dyn std::io::Write,
     device_args: &DeviceArgs,
     steps: usize,
     swarm: bool,
     seed: u64,
     index: u64,
     registry: &Registry,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     let chosen = device_args.policy(registry)?;
     crate::with_allocator!(chosen, |policy| {
-        replay_seed_with(device_args, steps, swarm, seed, index, policy)
+        replay_seed_with(out, device_args, steps, swarm, seed, index, policy)
     })
 }
 
 fn replay_seed_with<A: gpuclaim::Allocator + ?Sized>(
+    out: &mut dyn std::io::Write,
     device_args: &DeviceArgs,
     steps: usize,
     swarm: bool,
     seed: u64,
     index: u64,
     policy: &A,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     let device = device_args.device()?;
     let config = WalkConfig {
         device,
@@ -171,7 +188,6 @@ fn replay_seed_with<A: gpuclaim::Allocator + ?Sized>(
     };
     let (summary, run) = explore::replay_run(policy, config, seed, index);
     let names = VmNames::letters(device.vms());
-    let mut out = String::new();
     writeln!(
         out,
         "replay {} --steps {steps} --seed {seed} --run {index}{}",
@@ -193,7 +209,21 @@ fn replay_seed_with<A: gpuclaim::Allocator + ?Sized>(
         "",
         device.initial().render(&device, &names)
     )?;
-    out.push_str(&render_trace(&device, &names, &run.trace, &run.states));
+    // The lines of scenario::render_trace, one at a time.
+    for (i, (e, state)) in run.trace.iter().zip(&run.states).enumerate() {
+        write!(
+            out,
+            "  {i:>3}  {:<30} {:<8} {}",
+            e.action.render(&names),
+            e.outcome.name(),
+            state.render(&device, &names)
+        )?;
+        if e.violations.is_empty() {
+            writeln!(out)?;
+        } else {
+            writeln!(out, "  VIOLATES {}", e.violations)?;
+        }
+    }
     match summary.first_violation {
         Some((inv, at)) => writeln!(
             out,
@@ -202,5 +232,5 @@ fn replay_seed_with<A: gpuclaim::Allocator + ?Sized>(
         )?,
         None => writeln!(out, "no violation")?,
     }
-    Ok(out)
+    Ok(())
 }
