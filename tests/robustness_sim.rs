@@ -236,6 +236,143 @@ fn edit_first_row(runs: &Path, column: &str, value: &str) {
     std::fs::write(runs, lines.join("\n") + "\n").unwrap();
 }
 
+/// FNV-1a 64, as manifests record runs.csv.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Sets `key = "value"` in the manifest of shard folder `shard`.
+fn set_manifest(shard: &Path, key: &str, value: &str) {
+    let path = shard.join("manifest.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{key} = ")) {
+                format!("{key} = \"{value}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Records the digest of the shard's runs.csv as it now is.
+fn redigest(shard: &Path) {
+    let bytes = std::fs::read(shard.join("runs.csv")).unwrap();
+    set_manifest(shard, "runs_digest", &format!("{:016x}", fnv1a64(&bytes)));
+}
+
+/// Two shards of TINY with two seeds under `dir/sh`.
+fn two_shards(bin: &str, dir: &Path) -> [PathBuf; 2] {
+    let cfg = dir.join("t.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 1", "seeds = 2")).unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = run_bounded(
+            Command::new(bin)
+                .arg("sweep")
+                .arg(&cfg)
+                .arg("--out")
+                .arg(dir.join("sh"))
+                .args(["--shard", shard]),
+        );
+        assert_eq!(out.status.code(), Some(0));
+    }
+    [
+        dir.join("sh/tiny/shard-0-of-2"),
+        dir.join("sh/tiny/shard-1-of-2"),
+    ]
+}
+
+#[test]
+fn merge_refuses_edited_rows_odd_manifests_and_an_output_that_is_an_input() {
+    let Some(bin) = bin() else { return };
+    let dir = scratch("merge-integrity");
+    let shards = two_shards(bin, &dir);
+    let merge = |out: &Path| {
+        run_bounded(
+            Command::new(bin)
+                .arg("merge")
+                .args(&shards)
+                .arg("--out")
+                .arg(out),
+        )
+    };
+    let runs0 = shards[0].join("runs.csv");
+    let manifest0 = shards[0].join("manifest.toml");
+    let original = std::fs::read(&runs0).unwrap();
+    let manifest = std::fs::read(&manifest0).unwrap();
+    // An edited metric value.
+    edit_first_row(&runs0, "gpu_hours_vms", "0.5");
+    let edited = fnv1a64(&std::fs::read(&runs0).unwrap());
+    let recorded = fnv1a64(&original);
+    assert_eq!(
+        refused(&merge(&dir.join("m"))),
+        format!(
+            "gpuclaim: error: {}: its digest is {edited:016x}, but {} records {recorded:016x}: the rows were edited after the shard was written; run the shard again\n",
+            runs0.display(),
+            manifest0.display()
+        )
+    );
+    std::fs::write(&runs0, &original).unwrap();
+    // An extra column in every shard, with digests to match.
+    for shard in &shards {
+        let text = std::fs::read_to_string(shard.join("runs.csv")).unwrap();
+        let extra: String = text.lines().map(|l| format!("{l},x\n")).collect();
+        std::fs::write(shard.join("runs.csv"), extra).unwrap();
+        redigest(shard);
+    }
+    assert_eq!(
+        refused(&merge(&dir.join("m"))),
+        format!(
+            "gpuclaim: error: {}:1: not the runs.csv of a sweep: its metric columns are not the ones `sweep` writes\n",
+            runs0.display()
+        )
+    );
+    let fresh = two_shards(bin, &dir);
+    assert_eq!(fresh, shards);
+    // A fingerprint that is not one.
+    set_manifest(&shards[0], "fingerprint", "x");
+    assert_eq!(
+        refused(&merge(&dir.join("m"))),
+        format!(
+            "gpuclaim: error: {}: fingerprint = \"x\": expected 16 lowercase hex digits, as `sweep --shard` writes\n",
+            manifest0.display()
+        )
+    );
+    std::fs::write(&manifest0, &manifest).unwrap();
+    // The output folder is the first shard's folder.
+    let coll = dir.join("coll");
+    std::fs::create_dir_all(&coll).unwrap();
+    std::fs::rename(&shards[0], coll.join("tiny")).unwrap();
+    let inputs = [coll.join("tiny"), shards[1].clone()];
+    let before = std::fs::read(coll.join("tiny/runs.csv")).unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .arg("merge")
+            .args(&inputs)
+            .arg("--out")
+            .arg(&coll),
+    );
+    assert_eq!(
+        refused(&out),
+        format!(
+            "gpuclaim: error: --out {} would write {} into the shard folder {} it reads; merge elsewhere\n",
+            coll.display(),
+            coll.join("tiny").display(),
+            coll.join("tiny").display()
+        )
+    );
+    assert_eq!(std::fs::read(coll.join("tiny/runs.csv")).unwrap(), before);
+    // Untouched shards still merge.
+    std::fs::rename(coll.join("tiny"), &shards[0]).unwrap();
+    assert_eq!(merge(&dir.join("m")).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn merge_refuses_a_value_too_large_to_plot_and_replaces_nothing() {
     let Some(bin) = bin() else { return };
@@ -274,7 +411,9 @@ fn merge_refuses_a_value_too_large_to_plot_and_replaces_nothing() {
         .collect();
     // A confidence interval of an infinite spread: plotters would never
     // end on that axis.
+    // With a digest to match: the plot must refuse it by itself.
     edit_first_row(&shards[0].join("runs.csv"), "gpu_hours_vms", "1e308");
+    redigest(&shards[0]);
     let out = merge();
     assert_eq!(
         refused(&out),

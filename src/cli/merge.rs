@@ -9,8 +9,10 @@ use gpuclaim::sim::sweep;
 /// --shard I/N`) into OUT/NAME/: runs.csv, summary.csv and the plots, the
 /// same bytes as the sweep run unsharded. Refuses shards of different
 /// sweeps (each manifest records a fingerprint of the whole configuration,
-/// trace included), a shard given twice, a missing shard or rows out of
-/// place.
+/// trace included), a shard given twice, a missing shard, rows out of
+/// place, rows edited since the shard was written (each manifest records
+/// a digest of its runs.csv), columns other than a sweep's, and an output
+/// folder that is one of the shards'. Writes its files all or nothing.
 #[derive(clap::Args)]
 pub struct Args {
     /// The shard folders (OUT/NAME/shard-I-of-N), all N of them; their

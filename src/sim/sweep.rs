@@ -1376,7 +1376,9 @@ pub fn run_sweep_until(
     let header = plan.runs_header();
     let runs_path = dir.join("runs.csv");
     let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
-    let mut runs_csv = csv::Writer::from_writer(&mut runs_file);
+    // A shard's manifest records the digest of its rows' bytes.
+    let mut digesting = Digesting::new(&mut runs_file);
+    let mut runs_csv = csv::Writer::from_writer(&mut digesting);
     runs_csv
         .write_record(&header)
         .map_err(csv_err(&runs_path))?;
@@ -1428,12 +1430,13 @@ pub fn run_sweep_until(
     }
     runs_csv.flush().map_err(io_err(&runs_path))?;
     drop(runs_csv);
+    let runs_digest = digesting.digest();
     written.files.push(runs_path);
     let others = match options.shard {
         Some((i, n)) => {
             let manifest = dir.join("manifest.toml");
             let text = format!(
-                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n# A hash of the configuration (Plan::fingerprint): shards merge only with the same.\nfingerprint = \"{:016x}\"\n",
+                "# A shard of a gpuclaim sweep; `gpuclaim merge` reads it.\nname = {:?}\nruns = {total}\nshard = {i}\nshards = {n}\n# A hash of the configuration (Plan::fingerprint): shards merge only with the same.\nfingerprint = \"{:016x}\"\n# FNV-1a 64 of runs.csv's bytes: merge refuses rows edited since.\nruns_digest = \"{runs_digest:016x}\"\n",
                 plan.name,
                 plan.fingerprint()
             );
@@ -1608,6 +1611,61 @@ struct Manifest {
     shards: u64,
     /// `Plan::fingerprint` in hex; absent from shards of older versions.
     fingerprint: Option<String>,
+    /// FNV-1a 64 of runs.csv's bytes in hex; absent from older versions.
+    runs_digest: Option<String>,
+}
+
+/// Whether `text` is a hash as manifests write them: 16 lowercase hex digits.
+fn hex16(text: &str) -> bool {
+    text.len() == 16
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A reader or writer that keeps the FNV-1a 64 hash of the bytes through
+/// it: ties a shard's runs.csv to its manifest. (Not a defence against a
+/// forger, who could edit the manifest too; it catches edited rows.)
+struct Digesting<T> {
+    inner: T,
+    hash: u64,
+}
+
+impl<T> Digesting<T> {
+    fn new(inner: T) -> Self {
+        Digesting {
+            inner,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn digest(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl<T: std::io::Write> std::io::Write for Digesting<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: std::io::Read> std::io::Read for Digesting<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Merges shard folders (each with `runs.csv` and `manifest.toml`) into
@@ -1667,15 +1725,49 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
                 m.shards - 1
             ));
         }
-        if m.fingerprint.is_none() {
-            return bad(
-                "no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again".to_string(),
-            );
+        match (&m.fingerprint, &m.runs_digest) {
+            (None, _) => {
+                return bad(
+                    "no `fingerprint` (the hash of the sweep's configuration): written by an older gpuclaim; run the shard again".to_string(),
+                );
+            }
+            (_, None) => {
+                return bad(
+                    "no `runs_digest` (the hash of runs.csv): written by an older gpuclaim; run the shard again".to_string(),
+                );
+            }
+            (Some(f), Some(d)) => {
+                for (key, value) in [("fingerprint", f), ("runs_digest", d)] {
+                    if !hex16(value) {
+                        return bad(format!(
+                            "{key} = {value:?}: expected 16 lowercase hex digits, as `sweep --shard` writes"
+                        ));
+                    }
+                }
+            }
         }
         manifests.push(m);
     }
     let first = &manifests[0];
     let (name, total, n) = (first.name.clone(), first.runs, first.shards);
+    let digests: BTreeMap<PathBuf, String> = manifests
+        .iter()
+        .zip(dirs)
+        .map(|(m, d)| (d.clone(), m.runs_digest.clone().unwrap_or_default()))
+        .collect();
+    // The output folder must not be a shard's own: its runs.csv would be
+    // replaced while it is read.
+    let out_dir = out.join(&name);
+    if let Some(d) = dirs.iter().find(|d| {
+        crate::report::contains_path(d, &out_dir) && crate::report::contains_path(&out_dir, d)
+    }) {
+        return Err(SweepError::Merge(format!(
+            "--out {} would write {} into the shard folder {} it reads; merge elsewhere",
+            out.display(),
+            out_dir.display(),
+            d.display()
+        )));
+    }
     // By shard index; a map, not a vector of `n`, so that nothing is sized
     // by a number read from a file.
     let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
@@ -1724,7 +1816,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
     for d in &shard_dirs {
         let p = d.join("runs.csv");
         // Streamed, so no size limit; but only from a regular file.
-        let mut r = csv::Reader::from_reader(crate::report::open_input(&p, "a shard's runs.csv")?);
+        let mut r = csv::Reader::from_reader(Digesting::new(crate::report::open_input(
+            &p,
+            "a shard's runs.csv",
+        )?));
         let h = r.headers().map_err(csv_err(&p))?.clone();
         // Else the next shard would be blamed for differing from it.
         if h.iter().all(str::is_empty) {
@@ -1759,6 +1854,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             shard_dirs[0].join("runs.csv").display(),
             RUN_COLUMNS.join(","),
             PARAM_COLUMNS.join(",")
+        )));
+    }
+    // The metric columns too, exactly: an extra or renamed column is not a
+    // sweep's.
+    let metrics = &header[RUN_COLUMNS.len() + PARAM_COLUMNS.len()..];
+    if metrics != metric_columns(false).as_slice() && metrics != metric_columns(true).as_slice() {
+        return Err(SweepError::Merge(format!(
+            "{}:1: not the runs.csv of a sweep: its metric columns are not the ones `sweep` writes",
+            shard_dirs[0].join("runs.csv").display()
         )));
     }
     let mut check = RowCheck::default();
@@ -1801,11 +1905,21 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
             .map_err(|m| SweepError::Merge(format!("{at}: {m}")))?;
         last_at = at;
     }
-    for (p, records) in &mut readers {
+    for ((p, records), d) in readers.iter_mut().zip(&shard_dirs) {
         if records.next().is_some() {
             return Err(SweepError::Merge(format!(
                 "{}: has more rows than its share of {total} runs",
                 p.display()
+            )));
+        }
+        // Every byte has been read: the digest is of the whole file.
+        let digest = format!("{:016x}", records.reader().get_ref().digest());
+        let recorded = digests.get(d).cloned().unwrap_or_default();
+        if digest != recorded {
+            return Err(SweepError::Merge(format!(
+                "{}: its digest is {digest}, but {} records {recorded}: the rows were edited after the shard was written; run the shard again",
+                p.display(),
+                d.join("manifest.toml").display()
             )));
         }
     }
