@@ -580,3 +580,27 @@ fn a_grid_past_a_million_points_is_refused_before_it_is_made() {
     let plan = gpuclaim::sim::sweep::Plan::parse(Path::new("g.toml"), &text, &registry).unwrap();
     assert_eq!(plan.points.len(), 1_000_000);
 }
+
+#[test]
+fn runs_of_a_whole_trace_share_one_selection() {
+    use gpuclaim::sim::sweep::TraceSpec;
+    use gpuclaim::sim::tracefile::{Columns, TraceFile};
+    use std::sync::Arc;
+    let csv = "name,num_gpu,creation_time,deletion_time\na,1,0,60\nb,2,30,90\nc,0,0,10\nd,3,0,10\n";
+    let columns = Columns::preset("openb").unwrap();
+    let file = TraceFile::parse(Path::new("t.csv"), csv.as_bytes(), &columns, false).unwrap();
+    let spec = TraceSpec::new(Arc::new(file), 1.0);
+    // A fraction of 1 keeps the same requests whatever the seed: one copy
+    // for every run and worker, per device size.
+    let (a, b) = (spec.select(2, 1.0, 1), spec.select(2, 1.0, 99));
+    assert!(Arc::ptr_eq(&a, &b));
+    assert_eq!((a.kept(), a.zero_gpu, a.too_many_gpus), (2, 1, 1));
+    let one = spec.select(1, 1.0, 1);
+    assert!(!Arc::ptr_eq(&a, &one));
+    assert_eq!(one.kept(), 1);
+    // A share depends on the seed: made per run.
+    assert!(!Arc::ptr_eq(
+        &spec.select(2, 0.5, 1),
+        &spec.select(2, 0.5, 1)
+    ));
+}

@@ -247,10 +247,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             sweep::trace_horizon_within_limit(&file, args.time_scale, args.horizon_hours)
                 .map_err(|m| anyhow::anyhow!("--time-scale: {m}"))?;
             (
-                Some(TraceSpec {
-                    file: Arc::new(file),
-                    time_scale: args.time_scale,
-                }),
+                Some(TraceSpec::new(Arc::new(file), args.time_scale)),
                 PointWorkload::Trace {
                     fraction: args.fraction,
                 },
@@ -316,7 +313,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         number(plan.horizon_hours())
     )?;
     let names = sweep::metric_columns(selection.is_some());
-    let values = sweep::metric_values(&counters, selection.as_ref());
+    let values = sweep::metric_values(&counters, selection.as_deref());
     let width = names.iter().map(String::len).max().unwrap_or(0);
     for (n, v) in names.iter().zip(values) {
         gpuclaim::outln!("{n:width$}  {}", if v.is_empty() { "-" } else { &v })?;

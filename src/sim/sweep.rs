@@ -425,6 +425,33 @@ pub fn trace_horizon_within_limit(
 pub struct TraceSpec {
     pub file: Arc<TraceFile>,
     pub time_scale: f64,
+    /// The selections that do not depend on the seed (a fraction of 1),
+    /// by device GPUs: made once and shared by every run and worker, not
+    /// copied per run (a 1M-row trace is 24 MB a copy).
+    whole: Arc<std::sync::Mutex<BTreeMap<u8, Arc<Selection>>>>,
+}
+
+impl TraceSpec {
+    pub fn new(file: Arc<TraceFile>, time_scale: f64) -> Self {
+        TraceSpec {
+            file,
+            time_scale,
+            whole: Arc::default(),
+        }
+    }
+
+    /// What a run on `gpus` GPUs keeps of the trace with `fraction` and
+    /// `seed` ([`TraceFile::select`]); shared when `fraction` is 1.
+    pub fn select(&self, gpus: u8, fraction: f64, seed: u64) -> Arc<Selection> {
+        if fraction < 1.0 {
+            return Arc::new(self.file.select(gpus, fraction, self.time_scale, seed));
+        }
+        let mut whole = self.whole.lock().unwrap_or_else(|e| e.into_inner());
+        whole
+            .entry(gpus)
+            .or_insert_with(|| Arc::new(self.file.select(gpus, fraction, self.time_scale, seed)))
+            .clone()
+    }
 }
 
 /// The workload axes of a grid point.
@@ -898,13 +925,7 @@ impl Plan {
                     .into_iter()
                     .map(|fraction| PointWorkload::Trace { fraction })
                     .collect::<Vec<_>>();
-                (
-                    Some(TraceSpec {
-                        file: Arc::new(file),
-                        time_scale,
-                    }),
-                    w,
-                )
+                (Some(TraceSpec::new(Arc::new(file), time_scale)), w)
             }
             None => {
                 if let Some(l) = &g.trace_fraction {
@@ -1119,7 +1140,7 @@ impl Plan {
             seed.to_string(),
         ];
         row.extend(point.params());
-        row.extend(metric_values(&counters, selection.as_ref()));
+        row.extend(metric_values(&counters, selection.as_deref()));
         Ok(row)
     }
 
@@ -1187,11 +1208,11 @@ impl Plan {
         seed: u64,
         registry: &Registry,
         sim: &mut Simulator,
-    ) -> Result<(Counters, Option<Selection>), SimError> {
+    ) -> Result<(Counters, Option<Arc<Selection>>), SimError> {
         self.check_point(point, registry)?;
         let selection = match (&point.workload, &self.trace) {
             (PointWorkload::Trace { fraction }, Some(t)) => {
-                Some(t.file.select(point.gpus, *fraction, t.time_scale, seed))
+                Some(t.select(point.gpus, *fraction, seed))
             }
             _ => None,
         };
