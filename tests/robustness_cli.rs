@@ -63,6 +63,10 @@ fn a_full_standard_output_is_an_error_not_a_panic() {
         "/scenarios/doc-1gpu-kube-then-vm.toml"
     );
     let out_dir = dir.join("out");
+    let explore_out = dir.join("explore.csv");
+    let explore_cx = dir.join("cx");
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
     let commands: Vec<Vec<&std::ffi::OsStr>> = vec![
         vec!["simulate".as_ref()],
         vec!["replay".as_ref(), scenario.as_ref()],
@@ -86,6 +90,37 @@ fn a_full_standard_output_is_an_error_not_a_panic() {
             out_dir.as_os_str(),
         ],
         vec!["run".as_ref(), scenario.as_ref()],
+        vec![
+            "check".as_ref(),
+            "--gpus".as_ref(),
+            "1".as_ref(),
+            "--vms".as_ref(),
+            "1".as_ref(),
+            "--policy".as_ref(),
+            "fixed".as_ref(),
+        ],
+        vec![
+            "explore".as_ref(),
+            "--gpus".as_ref(),
+            "1".as_ref(),
+            "--vms".as_ref(),
+            "1".as_ref(),
+            "--policy".as_ref(),
+            "fixed".as_ref(),
+            "--runs".as_ref(),
+            "2".as_ref(),
+            "--steps".as_ref(),
+            "5".as_ref(),
+            "--out".as_ref(),
+            explore_out.as_os_str(),
+            "--counterexamples".as_ref(),
+            explore_cx.as_os_str(),
+        ],
+        vec![
+            "from-fuzz".as_ref(),
+            "interleaving_fixed".as_ref(),
+            empty.as_os_str(),
+        ],
     ];
     for args in commands {
         let full = std::fs::OpenOptions::new()

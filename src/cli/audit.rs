@@ -80,7 +80,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
     )?;
     let history = audit::load(&args.history, format)?;
     let report = crate::with_allocator!(chosen, |allocator| audit::audit(&history, allocator));
-    print!("{}", report.render());
+    gpuclaim::out!("{}", report.render())?;
     Ok(if report.conforms() {
         ExitCode::SUCCESS
     } else {

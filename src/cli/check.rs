@@ -86,12 +86,12 @@ fn check<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitC
         bar.finish_and_clear();
     }
     let report = report?;
-    println!(
+    gpuclaim::outln!(
         "check {}{}",
         args.device.flags(),
         if args.symmetry { " --symmetry" } else { "" }
-    );
-    println!(
+    )?;
+    gpuclaim::outln!(
         "unique states: {}{}",
         report.unique_states,
         if args.symmetry {
@@ -99,34 +99,34 @@ fn check<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitC
         } else {
             ""
         }
-    );
-    println!("transitions: {}", report.transitions);
-    println!("max depth: {}", report.max_depth);
-    println!("seconds: {:.3}", report.seconds);
-    println!("states/second: {:.0}", report.states_per_second());
-    println!(
+    )?;
+    gpuclaim::outln!("transitions: {}", report.transitions)?;
+    gpuclaim::outln!("max depth: {}", report.max_depth)?;
+    gpuclaim::outln!("seconds: {:.3}", report.seconds)?;
+    gpuclaim::outln!("states/second: {:.0}", report.states_per_second())?;
+    gpuclaim::outln!(
         "visited set: {} bytes ({:.1} bytes/state)",
         report.visited_bytes,
         report.bytes_per_state()
-    );
-    println!(
+    )?;
+    gpuclaim::outln!(
         "largest frontier: {} states (current and next level, 8 bytes each)",
         report.peak_frontier
-    );
+    )?;
     if report.violations.is_empty() {
-        println!("violations: none");
+        gpuclaim::outln!("violations: none")?;
         return Ok(ExitCode::SUCCESS);
     }
     let names = VmNames::letters(device.vms());
     for found in &report.violations {
-        println!(
+        gpuclaim::outln!(
             "VIOLATED {} on {}; a shortest counterexample ({}):",
             found.invariant,
             count(found.transitions, "transition", "transitions"),
             count(found.counterexample.len() as u64, "action", "actions")
-        );
+        )?;
         let run = gpuclaim::run_actions(policy, &device, &names, &found.counterexample);
-        print!("{}", render_trace(&device, &names, &run.trace, &run.states));
+        gpuclaim::out!("{}", render_trace(&device, &names, &run.trace, &run.states))?;
         let name = format!(
             "{} violates {}: shortest counterexample (breadth-first)",
             policy.name(),
@@ -143,7 +143,7 @@ fn check<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitC
             &source,
         )
         .context("writing a counterexample")?;
-        println!("  wrote {}", path.display());
+        gpuclaim::outln!("  wrote {}", path.display())?;
     }
     Ok(ExitCode::from(1))
 }

@@ -235,40 +235,40 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
         .write_to(&summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
 
-    println!(
+    gpuclaim::outln!(
         "explore {} --runs {} --steps {} --seed {}{}",
         args.device.flags(),
         args.runs,
         args.steps,
         args.seed,
         if args.swarm { " --swarm" } else { "" }
-    );
-    println!(
+    )?;
+    gpuclaim::outln!(
         "{}, {}, {} failing, {:.2} s ({:.0} steps/s)",
         count(args.runs, "run", "runs"),
         count(total_steps, "step", "steps"),
         failing,
         seconds,
         total_steps as f64 / seconds.max(1e-9)
-    );
+    )?;
     for inv in Invariant::ALL {
         let n = first_by_invariant[inv as usize];
         if n > 0 {
-            println!("  {inv}: first violation of {}", count(n, "run", "runs"));
+            gpuclaim::outln!("  {inv}: first violation of {}", count(n, "run", "runs"))?;
         }
     }
     for c in &counterexamples {
-        println!(
+        gpuclaim::outln!(
             "  counterexample: {} in {}, from {} (first: run {})",
             c.invariant,
             count(c.actions.len() as u64, "action", "actions"),
             count(c.runs, "run", "runs"),
             c.first_run
-        );
+        )?;
     }
-    println!("wrote {}", args.out.display());
+    gpuclaim::outln!("wrote {}", args.out.display())?;
     if !counterexamples.is_empty() {
-        println!(
+        gpuclaim::outln!(
             "wrote {} and {}",
             count(
                 counterexamples.len() as u64,
@@ -276,7 +276,7 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
                 "counterexample files"
             ),
             summary_path.display()
-        );
+        )?;
     }
     Ok(if failing > 0 {
         ExitCode::from(1)

@@ -95,8 +95,10 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("(no message)");
-            println!("{shown}: {target} PANICS on this input: {message}");
-            println!("  a panic on any input is a bug of the code under test; nothing to shrink");
+            gpuclaim::outln!("{shown}: {target} PANICS on this input: {message}")?;
+            gpuclaim::outln!(
+                "  a panic on any input is a bug of the code under test; nothing to shrink"
+            )?;
             return Ok(ExitCode::from(1));
         }
     };
@@ -108,12 +110,12 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             vms,
             actions,
         } => {
-            println!(
+            gpuclaim::outln!(
                 "{shown}: no invariant fires under {policy} ({}, {}, {} decoded); nothing to shrink, no file written",
                 count(u64::from(gpus), "GPU", "GPUs"),
                 count(vms as u64, "VM slot", "VM slots"),
                 count(actions as u64, "action", "actions")
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Conversion::Parser(Ok(checked)) => {
@@ -122,14 +124,14 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                 Checked::Refused(e) => format!("is refused without a panic ({e})"),
                 Checked::Ran { .. } => unreachable!("only interleaving targets run"),
             };
-            println!("{shown}: {target}: the input {what}");
-            println!(
+            gpuclaim::outln!("{shown}: {target}: the input {what}")?;
+            gpuclaim::outln!(
                 "  a parser input is not an interleaving: nothing to shrink, no scenario written"
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Conversion::Parser(Err(failure)) => {
-            println!("{shown}: {target} FAILS on this input: {failure}");
+            gpuclaim::outln!("{shown}: {target} FAILS on this input: {failure}")?;
             Ok(ExitCode::from(1))
         }
         Conversion::Counterexample {
@@ -156,16 +158,16 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
             }
             write_atomic(&path, text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!(
+            gpuclaim::outln!(
                 "{shown}: {invariant} under {} after {until_violation} of {decoded} actions; shrunk to {shrunk}",
                 match &under {
                     Some(policy) => policy.name().to_string(),
                     None => target.policy().expect("interleaving target").to_string(),
                 }
-            );
-            println!("  wrote {}", path.display());
+            )?;
+            gpuclaim::outln!("  wrote {}", path.display())?;
             for step in &scenario.steps {
-                println!("    {step}");
+                gpuclaim::outln!("    {step}")?;
             }
             match &args.policy {
                 Some(_)
@@ -173,13 +175,13 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                         .as_ref()
                         .is_some_and(|p| registry.builtin_named(p.name()).is_none()) =>
                 {
-                    println!(
+                    gpuclaim::outln!(
                         "  replay: gpuclaim run --allocators FILE {} (the allocators file that names {})",
                         path.display(),
                         under.as_ref().map_or("", |p| p.name())
-                    )
+                    )?
                 }
-                _ => println!("  replay: gpuclaim run {}", path.display()),
+                _ => gpuclaim::outln!("  replay: gpuclaim run {}", path.display())?,
             }
             Ok(ExitCode::SUCCESS)
         }
