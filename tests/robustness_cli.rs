@@ -377,6 +377,17 @@ fn file_names_are_printed_with_control_characters_escaped() {
         "{}",
         stdout_of(&out)
     );
+    std::fs::write(dir.join("e\nPASS.bin"), b"").unwrap();
+    let out = run_bounded(
+        Command::new(bin)
+            .current_dir(&dir)
+            .args(["from-fuzz", "interleaving_fixed", "e\nPASS.bin"])
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(
+        stdout_of(&out),
+        "e\\nPASS.bin: no invariant fires under fixed (1 GPU, 1 VM slot, 0 actions decoded); nothing to shrink, no file written\n"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

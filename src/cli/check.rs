@@ -143,7 +143,7 @@ fn check<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<ExitC
             &source,
         )
         .context("writing a counterexample")?;
-        gpuclaim::outln!("  wrote {}", path.display())?;
+        gpuclaim::outln!("  wrote {}", gpuclaim::report::shown(&path))?;
     }
     Ok(ExitCode::from(1))
 }

@@ -266,7 +266,7 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
             c.first_run
         )?;
     }
-    gpuclaim::outln!("wrote {}", args.out.display())?;
+    gpuclaim::outln!("wrote {}", gpuclaim::report::shown(&args.out))?;
     if !counterexamples.is_empty() {
         gpuclaim::outln!(
             "wrote {} and {}",
@@ -275,7 +275,7 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
                 "counterexample file",
                 "counterexample files"
             ),
-            summary_path.display()
+            gpuclaim::report::shown(&summary_path)
         )?;
     }
     Ok(if failing > 0 {

@@ -73,7 +73,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         || args.file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let shown = args.file.display();
+    let shown = gpuclaim::report::shown(&args.file);
 
     // A parser input may make the parser panic: that is the finding.
     let under = match &args.policy {
@@ -165,7 +165,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                     None => target.policy().expect("interleaving target").to_string(),
                 }
             )?;
-            gpuclaim::outln!("  wrote {}", path.display())?;
+            gpuclaim::outln!("  wrote {}", gpuclaim::report::shown(&path))?;
             for step in &scenario.steps {
                 gpuclaim::outln!("    {step}")?;
             }
@@ -177,11 +177,11 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
                 {
                     gpuclaim::outln!(
                         "  replay: gpuclaim run --allocators FILE {} (the allocators file that names {})",
-                        path.display(),
+                        gpuclaim::report::shown(&path),
                         under.as_ref().map_or("", |p| p.name())
                     )?
                 }
-                _ => gpuclaim::outln!("  replay: gpuclaim run {}", path.display())?,
+                _ => gpuclaim::outln!("  replay: gpuclaim run {}", gpuclaim::report::shown(&path))?,
             }
             Ok(ExitCode::SUCCESS)
         }
