@@ -83,3 +83,43 @@ fn an_interrupt_during_the_sweep_lists_its_cases_as_not_run() {
     assert!(!dir.join("out/long/runs.csv").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sweep_file_past_the_limits_is_a_failed_case_not_a_crash() {
+    let dir = std::env::temp_dir().join(format!("gpuclaim-nightly-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    // Accepted by the checks before, then a panic in the engine (exit 101,
+    // no sweep suite in junit.xml).
+    std::fs::write(
+        &cfg,
+        "name = \"t\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\ntakeover_mean_minutes = [inf]\n",
+    )
+    .unwrap();
+    let config = NightlyConfig {
+        scenarios: None,
+        check: None,
+        explore: None,
+        fuzz: None,
+        sweep: Some(cfg.clone()),
+        ..NightlyConfig::default()
+    };
+    let options = Options {
+        sweep_out: dir.join("out"),
+        notes: Vec::new(),
+    };
+    let Ok(report) = run(&config, &Registry::builtin(), &options, &mut ());
+    let sweep = report.suites.iter().find(|s| s.name == "sweep").unwrap();
+    let message = format!(
+        "the sweep did not run: {}:6:25: grid.takeover_mean_minutes: inf is not a positive, finite number of minutes",
+        cfg.display()
+    );
+    assert!(
+        matches!(&sweep.cases[..], [c] if matches!(&c.status, Status::Failed { message: m, .. } if *m == message)),
+        "{:?}",
+        sweep.cases
+    );
+    assert!(report.junit_xml().contains("<testsuite name=\"sweep\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
