@@ -497,6 +497,20 @@ fn a_sweep_that_cannot_write_one_file_replaces_none() {
     std::fs::create_dir(out_dir.join("gpu_hours.svg")).unwrap();
     let out = sweep();
     assert_eq!(out.status.code(), Some(2));
+    // Found before the runs, by checking every destination of the set.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            format!(
+                "gpuclaim: error: running {}: {}: is a folder; give the path of a file",
+                cfg.display(),
+                out_dir.join("gpu_hours.svg").display()
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
     assert_eq!(std::fs::read(out_dir.join("runs.csv")).unwrap(), runs);
     assert_eq!(std::fs::read(out_dir.join("summary.csv")).unwrap(), summary);
     let left: Vec<_> = std::fs::read_dir(&out_dir)

@@ -1394,6 +1394,7 @@ pub fn run_sweep_until(
             .join(&plan.name)
             .join(format!("shard-{i}-of-{n}")),
     };
+    check_outputs(&dir, options.shard.is_some())?;
     let header = plan.runs_header();
     let runs_path = dir.join("runs.csv");
     let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
@@ -1470,6 +1471,29 @@ pub fn run_sweep_until(
     };
     commit_set(runs_file, others, &mut written)?;
     Ok(written)
+}
+
+/// The files a sweep writes into its folder: a shard's rows and manifest,
+/// or the rows, summary and (with the `plots` feature) the plots.
+pub fn output_names(sharded: bool) -> Vec<&'static str> {
+    if sharded {
+        return vec!["runs.csv", "manifest.toml"];
+    }
+    let mut names = vec!["runs.csv", "summary.csv"];
+    if cfg!(feature = "plots") {
+        names.extend(["failures.svg", "gpu_hours.svg"]);
+    }
+    names
+}
+
+/// Checks, before any work, that every file of the set could be written
+/// in `dir` (none is a folder, the folder takes new files).
+fn check_outputs(dir: &Path, sharded: bool) -> Result<(), SweepError> {
+    for name in output_names(sharded) {
+        let path = dir.join(name);
+        crate::report::check_file(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
 }
 
 /// Writes `others` beside the finished `runs_file` and renames the whole set
@@ -1889,6 +1913,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Written, SweepError> {
     let mut check = RowCheck::default();
     let mut last_at = String::new();
     let dir = out.join(&name);
+    check_outputs(&dir, false)?;
     let runs_path = dir.join("runs.csv");
     let mut runs_file = AtomicFile::create(&runs_path).map_err(io_err(&runs_path))?;
     let mut runs_csv = csv::Writer::from_writer(&mut runs_file);
