@@ -618,3 +618,32 @@ fn runs_of_a_whole_trace_share_one_selection() {
         &spec.select(2, 0.5, 1)
     ));
 }
+
+#[test]
+fn a_run_past_its_bound_on_events_is_stopped_with_a_message() {
+    use gpuclaim::Builtin;
+    use gpuclaim::sim::{Dist, Durations, Poisson, SimConfig, SimError, Simulator, Workload};
+    let config = SimConfig {
+        gpus: 2,
+        vm_slots: 2,
+        horizon: 600.0,
+        kube_at: Some(0.0),
+        takeover: Dist::Const(1.0),
+        durations: Durations::ASSUMED,
+        workload: Workload::Poisson(Poisson::with_rates(6.0, 1.0, 0.5, 0.5, 0.0)),
+    };
+    let whole = Simulator::new().run(&Builtin::Legacy, &config, 7).unwrap();
+    assert!(whole.events() > 10, "{}", whole.events());
+    let stopped = Simulator::with_max_events(10).run(&Builtin::Legacy, &config, 7);
+    assert_eq!(stopped, Err(SimError::TooManyEvents { most: 10 }));
+    assert_eq!(
+        stopped.unwrap_err().to_string(),
+        "the run processed more than 10 events and was stopped; an allocator's internal event that keeps enabling itself, or periods too short for the horizon, make a run that does not end"
+    );
+    // The bound counts events, not what they did: the same run under a
+    // bound it stays within gives the same counters.
+    let within = Simulator::with_max_events(whole.events() * 10)
+        .run(&Builtin::Legacy, &config, 7)
+        .unwrap();
+    assert_eq!(within, whole);
+}

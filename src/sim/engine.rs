@@ -352,11 +352,23 @@ struct SlotLife {
 #[derive(Debug, Default)]
 pub struct Simulator {
     queue: BinaryHeap<Entry>,
+    /// Most events a run may process; `None`:
+    /// [`MAX_EVENTS_PER_RUN`](crate::sim::limits::MAX_EVENTS_PER_RUN).
+    max_events: Option<u64>,
 }
 
 impl Simulator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A simulator whose runs stop with [`SimError::TooManyEvents`] past
+    /// `max_events` events instead of the default bound.
+    pub fn with_max_events(max_events: u64) -> Self {
+        Simulator {
+            max_events: Some(max_events),
+            ..Self::default()
+        }
     }
 
     /// One run of `config` under `policy` with `seed`.
@@ -387,7 +399,11 @@ impl Simulator {
             onoff: seed::rng(seed::run_seed(seed, STREAM_ONOFF)),
             takeover: seed::rng(seed::run_seed(seed, STREAM_TAKEOVER)),
         };
-        run.go();
+        let most = self
+            .max_events
+            .unwrap_or(crate::sim::limits::MAX_EVENTS_PER_RUN);
+        run.go(most)
+            .map_err(|()| SimError::TooManyEvents { most })?;
         Ok(run.counters)
     }
 }
@@ -401,6 +417,12 @@ pub enum SimError {
     /// setting and what was expected.
     #[error("{0}")]
     Config(String),
+    /// The run passed its bound on events (an allocator whose internal
+    /// event keeps enabling itself, say): stopped rather than run on.
+    #[error(
+        "the run processed more than {most} events and was stopped; an allocator's internal event that keeps enabling itself, or periods too short for the horizon, make a run that does not end"
+    )]
+    TooManyEvents { most: u64 },
 }
 
 impl SimConfig<'_> {
@@ -442,7 +464,8 @@ struct Run<'r, P: Allocator + ?Sized> {
 }
 
 impl<P: Allocator + ?Sized> Run<'_, P> {
-    fn go(&mut self) {
+    /// Runs to the horizon; an error past `most` events.
+    fn go(&mut self, most: u64) -> Result<(), ()> {
         match self.config.workload {
             Workload::Poisson(p) => {
                 let first = p.interarrival.sample(&mut self.arrivals);
@@ -460,12 +483,18 @@ impl<P: Allocator + ?Sized> Run<'_, P> {
         // A policy from outside may have its internal event enabled at once.
         self.rearm_takeover(self.state.free, false);
         let horizon = self.config.horizon;
+        let mut events = 0u64;
         while let Some(entry) = self.queue.pop() {
+            events += 1;
+            if events > most {
+                return Err(());
+            }
             let t = f64::from_bits(entry.time);
             self.advance(t);
             self.handle(entry.ev);
         }
         self.advance(horizon);
+        Ok(())
     }
 
     /// Queues `ev` at `now + delay`; nothing at or after the horizon.

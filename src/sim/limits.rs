@@ -24,6 +24,12 @@ pub const MAX_EXPECTED_ARRIVALS: f64 = 1e8;
 /// otherwise keep the clock near one instant.
 pub const MAX_EXPECTED_OFF_PERIODS: f64 = 1e8;
 
+/// Events one run may process, whatever the settings: the bounds above
+/// keep an accepted run far below it (each arrival and each off period is
+/// a handful of events), so it only stops a run that would not end, such
+/// as one under an allocator whose internal event keeps enabling itself.
+pub const MAX_EVENTS_PER_RUN: u64 = 10_000_000_000;
+
 /// Grid points of one sweep (the product of its lists' lengths): the
 /// points are held in memory, about 100 bytes each.
 pub const MAX_GRID_POINTS: u64 = 1_000_000;
