@@ -58,8 +58,8 @@ pub fn takeover_mean_minutes(what: &str, minutes: f64) -> Result<(), String> {
     }
 }
 
-/// The message for off periods so short that a run would have more than
-/// [`MAX_EXPECTED_OFF_PERIODS`], if it would; `off` names the setting.
+/// Refuses off periods so short that a run would have more than
+/// [`MAX_EXPECTED_OFF_PERIODS`], with a message naming the setting `off`.
 pub fn off_periods(
     (off, off_hours): (&str, f64),
     slots: usize,
@@ -77,8 +77,8 @@ pub fn off_periods(
     Ok(())
 }
 
-/// The message for a poisson rate whose expected arrivals over the horizon
-/// pass [`MAX_EXPECTED_ARRIVALS`], if they would; `what` names the setting.
+/// Refuses a poisson rate whose expected arrivals over the horizon pass
+/// [`MAX_EXPECTED_ARRIVALS`], with a message naming the setting `what`.
 pub fn arrivals(what: &str, per_hour: f64, horizon_hours: f64) -> Result<(), String> {
     if per_hour * horizon_hours > MAX_EXPECTED_ARRIVALS {
         return Err(format!(
