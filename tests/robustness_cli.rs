@@ -406,6 +406,16 @@ fn smaller_messages_say_what_is_meant() {
         err.starts_with("error: invalid value '256' for '--gpus <GPUS>': 256 is not in 1..=8\n"),
         "{err}"
     );
+    let out = run_bounded(
+        Command::new(bin)
+            .args(["simulate", "--size", "256"])
+            .stdout(Stdio::piped()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: invalid value '256' for '--size <SIZE>': 256 is not in 0..=8\n"),
+        "{err}"
+    );
     // "1 GPUs, 1 VM slots, 0 actions" before.
     let dir = scratch("one-gpu");
     std::fs::write(dir.join("e.bin"), b"").unwrap();

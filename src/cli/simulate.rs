@@ -39,8 +39,9 @@ pub struct Args {
     /// VM slots, 1 to 24 (a device runs at most 24 VMs).
     #[arg(long, default_value_t = assumed::VM_SLOTS)]
     pub slots: usize,
-    /// GPUs per poisson VM (documented sizes use 1).
-    #[arg(long, default_value_t = assumed::VM_SIZE, conflicts_with = "trace")]
+    /// GPUs per poisson VM, 0 to 8 and at most --gpus (documented sizes
+    /// use 1).
+    #[arg(long, default_value_t = assumed::VM_SIZE, conflicts_with = "trace", value_parser = clap::value_parser!(u8).range(0..=8))]
     pub size: u8,
     /// Poisson VM arrivals per hour, at most 1e6, and at most 1e8 expected
     /// over the horizon [ASSUMED].
