@@ -217,7 +217,7 @@ struct WorkerOut {
     /// How many actions each of them enables.
     fresh_actions: Vec<u8>,
     transitions: u64,
-    violated: [u64; 4],
+    violated: [u64; Invariant::COUNT],
     /// Some successor is not exactly the state its key unpacks to.
     inexact: bool,
 }
@@ -363,7 +363,7 @@ const TAG_BITS: u32 = 3;
 /// What a search found: unique states per level, transitions, violating
 /// transitions per invariant, the visited set's bytes and the peak
 /// frontier.
-type Searched = (Vec<u64>, u64, [u64; 4], usize, usize);
+type Searched = (Vec<u64>, u64, [u64; Invariant::COUNT], usize, usize);
 
 impl<'a, P: Allocator + ?Sized> Checker<'a, P> {
     pub fn new(policy: &'a P, device: Device) -> Self {
@@ -533,7 +533,7 @@ impl<'a, P: Allocator + ?Sized> Checker<'a, P> {
         )];
         let mut levels = vec![1u64];
         let mut transitions = 0u64;
-        let mut violated = [0u64; 4];
+        let mut violated = [0u64; Invariant::COUNT];
         let mut peak = 1usize;
         let vms = self.device.vms();
         let workers = rayon::current_num_threads();
@@ -968,7 +968,7 @@ fn expected_more(levels: &[u64]) -> usize {
 }
 
 #[inline]
-fn count(violated: &mut [u64; 4], set: InvariantSet) {
+fn count(violated: &mut [u64; Invariant::COUNT], set: InvariantSet) {
     for inv in set.iter() {
         violated[inv as usize] += 1;
     }
@@ -1070,7 +1070,7 @@ mod tests {
         p: &P,
         d: Device,
         symmetry: bool,
-    ) -> (Vec<u64>, u64, [u64; 4]) {
+    ) -> (Vec<u64>, u64, [u64; Invariant::COUNT]) {
         let packer = Packer::new(&d);
         let key = |s: &State| {
             if symmetry {
@@ -1083,7 +1083,7 @@ mod tests {
         let init = key(&d.initial());
         seen.insert(init);
         let (mut frontier, mut levels, mut transitions, mut violated) =
-            (vec![init], vec![1u64], 0u64, [0u64; 4]);
+            (vec![init], vec![1u64], 0u64, [0u64; Invariant::COUNT]);
         loop {
             let mut next = Vec::new();
             for &k in &frontier {

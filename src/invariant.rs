@@ -16,21 +16,28 @@ pub enum Invariant {
     HoldsMatchState,
     /// Once configured, Kubernetes never takes another GPU.
     NoStealAfterDealloc,
+    /// The end of a device update leaves every VM that was rebooting
+    /// running, holding exactly its size (version 2).
+    UpdateRestartsVms,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 4] = [
+    pub const ALL: [Invariant; 5] = [
         Invariant::NoDoubleClaim,
         Invariant::Conservation,
         Invariant::HoldsMatchState,
         Invariant::NoStealAfterDealloc,
+        Invariant::UpdateRestartsVms,
     ];
+    /// How many invariants there are.
+    pub const COUNT: usize = Invariant::ALL.len();
     pub fn name(self) -> &'static str {
         match self {
             Invariant::NoDoubleClaim => "no-double-claim",
             Invariant::Conservation => "conservation",
             Invariant::HoldsMatchState => "holds-match-state",
             Invariant::NoStealAfterDealloc => "no-steal-after-dealloc",
+            Invariant::UpdateRestartsVms => "update-restarts-vms",
         }
     }
     pub fn from_name(name: &str) -> Option<Invariant> {
@@ -135,16 +142,12 @@ pub(crate) fn check_state_of(device: &Device, after: &State, vms: usize) -> Inva
     let mut union = after.free | after.kube_held;
     let mut sizes = u32::from(size_of_set(after.free)) + u32::from(size_of_set(after.kube_held));
     // Kubernetes holds none until its configure step ends.
-    let mut mismatch =
-        u8::from(after.kube != KubeState::Configured) & u8::from(after.kube_held != 0);
+    let mut mismatch = u8::from(!after.kube.is_set_up()) & u8::from(after.kube_held != 0);
     for vm in &after.vms[..vms] {
         let n = size_of_set(vm.held);
         union |= vm.held;
         sizes += u32::from(n);
-        let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
-        let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
-        let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
-        mismatch |= (wrong_size | holds_any) & 1;
+        mismatch |= vm_mismatch(vm, n);
     }
     let double = u8::from(sizes != u32::from(size_of_set(union)));
     let conservation = u8::from(union != device.all());
@@ -165,17 +168,25 @@ pub(crate) fn check_state_of(device: &Device, after: &State, vms: usize) -> Inva
 /// number of holders, so no byte carries into the next.
 pub(crate) fn vm_part(vm: &crate::model::Vm) -> u64 {
     debug_assert!(vm.held < 1 << 7, "GPUs 0 to 6");
-    let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
     let n = size_of_set(vm.held);
+    spread(vm.held) | u64::from(vm_mismatch(vm, n)) << 56
+}
+
+/// 1 when a VM holding `n` GPUs holds what its lifecycle state says it
+/// must not (`holds-match-state`), from the table by its state.
+#[inline(always)]
+fn vm_mismatch(vm: &crate::model::Vm, n: u8) -> u8 {
+    let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
     let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
     let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
-    spread(vm.held) | u64::from((wrong_size | holds_any) & 1) << 56
+    let neither = u8::from(n != vm.size) & u8::from(n != 0) & info.size_or_none;
+    (wrong_size | holds_any | neither) & 1
 }
 
 /// The part of `free` and Kubernetes (see [`vm_part`]).
 pub(crate) fn head_part(kube: KubeState, free: GpuSet, kube_held: GpuSet) -> u64 {
     debug_assert!((free | kube_held) < 1 << 7, "GPUs 0 to 6");
-    let mismatch = u8::from(kube != KubeState::Configured) & u8::from(kube_held != 0);
+    let mismatch = u8::from(!kube.is_set_up()) & u8::from(kube_held != 0);
     spread(free) + spread(kube_held) + (u64::from(mismatch) << 56)
 }
 
@@ -227,11 +238,39 @@ static SET_SIZE: [u8; 256] = {
     t
 };
 
-/// The step invariant `no-steal-after-dealloc`: needs the states before
-/// and after the step.
+/// The step invariants, `no-steal-after-dealloc` and
+/// `update-restarts-vms`: they need the states before and after the step.
 #[inline]
 pub fn check_step(before: &State, after: &State) -> InvariantSet {
-    check_step_parts(before.kube, before.kube_held, after.kube_held)
+    let steal = check_step_parts(before.kube, before.kube_held, after.kube_held);
+    if before.updating && !after.updating {
+        steal.union(check_update_end(rebooting(before), after))
+    } else {
+        steal
+    }
+}
+
+/// The slots of `state` that are `rebooting`, as bits.
+#[inline]
+pub fn rebooting(state: &State) -> u32 {
+    state
+        .vms
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.life == crate::model::VmState::Rebooting)
+        .fold(0, |acc, (i, _)| acc | 1 << i)
+}
+
+/// `update-restarts-vms` on the end step of an update: every slot of
+/// `rebooting` (the VMs that were rebooting before it) is `running` after
+/// it, holding exactly its size.
+#[cold]
+pub fn check_update_end(rebooting: u32, after: &State) -> InvariantSet {
+    let broken = after.vms.iter().enumerate().any(|(i, v)| {
+        rebooting >> i & 1 != 0
+            && (v.life != crate::model::VmState::Running || size_of_set(v.held) != v.size)
+    });
+    InvariantSet(u8::from(broken) << Invariant::UpdateRestartsVms as u8)
 }
 
 /// [`check_step`] from the only fields it reads: Kubernetes' state and
@@ -242,8 +281,8 @@ pub fn check_step_parts(
     before_kube_held: GpuSet,
     after_kube_held: GpuSet,
 ) -> InvariantSet {
-    let steal = u8::from(before_kube == KubeState::Configured)
-        & u8::from(after_kube_held & !before_kube_held != 0);
+    let steal =
+        u8::from(before_kube.is_set_up()) & u8::from(after_kube_held & !before_kube_held != 0);
     InvariantSet(steal << Invariant::NoStealAfterDealloc as u8)
 }
 

@@ -20,6 +20,7 @@
 //! count as the sum of its cells' counts.
 
 use crate::invariant;
+use crate::invariant::Invariant;
 use crate::model::{self, Device, KubeState, MAX_VMS, VmState};
 use crate::pack::Packer;
 use crate::policy::Allocator;
@@ -93,7 +94,12 @@ impl LocalTable {
         let g = u32::from(device.gpus());
         let head_bits = packer.bits() - packer.body_bits();
         let slot_bits = packer.slot_bits();
-        if !policy.slot_local() || !packer.fits_u64() || head_bits + slot_bits > MAX_CELL_BITS {
+        // An update moves every slot at once: not a slot's action.
+        if !policy.slot_local()
+            || device.updates()
+            || !packer.fits_u64()
+            || head_bits + slot_bits > MAX_CELL_BITS
+        {
             return None;
         }
         let vms = device.vms();
@@ -115,7 +121,8 @@ impl LocalTable {
             moves: Vec::new(),
             kube_moves: Vec::new(),
         };
-        let valid_head = |head: usize| head & 3 < KubeState::ALL.len();
+        // Kubernetes reboots only in an update, which this table never has.
+        let valid_head = |head: usize| head & 3 < KubeState::Rebooting.index().into();
         // Each slot's block of cells, tabulated on that slot (a policy may
         // treat slots differently by number); a block equal to an earlier
         // slot's is shared, so slots that behave alike (every built-in
@@ -292,7 +299,7 @@ impl LocalTable {
         &self,
         key: u64,
         out: &mut [u64],
-        violated: &mut [u64; 4],
+        violated: &mut [u64; Invariant::COUNT],
     ) -> (usize, usize) {
         debug_assert!(VMS == 0 || VMS == self.vms);
         let vms = if VMS == 0 { self.vms } else { VMS };
@@ -340,14 +347,14 @@ impl LocalTable {
 pub(crate) struct Expansion {
     pub judged: (invariant::InvariantSet, u8),
     pub successors: Vec<u64>,
-    pub violated: [u64; 4],
+    pub violated: [u64; Invariant::COUNT],
 }
 
 impl LocalTable {
     /// The [`Expansion`] of `key` as the table gives it.
     pub(crate) fn expansion(&self, key: u64) -> Expansion {
         let mut buf = vec![0; self.most_successors() + SLACK];
-        let mut violated = [0; 4];
+        let mut violated = [0; Invariant::COUNT];
         let (n, loops) = self.successors::<0>(key, &mut buf, &mut violated);
         let mut successors = buf[..n].to_vec();
         successors.extend(std::iter::repeat_n(key, loops));
@@ -369,7 +376,7 @@ pub(crate) fn stepped<P: Allocator + ?Sized>(
     key: u64,
 ) -> Expansion {
     let state = packer.unpack(key);
-    let (mut successors, mut violated) = (Vec::new(), [0u64; 4]);
+    let (mut successors, mut violated) = (Vec::new(), [0u64; Invariant::COUNT]);
     model::for_each_enabled(policy, device, &state, |a| {
         let (next, _) = model::apply(policy, device, &state, a);
         for inv in invariant::check_step(&state, &next).iter() {
@@ -461,7 +468,7 @@ fn as_moves<const N: usize>(count: u32, moves: impl Iterator<Item = u64>) -> [u6
 
 /// Adds the verdicts of a cell's first `count & 3` entries to `violated`.
 #[cold]
-fn count_verdicts(entries: &[u32], count: u32, violated: &mut [u64; 4]) {
+fn count_verdicts(entries: &[u32], count: u32, violated: &mut [u64; Invariant::COUNT]) {
     for &e in &entries[..(count & 3) as usize] {
         for inv in invariant::InvariantSet::from_bits((e >> VERDICT_SHIFT) as u8).iter() {
             violated[inv as usize] += 1;
@@ -522,7 +529,8 @@ mod tests {
                     let want = stepped(policy, &device, &packer, key);
                     let what = format!("{} {device:?} {:?}", policy.name(), packer.unpack(key));
                     assert_eq!(table.expansion(key), want, "{what}");
-                    let (n, loops) = table.successors::<0>(key, &mut buf, &mut [0; 4]);
+                    let (n, loops) =
+                        table.successors::<0>(key, &mut buf, &mut [0; Invariant::COUNT]);
                     assert!(
                         !buf[..n].contains(&key),
                         "a loop listed as a successor: {what}"

@@ -48,6 +48,10 @@ pub struct Device {
     gpus: u8,
     vms: u8,
     sizes: [u8; MAX_VMS],
+    /// Whether `update-device` is among the enabled actions (MODEL.md
+    /// "Device update"); off by default, so that every engine explores
+    /// exactly the states of version 1 unless asked.
+    updates: bool,
 }
 
 /// Why a [`Device`] could not be built.
@@ -81,6 +85,7 @@ impl Device {
             gpus,
             vms: sizes.len() as u8,
             sizes: all,
+            updates: false,
         })
     }
 
@@ -92,6 +97,18 @@ impl Device {
         Self::new(gpus, &vec![size; vms])
     }
 
+    /// The same device with `update-device` enabled (or not) as an action
+    /// of the explorers and the checker. A scenario or a simulation may
+    /// update any device; this says whether engines that choose actions
+    /// offer it.
+    pub fn with_updates(mut self, updates: bool) -> Self {
+        self.updates = updates;
+        self
+    }
+    /// Whether `update-device` is an enabled action ([`Device::with_updates`]).
+    pub fn updates(&self) -> bool {
+        self.updates
+    }
     pub fn gpus(&self) -> u8 {
         self.gpus
     }
@@ -119,6 +136,7 @@ impl Device {
             kube_held: 0,
             memo: 0,
             kube: KubeState::Unconfigured,
+            updating: false,
             vms,
         }
     }
@@ -139,11 +157,13 @@ pub enum VmState {
     Starting,
     Removing,
     Failed,
+    /// Rebooting in a device update (version 2): it keeps `held[v]`.
+    Rebooting,
 }
 
 impl VmState {
     /// Every state, in a fixed order (its [`VmState::index`]).
-    pub const ALL: [VmState; 10] = [
+    pub const ALL: [VmState; 11] = [
         VmState::Absent,
         VmState::Creating,
         VmState::Running,
@@ -154,9 +174,10 @@ impl VmState {
         VmState::Starting,
         VmState::Removing,
         VmState::Failed,
+        VmState::Rebooting,
     ];
     /// The names scenario files use (`stopping` for both kinds of stop).
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "absent",
         "creating",
         "running",
@@ -166,6 +187,7 @@ impl VmState {
         "starting",
         "removing",
         "failed",
+        "rebooting",
     ];
 
     /// A small number unique to each state, `0..10`, for packing states.
@@ -181,6 +203,7 @@ impl VmState {
             VmState::Starting => 7,
             VmState::Removing => 8,
             VmState::Failed => 9,
+            VmState::Rebooting => 10,
         }
     }
 
@@ -214,6 +237,7 @@ impl VmState {
             VmState::Starting => "starting",
             VmState::Removing => "removing",
             VmState::Failed => "failed",
+            VmState::Rebooting => "rebooting",
         }
     }
 
@@ -243,6 +267,9 @@ pub(crate) struct LifeInfo {
     /// All ones when the state must hold nothing (`absent`, `stopped`,
     /// `failed`).
     pub must_hold_none: u8,
+    /// All ones when the state must hold exactly its size or nothing
+    /// (`removing`: what it held when the remove began).
+    pub size_or_none: u8,
     /// How many actions [`for_each_enabled`] offers for a VM in this state.
     pub enabled_len: u8,
     /// Those actions, with slot 0 (filled up with `takeover`).
@@ -257,6 +284,7 @@ pub(crate) static LIFE_TABLES: [LifeInfo; 256] = {
         index: 0,
         must_hold_size: 0,
         must_hold_none: 0,
+        size_or_none: 0,
         enabled_len: 0,
         enabled: [none; 3],
     };
@@ -264,13 +292,18 @@ pub(crate) static LIFE_TABLES: [LifeInfo; 256] = {
     let mut i = 0;
     while i < VmState::ALL.len() {
         let life = VmState::ALL[i];
-        let (must_hold_size, must_hold_none) = match life {
+        // `holds-match-state` as version 2 widens it: `stopping` keeps its
+        // GPUs until the stop's end step, `rebooting` is like `running`,
+        // and `removing` holds what it held when the remove began.
+        let (must_hold_size, must_hold_none, size_or_none) = match life {
             VmState::Creating
             | VmState::Starting
             | VmState::Running
-            | VmState::StoppedProvisioned => (0xff, 0),
-            VmState::Absent | VmState::Stopped | VmState::Failed => (0, 0xff),
-            VmState::Stopping { .. } | VmState::Removing => (0, 0),
+            | VmState::StoppedProvisioned
+            | VmState::Stopping { .. }
+            | VmState::Rebooting => (0xff, 0, 0),
+            VmState::Absent | VmState::Stopped | VmState::Failed => (0, 0xff, 0),
+            VmState::Removing => (0, 0, 0xff),
         };
         // The same actions, in the same order, as MODEL.md's request table:
         // every request that would not be rejected, or the end step of the
@@ -298,11 +331,14 @@ pub(crate) static LIFE_TABLES: [LifeInfo; 256] = {
             VmState::Starting => (1, [Action::end(Op::StartVm, 0), none, none]),
             VmState::Stopping { .. } => (1, [Action::end(Op::StopVm, 0), none, none]),
             VmState::Removing => (1, [Action::end(Op::RemoveVm, 0), none, none]),
+            // Only the update's end step, a device action.
+            VmState::Rebooting => (0, [none, none, none]),
         };
         table[life.repr_byte() as usize] = LifeInfo {
             index: life.index(),
             must_hold_size,
             must_hold_none,
+            size_or_none,
             enabled_len,
             enabled,
         };
@@ -326,20 +362,30 @@ pub enum KubeState {
     Unconfigured,
     Configuring,
     Configured,
+    /// Rebooting in a device update (version 2): it keeps `held[kube]`.
+    Rebooting,
 }
 
 impl KubeState {
-    pub const ALL: [KubeState; 3] = [
+    pub const ALL: [KubeState; 4] = [
         KubeState::Unconfigured,
         KubeState::Configuring,
         KubeState::Configured,
+        KubeState::Rebooting,
     ];
     pub fn name(self) -> &'static str {
         match self {
             KubeState::Unconfigured => "unconfigured",
             KubeState::Configuring => "configuring",
             KubeState::Configured => "configured",
+            KubeState::Rebooting => "rebooting",
         }
+    }
+    /// Whether its configure step has ended (`configured`, or rebooting
+    /// after it): from then on it may hold GPUs and must never take one.
+    #[inline(always)]
+    pub fn is_set_up(self) -> bool {
+        matches!(self, KubeState::Configured | KubeState::Rebooting)
     }
     pub const fn index(self) -> u8 {
         self as u8
@@ -388,6 +434,9 @@ pub struct State {
     /// state. Part of the state's identity.
     pub memo: u32,
     pub kube: KubeState,
+    /// An update is in flight (version 2: the device is `updating`, not
+    /// `idle`).
+    pub updating: bool,
     pub vms: [Vm; MAX_VMS],
 }
 
@@ -555,16 +604,19 @@ pub enum Op {
     ConfigureKube,
     /// The `legacy` policy's internal event.
     KubeTakeover,
+    /// A device update (version 2): reboots the VMs and Kubernetes.
+    UpdateDevice,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::CreateVm,
         Op::StartVm,
         Op::StopVm,
         Op::RemoveVm,
         Op::ConfigureKube,
         Op::KubeTakeover,
+        Op::UpdateDevice,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -574,6 +626,7 @@ impl Op {
             Op::RemoveVm => "remove-vm",
             Op::ConfigureKube => "configure-kube",
             Op::KubeTakeover => "kube-takeover",
+            Op::UpdateDevice => "update-device",
         }
     }
     pub fn from_name(name: &str) -> Option<Op> {
@@ -755,13 +808,22 @@ pub(crate) fn step_in_place_of<P: Allocator + ?Sized>(
     action: Action,
     vms: usize,
 ) -> (Outcome, InvariantSet) {
-    // All the step invariant needs of the state before the step.
+    // All the step invariants need of the state before the step.
     let before_kube = state.kube;
     let before_kube_held = state.kube_held;
+    let rebooting = if state.updating {
+        invariant::rebooting(state)
+    } else {
+        0
+    };
+    let was_updating = state.updating;
     let outcome = apply_in_place(policy, device, state, action);
-    let violations = invariant::check_state_of(device, state, vms).union(
+    let mut violations = invariant::check_state_of(device, state, vms).union(
         invariant::check_step_parts(before_kube, before_kube_held, state.kube_held),
     );
+    if was_updating && !state.updating {
+        violations = violations.union(invariant::check_update_end(rebooting, state));
+    }
     (outcome, violations)
 }
 
@@ -791,6 +853,11 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
     let vm = usize::from(action.vm);
     if action.op.takes_vm() && vm >= device.vms() {
         return Outcome::Rejected;
+    }
+    if next.updating {
+        // While an update is in flight every other request and every
+        // internal event is rejected.
+        return end_update(policy, device, next, action);
     }
     // Every rejection below is decided before anything changes; the
     // allocator sees each allowed action with the lifecycle as it was.
@@ -883,10 +950,69 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
             policy.apply(device, next, action);
             Outcome::Ok
         }
+        (Phase::Begin, Op::UpdateDevice) => {
+            if !update_allowed(device, next) {
+                return Outcome::Rejected;
+            }
+            policy.apply(device, next, action);
+            for v in &mut next.vms[..device.vms()] {
+                if matches!(v.life, VmState::Running | VmState::StoppedProvisioned) {
+                    v.life = VmState::Rebooting;
+                }
+            }
+            if next.kube == KubeState::Configured {
+                next.kube = KubeState::Rebooting;
+            }
+            next.updating = true;
+            Outcome::Ok
+        }
         // Malformed combinations (an end of kube-takeover, a begin of an
         // event, an event of a request) are rejected, never reinterpreted.
         _ => Outcome::Rejected,
     }
+}
+
+/// Whether `update-device` may begin: no update in flight, no VM with an
+/// operation in flight, Kubernetes not configuring.
+#[inline]
+pub fn update_allowed(device: &Device, state: &State) -> bool {
+    !state.updating
+        && state.kube != KubeState::Configuring
+        && state.vms[..device.vms()]
+            .iter()
+            .all(|v| v.life.in_flight().is_none())
+}
+
+/// The one action allowed while an update is in flight: its end step.
+/// Every rebooting VM comes back `running` when the allocator left it its
+/// GPUs (it holds some, or needs none), and `stopped` otherwise (the
+/// managed update flow keeps them; `unmanaged-update` may not give them
+/// back); Kubernetes is `configured` again.
+#[cold]
+fn end_update<P: Allocator + ?Sized>(
+    policy: &P,
+    device: &Device,
+    next: &mut State,
+    action: Action,
+) -> Outcome {
+    if (action.phase, action.op) != (Phase::End, Op::UpdateDevice) {
+        return Outcome::Rejected;
+    }
+    policy.apply(device, next, action);
+    for v in &mut next.vms[..device.vms()] {
+        if v.life == VmState::Rebooting {
+            v.life = if v.held != 0 || v.size == 0 {
+                VmState::Running
+            } else {
+                VmState::Stopped
+            };
+        }
+    }
+    if next.kube == KubeState::Rebooting {
+        next.kube = KubeState::Configured;
+    }
+    next.updating = false;
+    Outcome::Ok
 }
 
 /// A claim's outcome as the allocator gave it: `ok`, or the failure it
@@ -910,6 +1036,11 @@ pub fn for_each_enabled<P: Allocator + ?Sized>(
     state: &State,
     mut f: impl FnMut(Action),
 ) {
+    if state.updating {
+        // Everything else is rejected while an update is in flight.
+        f(Action::end(Op::UpdateDevice, 0));
+        return;
+    }
     for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
         // A table of the VM's requests ([`LIFE_TABLES`], built from the
         // request table) instead of a `match`: no indirect jump per VM.
@@ -921,7 +1052,10 @@ pub fn for_each_enabled<P: Allocator + ?Sized>(
     match state.kube {
         KubeState::Unconfigured => f(Action::begin(Op::ConfigureKube, 0)),
         KubeState::Configuring => f(Action::end(Op::ConfigureKube, 0)),
-        KubeState::Configured => {}
+        KubeState::Configured | KubeState::Rebooting => {}
+    }
+    if device.updates() && update_allowed(device, state) {
+        f(Action::begin(Op::UpdateDevice, 0));
     }
     if policy.takeover_enabled(device, state) {
         f(Action::takeover());
@@ -929,8 +1063,8 @@ pub fn for_each_enabled<P: Allocator + ?Sized>(
 }
 
 /// Most actions enabled in one state: three per running VM, the configure
-/// step and the takeover event.
-pub const MAX_ENABLED: usize = 3 * MAX_VMS + 2;
+/// step, the update and the takeover event.
+pub const MAX_ENABLED: usize = 3 * MAX_VMS + 3;
 
 /// The actions [`for_each_enabled`] would give, in the same order, written
 /// to the front of `buf`; returns how many. Without a branch per VM (their
@@ -958,6 +1092,16 @@ pub(crate) fn enabled_into_of<P: Allocator + ?Sized>(
     vms: usize,
 ) -> usize {
     debug_assert_eq!(vms, device.vms());
+    if device.updates() | state.updating {
+        // Updates change every slot; this path is kept out of the loop
+        // below, which devices without updates run.
+        let mut n = 0;
+        for_each_enabled(policy, device, state, |a| {
+            buf[n] = a;
+            n += 1;
+        });
+        return n;
+    }
     let mut n = 0;
     for (i, vm) in state.vms[..vms].iter().enumerate() {
         let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
@@ -968,8 +1112,8 @@ pub(crate) fn enabled_into_of<P: Allocator + ?Sized>(
         }
         n += usize::from(info.enabled_len);
     }
-    buf[n] = KUBE_ACTIONS[usize::from(state.kube.index())];
-    n += usize::from(state.kube != KubeState::Configured);
+    buf[n] = KUBE_ACTIONS[usize::from(state.kube.index().min(2))];
+    n += usize::from(state.kube.index() < 2);
     buf[n] = Action::takeover();
     n += usize::from(policy.takeover_enabled(device, state));
     n
@@ -977,8 +1121,9 @@ pub(crate) fn enabled_into_of<P: Allocator + ?Sized>(
 
 /// How many kinds of action [`for_each_enabled_kind`] tells apart: three
 /// per VM state (a VM in one state has at most three requests), then
-/// Kubernetes' begin and end of configure, then `kube-takeover`.
-pub const ACTION_KINDS: usize = 3 * VmState::ALL.len() + 3;
+/// Kubernetes' begin and end of configure, `kube-takeover`, and the begin
+/// and end of `update-device`.
+pub const ACTION_KINDS: usize = 3 * VmState::ALL.len() + 5;
 
 /// The first kind that is not a VM's action.
 const KUBE_KINDS: usize = 3 * VmState::ALL.len();
@@ -1016,6 +1161,10 @@ pub fn for_each_enabled_kind<P: Allocator + ?Sized>(
     state: &State,
     mut f: impl FnMut(usize, u8),
 ) {
+    if state.updating {
+        f(KUBE_KINDS + 4, 0);
+        return;
+    }
     for (i, vm) in state.vms[..device.vms()].iter().enumerate() {
         let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
         let first = 3 * usize::from(info.index);
@@ -1023,8 +1172,11 @@ pub fn for_each_enabled_kind<P: Allocator + ?Sized>(
             f(first + j, i as u8);
         }
     }
-    if state.kube != KubeState::Configured {
+    if state.kube.index() < 2 {
         f(KUBE_KINDS + usize::from(state.kube.index()), 0);
+    }
+    if device.updates() && update_allowed(device, state) {
+        f(KUBE_KINDS + 3, 0);
     }
     if policy.takeover_enabled(device, state) {
         f(KUBE_KINDS + 2, 0);
@@ -1035,20 +1187,28 @@ pub fn for_each_enabled_kind<P: Allocator + ?Sized>(
 /// without the actions.
 #[inline]
 pub fn enabled_count<P: Allocator + ?Sized>(policy: &P, device: &Device, state: &State) -> usize {
+    if state.updating {
+        return 1;
+    }
     let vms: usize = state.vms[..device.vms()]
         .iter()
         .map(|vm| usize::from(LIFE_TABLES[usize::from(vm.life.repr_byte())].enabled_len))
         .sum();
-    vms + usize::from(state.kube != KubeState::Configured)
+    vms + usize::from(state.kube.index() < 2)
+        + usize::from(device.updates() && update_allowed(device, state))
         + usize::from(policy.takeover_enabled(device, state))
 }
 
-/// Kubernetes' request in each of its states, by [`KubeState::index`]
-/// (`configured` has none; its entry is never counted).
-const KUBE_ACTIONS: [Action; 3] = [
+/// The actions that are not a VM's, by kind from [`KUBE_KINDS`]:
+/// Kubernetes' request in its first two states (by [`KubeState::index`];
+/// a `configured` Kubernetes has none, and its entry, the event, is never
+/// counted as its request), the event, and the update's two steps.
+const KUBE_ACTIONS: [Action; 5] = [
     Action::begin(Op::ConfigureKube, 0),
     Action::end(Op::ConfigureKube, 0),
     Action::takeover(),
+    Action::begin(Op::UpdateDevice, 0),
+    Action::end(Op::UpdateDevice, 0),
 ];
 
 /// The actions enabled in `state`, collected (see [`for_each_enabled`]).

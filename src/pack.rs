@@ -31,6 +31,9 @@ pub struct Packer {
     /// Bits of [`State::memo`] the key keeps, and their mask.
     memo_bits: u32,
     memo_mask: u32,
+    /// 1 when the device has updates ([`Device::updates`]): the key keeps
+    /// whether one is in flight.
+    update_bits: u32,
     /// [`VmState::index`] by the state's byte, without branches (see
     /// [`life_byte`]).
     life_index: [u8; 256],
@@ -84,7 +87,8 @@ impl Packer {
                 t
             },
             g,
-            bits: 2 * g + memo_bits + 2 + v * (4 + g),
+            bits: 2 * g + memo_bits + u32::from(device.updates()) + 2 + v * (4 + g),
+            update_bits: u32::from(device.updates()),
             memo_bits,
             memo_mask: if memo_bits >= 32 {
                 u32::MAX
@@ -108,6 +112,13 @@ impl Packer {
                 masks
             },
         }
+    }
+
+    /// Whether `state` has a part the key does not keep: memo bits above
+    /// the allocator's, or an update in flight on a device without updates.
+    #[inline(always)]
+    fn unkept(&self, state: &State) -> bool {
+        (state.memo & !self.memo_mask != 0) | (state.updating & (self.update_bits == 0))
     }
 
     /// Bits a packed state of this device takes.
@@ -151,6 +162,7 @@ impl Packer {
         let mut key = u64::from(state.free);
         key = (key << g) | u64::from(state.kube_held);
         key = (key << self.memo_bits) | u64::from(state.memo & self.memo_mask);
+        key = (key << self.update_bits) | u64::from(state.updating);
         (key << 2) | u64::from(state.kube.index())
     }
 
@@ -190,7 +202,7 @@ impl Packer {
         let shift = 4 + self.g;
         let mut key = self.head(next);
         let mut stray = next.free | next.kube_held;
-        let mut resized = u8::from(next.memo & !self.memo_mask != 0);
+        let mut resized = u8::from(self.unkept(next));
         for (vm, t) in next.vms[..self.device.vms()].iter().zip(&self.template.vms) {
             stray |= vm.held;
             resized |= vm.size ^ t.size;
@@ -251,7 +263,7 @@ impl Packer {
         let mut stray = next.free | next.kube_held;
         let mut key =
             (parent_key & ((1u64 << self.body_bits) - 1)) | (self.head(next) << self.body_bits);
-        let mut resized = u8::from(next.memo & !self.memo_mask != 0);
+        let mut resized = u8::from(self.unkept(next));
         if let Some(changed) = vm.filter(|&v| v < self.device.vms()) {
             let v = &next.vms[changed];
             stray |= v.held;
@@ -275,7 +287,7 @@ impl Packer {
         let n = self.device.vms();
         let all = self.device.all();
         let mut stray = (next.free | next.kube_held) & !all;
-        let mut resized = next.memo & !self.memo_mask != 0;
+        let mut resized = self.unkept(next);
         let mut codes = [0u64; MAX_VMS];
         for (vm, c) in codes[..n].iter_mut().enumerate() {
             *c = if next.vms[vm] == base.vms[vm] {
@@ -397,6 +409,8 @@ impl Packer {
         }
         state.kube = KubeState::ALL[(key & 3) as usize];
         key >>= 2;
+        state.updating = key & u64::from(self.update_bits) != 0;
+        key >>= self.update_bits;
         state.memo = (key & u64::from(self.memo_mask)) as u32;
         key >>= self.memo_bits;
         state.kube_held = (key & gmask) as u8;

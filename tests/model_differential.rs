@@ -418,6 +418,7 @@ fn life_of(v: VmState) -> Life {
         VmState::Starting => Life::Starting,
         VmState::Removing => Life::Removing,
         VmState::Failed => Life::Failed,
+        VmState::Rebooting => unreachable!("the reference is version 1: no update step is drawn"),
     }
 }
 
@@ -426,6 +427,7 @@ fn kube_of(k: KubeState) -> Kube {
         KubeState::Unconfigured => Kube::Unconfigured,
         KubeState::Configuring => Kube::Configuring,
         KubeState::Configured => Kube::Configured,
+        KubeState::Rebooting => unreachable!("the reference is version 1: no update step is drawn"),
     }
 }
 

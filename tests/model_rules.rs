@@ -375,8 +375,11 @@ fn snapshot_uses_the_copy_taken_at_begin() {
 
 #[test]
 fn enabled_actions_are_exactly_the_non_rejected_ones() {
-    for policy in Builtin::ALL {
-        let d = dev(2, &[1, 2]);
+    for (policy, updates) in Builtin::ALL
+        .into_iter()
+        .flat_map(|p| [(p, false), (p, true)])
+    {
+        let d = dev(2, &[1, 2]).with_updates(updates);
         // Walk a fixed interleaving and compare `enabled` with a brute-force
         // scan of every action.
         let mut s = d.initial();
@@ -388,10 +391,19 @@ fn enabled_actions_are_exactly_the_non_rejected_ones() {
             b(Op::StopVm, 0),
             e(Op::StopVm, 0),
             b(Op::CreateVm, 1),
+            b(Op::UpdateDevice, 0),
+            e(Op::UpdateDevice, 0),
+            b(Op::StartVm, 0),
         ];
         for a in script {
             let mut brute = Vec::new();
-            for op in Op::ALL {
+            // Without updates on the device, `update-device` is a step a
+            // scenario may take but not an action the explorers offer (once
+            // begun, its end is).
+            for op in Op::ALL
+                .into_iter()
+                .filter(|&op| updates || s.updating || op != Op::UpdateDevice)
+            {
                 for vm in 0..2u8 {
                     for (phase, option) in [
                         (model::Phase::Begin, StepOption::None),
@@ -482,11 +494,16 @@ fn invariant_holds_match_state() {
         s.free = 0b11 & !held;
         s
     };
+    // Version 2: `stopping` keeps its GPUs until the stop's end step and
+    // `rebooting` is like `running`.
     for life in [
         VmState::Creating,
         VmState::Starting,
         VmState::Running,
         VmState::StoppedProvisioned,
+        VmState::Stopping { provisioned: false },
+        VmState::Stopping { provisioned: true },
+        VmState::Rebooting,
     ] {
         assert!(
             invariant::check(&d, &base, &with(life, 0b01)).is_empty(),
@@ -511,14 +528,19 @@ fn invariant_holds_match_state() {
             "{life:?}"
         );
     }
-    for life in [
-        VmState::Stopping { provisioned: false },
-        VmState::Stopping { provisioned: true },
-        VmState::Removing,
-    ] {
-        assert!(invariant::check(&d, &base, &with(life, 0)).is_empty());
-        assert!(invariant::check(&d, &base, &with(life, 0b01)).is_empty());
-    }
+    // A removing VM holds what it held when the remove began: its size,
+    // or nothing; not part of it.
+    let removing = |held| {
+        let mut s = with(VmState::Removing, held);
+        s.vms[0].size = 2;
+        s
+    };
+    assert!(invariant::check(&d, &base, &removing(0)).is_empty());
+    assert!(invariant::check(&d, &base, &removing(0b11)).is_empty());
+    assert_eq!(
+        invariant::check(&d, &base, &removing(0b01)),
+        [Invariant::HoldsMatchState].into_iter().collect()
+    );
     for kube in [KubeState::Unconfigured, KubeState::Configuring] {
         let mut s = base;
         s.kube = kube;

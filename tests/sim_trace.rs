@@ -169,7 +169,7 @@ fn openb_preset_on_the_real_trace() {
     let c = sim::simulate(&Builtin::Fixed, &config, 5).unwrap();
     assert_eq!(c.arrivals, small.kept());
     assert_eq!(c.requests_of(Op::CreateVm) + c.no_slot, c.arrivals);
-    assert_eq!(c.violations, [0; 4]);
+    assert_eq!(c.violations, [0; 5]);
     assert_eq!(c.request(Op::RemoveVm, Outcome::Rejected), 0);
 }
 

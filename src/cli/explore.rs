@@ -147,7 +147,7 @@ fn explore<A: Allocator + ?Sized>(args: &Args, policy: &A) -> anyhow::Result<Exi
     let rows = CsvRows::new(policy.name(), &device);
     let mut write_error: Option<std::io::Error> = None;
     let (mut failing, mut total_steps) = (0u64, 0u64);
-    let mut first_by_invariant = [0u64; 4];
+    let mut first_by_invariant = [0u64; Invariant::COUNT];
     let mut header = csv::Writer::from_writer(Vec::new());
     header
         .write_record(CSV_HEADER)

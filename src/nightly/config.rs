@@ -633,7 +633,7 @@ mod tests {
             ),
             (
                 "[[allocator]]\nname = \"fixed\"\ncatch = [\"no-steal\"]\n".into(),
-                "n.toml:3:10: unknown invariant `no-steal`; known: no-double-claim, conservation, holds-match-state, no-steal-after-dealloc",
+                "n.toml:3:10: unknown invariant `no-steal`; known: no-double-claim, conservation, holds-match-state, no-steal-after-dealloc, update-restarts-vms",
             ),
             (
                 "[[allocator]]\nname = \"fixed\"\n".into(),

@@ -82,7 +82,8 @@ impl Durations {
             Op::StartVm => &self.start,
             Op::StopVm => &self.stop,
             Op::RemoveVm => &self.remove,
-            Op::ConfigureKube | Op::KubeTakeover => &self.configure,
+            // The simulator requests no update yet (MODEL.md version 2).
+            Op::ConfigureKube | Op::KubeTakeover | Op::UpdateDevice => &self.configure,
         }
     }
 }
@@ -195,7 +196,7 @@ pub struct Counters {
     pub gpu_hours_kube: f64,
     pub gpu_hours_idle: f64,
     /// Steps on which each invariant fired ([`Invariant::ALL`] order).
-    pub violations: [u64; 4],
+    pub violations: [u64; Invariant::COUNT],
 }
 
 /// The requests, in the order of [`Counters::requests`].
@@ -213,7 +214,7 @@ fn op_index(op: Op) -> usize {
         Op::StartVm => 1,
         Op::StopVm => 2,
         Op::RemoveVm => 3,
-        Op::ConfigureKube | Op::KubeTakeover => 4,
+        Op::ConfigureKube | Op::KubeTakeover | Op::UpdateDevice => 4,
     }
 }
 
