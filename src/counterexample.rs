@@ -57,6 +57,9 @@ pub fn scenario_from_actions<P: Allocator + ?Sized>(
     scenario.expect = Some(Expect {
         outcomes: Some(outcomes),
         kube: Some(srun.state.kube),
+        // Said only mid-update, so that files without updates stay as
+        // version 1 wrote them.
+        updating: srun.state.updating.then_some(true),
         kube_gpus: Some(srun.state.kube_held.count_ones() as u8),
         gpus: Some(
             (0..sdevice.gpus())

@@ -87,7 +87,7 @@ pub use model::{
     Action, Device, GpuSet, KubeState, Op, Outcome, Phase, State, StepOption, Transition, Vm,
     VmNames, VmState, step,
 };
-pub use policy::{Allocator, Builtin, Fixed, Legacy, Policy, Registry, Snapshot};
+pub use policy::{Allocator, Builtin, Fixed, Legacy, Policy, Registry, Snapshot, UnmanagedUpdate};
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{StepSpec, run_actions};
 pub mod sim;

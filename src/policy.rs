@@ -403,6 +403,60 @@ impl Allocator for Snapshot {
     }
 }
 
+/// `unmanaged-update` (version 2): `fixed`, except in the update flow, as
+/// before release 2103 ("GPU VMs were not managed in the update flow"): at
+/// the update's begin step every VM that will reboot hands its GPUs back to
+/// `free`; at its end step Kubernetes, if it was configured, first takes
+/// every free GPU, then each rebooting VM, lowest slot first, claims its
+/// GPUs as a start would (it comes back `running` if it gets them,
+/// `stopped` if not). Kept so that the checkers prove they catch
+/// update-time steals: `holds-match-state`, `no-steal-after-dealloc` and
+/// `update-restarts-vms`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnmanagedUpdate;
+
+impl Allocator for UnmanagedUpdate {
+    fn name(&self) -> &str {
+        "unmanaged-update"
+    }
+    #[inline(always)]
+    fn apply(&self, device: &Device, state: &mut State, action: Action) -> Outcome {
+        match (action.phase, action.op) {
+            (Phase::Begin, Op::UpdateDevice) => {
+                for vm in 0..device.vms() {
+                    if matches!(
+                        state.vms[vm].life,
+                        VmState::Running | VmState::StoppedProvisioned
+                    ) {
+                        state.release_to_free(vm);
+                    }
+                }
+                Outcome::Ok
+            }
+            (Phase::End, Op::UpdateDevice) => {
+                if state.kube == KubeState::Rebooting {
+                    state.kube_takes_free();
+                }
+                for vm in 0..device.vms() {
+                    if state.vms[vm].life == VmState::Rebooting {
+                        let size = state.vms[vm].size;
+                        // A VM that gets nothing comes back stopped.
+                        state.claim_lowest(vm, size);
+                    }
+                }
+                Outcome::Ok
+            }
+            _ => table(state, action),
+        }
+    }
+    fn slot_local(&self) -> bool {
+        true
+    }
+    fn symmetric(&self) -> bool {
+        true
+    }
+}
+
 /// The built-in allocators as one `Copy` value, for engines that want
 /// static dispatch on an allocator chosen by name at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -410,10 +464,16 @@ pub enum Builtin {
     Fixed,
     Legacy,
     Snapshot,
+    UnmanagedUpdate,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 3] = [Builtin::Fixed, Builtin::Legacy, Builtin::Snapshot];
+    pub const ALL: [Builtin; 4] = [
+        Builtin::Fixed,
+        Builtin::Legacy,
+        Builtin::Snapshot,
+        Builtin::UnmanagedUpdate,
+    ];
     pub fn from_name(name: &str) -> Option<Builtin> {
         Builtin::ALL.into_iter().find(|p| p.name() == name)
     }
@@ -431,6 +491,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.name(),
             Builtin::Legacy => Legacy.name(),
             Builtin::Snapshot => Snapshot.name(),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.name(),
         }
     }
     #[inline(always)]
@@ -439,6 +500,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.apply(device, state, action),
             Builtin::Legacy => Legacy.apply(device, state, action),
             Builtin::Snapshot => Snapshot.apply(device, state, action),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.apply(device, state, action),
         }
     }
     #[inline]
@@ -447,6 +509,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.takeover_enabled(device, state),
             Builtin::Legacy => Legacy.takeover_enabled(device, state),
             Builtin::Snapshot => Snapshot.takeover_enabled(device, state),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.takeover_enabled(device, state),
         }
     }
     fn memo_bits(&self, device: &Device) -> u32 {
@@ -454,6 +517,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.memo_bits(device),
             Builtin::Legacy => Legacy.memo_bits(device),
             Builtin::Snapshot => Snapshot.memo_bits(device),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.memo_bits(device),
         }
     }
     fn slot_local(&self) -> bool {
@@ -461,6 +525,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.slot_local(),
             Builtin::Legacy => Legacy.slot_local(),
             Builtin::Snapshot => Snapshot.slot_local(),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.slot_local(),
         }
     }
     fn symmetric(&self) -> bool {
@@ -468,6 +533,7 @@ impl Allocator for Builtin {
             Builtin::Fixed => Fixed.symmetric(),
             Builtin::Legacy => Legacy.symmetric(),
             Builtin::Snapshot => Snapshot.symmetric(),
+            Builtin::UnmanagedUpdate => UnmanagedUpdate.symmetric(),
         }
     }
 }

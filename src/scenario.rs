@@ -24,6 +24,9 @@ pub const DEFAULT_POLICIES: [&str; 2] = ["fixed", "legacy"];
 pub struct Expect {
     pub outcomes: Option<Vec<Outcome>>,
     pub kube: Option<KubeState>,
+    /// `device = "idle" | "updating"` (version 2): whether an update is in
+    /// flight.
+    pub updating: Option<bool>,
     pub kube_gpus: Option<u8>,
     /// Owner of each GPU: `free`, `kube`, a VM name, or several joined by `+`.
     pub gpus: Option<Vec<String>>,
@@ -40,6 +43,7 @@ impl Expect {
         Expect {
             outcomes: over.outcomes.clone().or_else(|| self.outcomes.clone()),
             kube: over.kube.or(self.kube),
+            updating: over.updating.or(self.updating),
             kube_gpus: over.kube_gpus.or(self.kube_gpus),
             gpus: over.gpus.clone().or_else(|| self.gpus.clone()),
             vm,
@@ -183,7 +187,8 @@ impl Reader<'_> {
 }
 
 const TOP_KEYS: &str = "name, source, gpus, policies, steps, vms, expect";
-const EXPECT_KEYS: &str = "outcomes, kube, kube-gpus, gpus, vm, violations, or a policy name";
+const EXPECT_KEYS: &str =
+    "outcomes, kube, device, kube-gpus, gpus, vm, violations, or a policy name";
 
 /// Reads a scenario file from disk.
 /// The line and column (both from 1; the column in characters) of byte
@@ -416,7 +421,7 @@ pub fn parse(file: &Path, text: &str, registry: &Registry) -> Result<Scenario, S
                 if !read_expect_key(&r, &mut over, &mut over_spans, ok, ovalue)? {
                     return Err(r.error(
                         Some(okey.span()),
-                        format!("unknown key `{ok}` in [expect.{k}]; expected one of outcomes, kube, kube-gpus, gpus, vm, violations"),
+                        format!("unknown key `{ok}` in [expect.{k}]; expected one of outcomes, kube, device, kube-gpus, gpus, vm, violations"),
                     ));
                 }
             }
@@ -482,8 +487,21 @@ fn read_expect_key(
         "kube" => {
             let s = r.string(key, value)?;
             e.kube = Some(KubeState::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-                r.error(Some(value.span()), format!("unknown Kubernetes state `{s}`; expected unconfigured, configuring or configured"))
+                r.error(Some(value.span()), format!("unknown Kubernetes state `{s}`; expected unconfigured, configuring, configured or rebooting"))
             })?);
+        }
+        "device" => {
+            let s = r.string(key, value)?;
+            e.updating = Some(match s {
+                "idle" => false,
+                "updating" => true,
+                _ => {
+                    return Err(r.error(
+                        Some(value.span()),
+                        format!("unknown device state `{s}`; expected idle or updating"),
+                    ));
+                }
+            });
         }
         "kube-gpus" => {
             spans.kube_gpus = Some(value.span());
@@ -766,6 +784,11 @@ fn key(name: &str) -> String {
     }
 }
 
+/// The device's state as scenario files name it.
+fn device_name(updating: bool) -> &'static str {
+    if updating { "updating" } else { "idle" }
+}
+
 fn write_expect(out: &mut String, e: &Expect) {
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let list = |items: Vec<&str>| {
@@ -780,6 +803,9 @@ fn write_expect(out: &mut String, e: &Expect) {
     }
     if let Some(k) = e.kube {
         out.push_str(&format!("kube = {}\n", q(k.name())));
+    }
+    if let Some(u) = e.updating {
+        out.push_str(&format!("device = {}\n", q(device_name(u))));
     }
     if let Some(k) = e.kube_gpus {
         out.push_str(&format!("kube-gpus = {k}\n"));
@@ -906,6 +932,14 @@ fn compare(
             k.name().into(),
             state.kube.name().into(),
             k == state.kube,
+        );
+    }
+    if let Some(u) = e.updating {
+        check(
+            "device".into(),
+            device_name(u).into(),
+            device_name(state.updating).into(),
+            u == state.updating,
         );
     }
     if let Some(k) = e.kube_gpus {

@@ -526,7 +526,7 @@ fn bad_allocator_names_and_files_are_refused_clearly() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         text(&o.stderr),
-        "gpuclaim: error: --policy: unknown allocator `nope`; known: fixed, legacy, snapshot (allocators in other processes are named in an allocators file given with --allocators)\n"
+        "gpuclaim: error: --policy: unknown allocator `nope`; known: fixed, legacy, snapshot, unmanaged-update (allocators in other processes are named in an allocators file given with --allocators)\n"
     );
     let cases = [
         ("[[allocator]]\nname = \"x\"\n", "missing field `command`"),

@@ -207,7 +207,7 @@ fn an_unknown_allocator_is_refused_with_the_known_names() {
     assert_eq!(
         stderr(&o),
         format!(
-            "gpuclaim: error: {}:6:8: unknown allocator `py-buggy`; known: fixed, legacy, snapshot (allocators in other processes are named in an allocators file given with --allocators)\n",
+            "gpuclaim: error: {}:6:8: unknown allocator `py-buggy`; known: fixed, legacy, snapshot, unmanaged-update (allocators in other processes are named in an allocators file given with --allocators)\n",
             config.display()
         )
     );

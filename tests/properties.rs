@@ -234,15 +234,19 @@ fn expect(steps: usize, gpus: u8, owners: Vec<String>) -> impl Strategy<Value = 
             proptest::sample::select(Invariant::ALL.to_vec()),
             0..4,
         )),
+        proptest::option::of(any::<bool>()),
     )
-        .prop_map(|(outcomes, kube, kube_gpus, gpus, vm, violations)| Expect {
-            outcomes,
-            kube,
-            kube_gpus,
-            gpus,
-            vm,
-            violations,
-        })
+        .prop_map(
+            |(outcomes, kube, kube_gpus, gpus, vm, violations, updating)| Expect {
+                outcomes,
+                kube,
+                updating,
+                kube_gpus,
+                gpus,
+                vm,
+                violations,
+            },
+        )
 }
 
 fn scenario_strategy() -> impl Strategy<Value = Scenario> {

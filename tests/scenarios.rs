@@ -136,7 +136,7 @@ fn an_empty_policy_list_is_refused_at_the_list() {
     let msg = refused("name = \"x\"\ngpus = 1\npolicies = []\nsteps = [\"create-vm a\"]\n");
     assert_eq!(
         msg,
-        "scenarios/bad.toml:3:12: `policies` is empty; list at least one policy (fixed, legacy, snapshot), or leave the key out to run under fixed and legacy"
+        "scenarios/bad.toml:3:12: `policies` is empty; list at least one policy (fixed, legacy, snapshot, unmanaged-update), or leave the key out to run under fixed and legacy"
     );
 }
 

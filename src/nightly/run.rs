@@ -1153,7 +1153,7 @@ mod tests {
             vec![Device::new(1, &[1]).unwrap()],
         );
         let Ok(report) = run(&config, &Registry::builtin(), &options(), &mut ());
-        let failed = "fail: unknown allocator `nope`; known: fixed, legacy, snapshot (allocators in other processes are named in an allocators file given with --allocators)";
+        let failed = "fail: unknown allocator `nope`; known: fixed, legacy, snapshot, unmanaged-update (allocators in other processes are named in an allocators file given with --allocators)";
         assert_eq!(
             statuses(&report),
             own(&[
