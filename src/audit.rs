@@ -29,7 +29,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::invariant::{Invariant, InvariantSet};
-use crate::model::{self, Device, KubeState, MAX_VMS, Op, Outcome, Phase, State, VmNames};
+use crate::model::{self, Device, MAX_VMS, Op, Outcome, Phase, State, VmNames};
 use crate::policy::Allocator;
 use crate::trace::{StepKind, StepSpec, first_action, printable, valid_vm_name};
 
@@ -1323,23 +1323,20 @@ fn run_entry<A: Allocator + ?Sized>(
     };
     let t = model::step(allocator, device, before, action);
     let (mut state, mut outcome, mut violations) = (t.state, t.outcome, t.violations);
-    if step.kind == StepKind::Plain && action.phase == Phase::Begin && outcome == Outcome::Ok {
-        let in_flight = if step.op == Op::ConfigureKube {
-            state.kube == KubeState::Configuring
-        } else {
-            state.vms[usize::from(action.vm)].life.in_flight() == Some(step.op)
-        };
-        if in_flight {
-            let end = model::step(
-                allocator,
-                device,
-                &state,
-                model::Action::end(step.op, action.vm),
-            );
-            state = end.state;
-            outcome = end.outcome;
-            violations = violations.union(end.violations);
-        }
+    if step.kind == StepKind::Plain
+        && action.phase == Phase::Begin
+        && outcome == Outcome::Ok
+        && model::in_flight(&state, step.op, action.vm)
+    {
+        let end = model::step(
+            allocator,
+            device,
+            &state,
+            model::Action::end(step.op, action.vm),
+        );
+        state = end.state;
+        outcome = end.outcome;
+        violations = violations.union(end.violations);
     }
     (state, outcome, violations)
 }

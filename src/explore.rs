@@ -38,27 +38,57 @@ use crate::seed::{self, Rng};
 use crate::shrink;
 use crate::trace::{self, Run};
 
-/// A set of operation kinds ([`Op`]), as a bitmask over [`Op::ALL`].
+/// A set of operation kinds ([`Op`]), as a bitmask over [`Op::ALL`];
+/// the top bit says that `update-device` is among the kinds the walk could
+/// have had (a device with updates), so that `all` means every kind there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kinds(u8);
 
-impl Kinds {
-    /// Every kind: a plain (non-swarm) walk.
-    pub const ALL: Kinds = Kinds((1 << Op::ALL.len()) - 1);
+/// The bits of version 1's six kinds.
+const V1_KINDS: u8 = (1 << Op::UpdateDevice as u8) - 1;
+/// The top bit: `update-device` was possible.
+const WITH_UPDATES: u8 = 0x80;
 
+impl Kinds {
+    /// Every kind of version 1: a plain (non-swarm) walk on a device
+    /// without updates.
+    pub const ALL: Kinds = Kinds(V1_KINDS);
+    /// Every kind, `update-device` included: a plain walk on a device with
+    /// updates.
+    pub const ALL_WITH_UPDATES: Kinds =
+        Kinds(WITH_UPDATES | V1_KINDS | 1 << Op::UpdateDevice as u8);
+
+    /// Every kind a walk on `device` can take.
+    pub fn all_for(device: &Device) -> Kinds {
+        if device.updates() {
+            Kinds::ALL_WITH_UPDATES
+        } else {
+            Kinds::ALL
+        }
+    }
     pub fn contains(self, op: Op) -> bool {
         self.0 & (1 << op as u8) != 0
     }
     pub fn from_ops(ops: &[Op]) -> Kinds {
-        Kinds(ops.iter().fold(0, |m, op| m | (1 << *op as u8)))
+        let bits = ops.iter().fold(0, |m, op| m | (1 << *op as u8));
+        Kinds(if bits & (1 << Op::UpdateDevice as u8) != 0 {
+            bits | WITH_UPDATES
+        } else {
+            bits
+        })
     }
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.0 & !WITH_UPDATES == 0
     }
-    /// Draws a nonempty subset, each kind in with probability 1/2.
-    pub fn draw(rng: &mut Rng) -> Kinds {
+    /// Draws a nonempty subset, each kind in with probability 1/2 (the
+    /// same draws as version 1 on a device without updates).
+    pub fn draw(rng: &mut Rng, device: &Device) -> Kinds {
         loop {
-            let k = Kinds((rng.next_u64() >> 58) as u8 & Kinds::ALL.0);
+            let k = if device.updates() {
+                Kinds(WITH_UPDATES | ((rng.next_u64() >> 57) as u8 & !WITH_UPDATES))
+            } else {
+                Kinds((rng.next_u64() >> 58) as u8 & V1_KINDS)
+            };
             if !k.is_empty() {
                 return k;
             }
@@ -69,7 +99,7 @@ impl Kinds {
 impl fmt::Display for Kinds {
     /// `all`, or the operation names joined by `+`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if *self == Kinds::ALL {
+        if *self == Kinds::ALL || *self == Kinds::ALL_WITH_UPDATES {
             return f.write_str("all");
         }
         let names: Vec<&str> = Op::ALL
@@ -196,9 +226,9 @@ impl<'a, P: Allocator + ?Sized> Walker<'a, P> {
         let policy = self.policy;
         let mut rng = seed::rng(seed);
         let kinds = if self.config.swarm {
-            Kinds::draw(&mut rng)
+            Kinds::draw(&mut rng, device)
         } else {
-            Kinds::ALL
+            Kinds::all_for(device)
         };
         let mut state: State = device.initial();
         self.seen.clear();
@@ -214,7 +244,7 @@ impl<'a, P: Allocator + ?Sized> Walker<'a, P> {
         let mut buf = [Action::takeover(); MAX_ENABLED];
         for i in 0..self.config.steps {
             let mut n = 0;
-            if kinds == Kinds::ALL {
+            if kinds == Kinds::ALL || kinds == Kinds::ALL_WITH_UPDATES {
                 n = model::enabled_into_of(policy, device, &state, &mut buf, vms);
             } else {
                 model::for_each_enabled(policy, device, &state, |a| {

@@ -972,6 +972,18 @@ pub fn apply_in_place<P: Allocator + ?Sized>(
     }
 }
 
+/// Whether `op`'s request is in flight in `state` (for slot `vm` when it
+/// names a VM): what decides whether a plain step's begin is followed by
+/// its end step.
+#[inline]
+pub fn in_flight(state: &State, op: Op, vm: u8) -> bool {
+    match op {
+        Op::ConfigureKube => state.kube == KubeState::Configuring,
+        Op::UpdateDevice => state.updating,
+        _ => op.takes_vm() && state.vms[usize::from(vm)].life.in_flight() == Some(op),
+    }
+}
+
 /// Whether `update-device` may begin: no update in flight, no VM with an
 /// operation in flight, Kubernetes not configuring.
 #[inline]

@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::invariant::{InvariantSet, Violation};
-use crate::model::{
-    self, Action, Device, KubeState, Op, Outcome, Phase, State, StepOption, VmNames,
-};
+use crate::model::{self, Action, Device, Op, Outcome, Phase, State, StepOption, VmNames};
 use crate::policy::Allocator;
 
 /// Plain (begin then end), begin only, or end only.
@@ -318,16 +316,12 @@ pub fn run_steps<P: Allocator + ?Sized>(
             continue;
         };
         let mut outcome = rec.apply(action);
-        if spec.kind == StepKind::Plain && action.phase == Phase::Begin && outcome == Outcome::Ok {
-            let state = rec.state();
-            let in_flight = if spec.op == Op::ConfigureKube {
-                state.kube == KubeState::Configuring
-            } else {
-                state.vms[usize::from(action.vm)].life.in_flight() == Some(spec.op)
-            };
-            if in_flight {
-                outcome = rec.apply(Action::end(spec.op, action.vm));
-            }
+        if spec.kind == StepKind::Plain
+            && action.phase == Phase::Begin
+            && outcome == Outcome::Ok
+            && crate::model::in_flight(rec.state(), spec.op, action.vm)
+        {
+            outcome = rec.apply(Action::end(spec.op, action.vm));
         }
         outcomes.push(outcome);
     }

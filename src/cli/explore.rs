@@ -32,12 +32,19 @@ pub struct DeviceArgs {
     /// configure), or one named in the --allocators file.
     #[arg(long, value_name = "P")]
     pub policy: String,
+    /// Offer `update-device` as an action (MODEL.md version 2: every
+    /// running and provisioned-stopped VM and a configured Kubernetes
+    /// reboot; everything else waits for its end). Off: exactly the states
+    /// of version 1.
+    #[arg(long)]
+    pub updates: bool,
 }
 
 impl DeviceArgs {
     pub fn device(&self) -> anyhow::Result<Device> {
-        Device::uniform(self.gpus, usize::from(self.vms), self.size)
-            .with_context(|| format!("--size {}", self.size))
+        Ok(Device::uniform(self.gpus, usize::from(self.vms), self.size)
+            .with_context(|| format!("--size {}", self.size))?
+            .with_updates(self.updates))
     }
     /// The allocator --policy names.
     pub fn policy(&self, registry: &Registry) -> anyhow::Result<super::Chosen> {
@@ -46,8 +53,12 @@ impl DeviceArgs {
     /// The flags again, for `source` lines and messages.
     pub fn flags(&self) -> String {
         format!(
-            "--gpus {} --vms {} --size {} --policy {}",
-            self.gpus, self.vms, self.size, self.policy
+            "--gpus {} --vms {} --size {} --policy {}{}",
+            self.gpus,
+            self.vms,
+            self.size,
+            self.policy,
+            if self.updates { " --updates" } else { "" }
         )
     }
 }

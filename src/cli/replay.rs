@@ -56,6 +56,9 @@ pub struct Args {
     /// The campaign used --swarm.
     #[arg(long, conflicts_with = "file")]
     pub swarm: bool,
+    /// The campaign used --updates.
+    #[arg(long, conflicts_with = "file")]
+    pub updates: bool,
 }
 
 pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
@@ -69,6 +72,7 @@ pub fn main(args: Args, registry: &Registry) -> anyhow::Result<ExitCode> {
         vms: args.vms.expect("clap requires --vms"),
         size: args.size,
         policy: args.policy.clone().expect("clap requires --policy"),
+        updates: args.updates,
     };
     // Streamed: a walk of 1e8 steps is gigabytes of text.
     let stdout = std::io::stdout();
