@@ -75,6 +75,30 @@ pub fn names(invs: &[Invariant]) -> String {
 pub struct UnderTest {
     pub name: String,
     pub expect: Expectation,
+    /// `with-updates = true`: what it must catch shows only in a device
+    /// update (as `unmanaged-update`'s), so the catch list is judged on
+    /// devices with `updates = true`, and on the others it must be clean.
+    pub catch_with_updates: bool,
+}
+
+impl UnderTest {
+    /// `clean`, `catch [a, b]`, or `catch [a, b] with updates`.
+    pub fn describe(&self) -> String {
+        if self.catch_with_updates {
+            format!("{} with updates", self.expect.describe())
+        } else {
+            self.expect.describe()
+        }
+    }
+
+    /// The invariants it must violate on `device`.
+    pub fn want(&self, device: &Device) -> Vec<Invariant> {
+        if self.catch_with_updates && !device.updates() {
+            Vec::new()
+        } else {
+            self.expect.on(device)
+        }
+    }
 }
 
 /// The random campaigns: per allocator and device, seeded walks in blocks
@@ -125,6 +149,10 @@ impl Default for NightlyConfig {
     fn default() -> Self {
         let device = |gpus: u8, sizes: &[u8]| Device::new(gpus, sizes).expect("a valid device");
         let mixed = [device(2, &[2]), device(2, &[2, 1, 1])];
+        let updating = [
+            device(2, &[1, 1, 1]).with_updates(true),
+            device(2, &[2, 1]).with_updates(true),
+        ];
         let mut check = Vec::new();
         for gpus in 1..=2u8 {
             for vms in 0..=3usize {
@@ -132,8 +160,10 @@ impl Default for NightlyConfig {
             }
         }
         check.extend(mixed);
+        check.extend(updating);
         let mut explore = vec![device(1, &[1, 1, 1]), device(2, &[1, 1, 1])];
         explore.extend(mixed);
+        explore.push(updating[0]);
         NightlyConfig {
             seed: DEFAULT_SEED,
             allocators: [
@@ -146,11 +176,20 @@ impl Default for NightlyConfig {
                     Builtin::Snapshot,
                     Expectation::Catch(vec![Invariant::NoDoubleClaim]),
                 ),
+                (
+                    Builtin::UnmanagedUpdate,
+                    Expectation::Catch(vec![
+                        Invariant::HoldsMatchState,
+                        Invariant::NoStealAfterDealloc,
+                        Invariant::UpdateRestartsVms,
+                    ]),
+                ),
             ]
             .into_iter()
             .map(|(b, expect)| UnderTest {
                 name: b.to_string(),
                 expect,
+                catch_with_updates: b == Builtin::UnmanagedUpdate,
             })
             .collect(),
             scenarios: Some("scenarios".into()),
@@ -202,6 +241,8 @@ struct RawAllocator {
     name: Spanned<String>,
     clean: Option<Spanned<bool>>,
     catch: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(rename = "with-updates", default)]
+    with_updates: bool,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +277,9 @@ struct RawExplore {
 struct RawDevice {
     gpus: Spanned<Whole>,
     sizes: Spanned<Vec<Spanned<Whole>>>,
+    /// Whether `update-device` is an action there (MODEL.md version 2).
+    #[serde(default)]
+    updates: bool,
 }
 
 /// Errors at a place in one file's text.
@@ -293,8 +337,9 @@ impl Reader<'_> {
                     )
                 })?);
             }
-            let device =
-                Device::new(gpus, &sizes).map_err(|e| self.err(Some(d.span()), e.to_string()))?;
+            let device = Device::new(gpus, &sizes)
+                .map_err(|e| self.err(Some(d.span()), e.to_string()))?
+                .with_updates(raw.updates);
             if let Some(j) = devices.iter().position(|x| *x == device) {
                 return Err(self.err(
                     Some(d.span()),
@@ -448,6 +493,7 @@ impl NightlyConfig {
             allocators.push(UnderTest {
                 name: name.clone(),
                 expect,
+                catch_with_updates: a.with_updates,
             });
         }
 
@@ -557,11 +603,21 @@ mod tests {
     fn the_default_runs_what_it_says() {
         let c = NightlyConfig::default();
         let check = c.check.unwrap();
-        assert_eq!(check.len(), 10);
+        assert_eq!(check.len(), 12);
         assert_eq!(check[8].sizes(), &[2]);
         assert_eq!(check[9].sizes(), &[2, 1, 1]);
+        assert!(!check[9].updates());
+        assert_eq!(
+            (check[10].sizes(), check[10].updates()),
+            (&[1, 1, 1][..], true)
+        );
+        assert_eq!(
+            (check[11].sizes(), check[11].updates()),
+            (&[2, 1][..], true)
+        );
         let explore = c.explore.unwrap();
-        assert_eq!(explore.devices.len(), 4);
+        assert_eq!(explore.devices.len(), 5);
+        assert!(explore.devices[4].updates());
         assert_eq!(
             (explore.budget, explore.steps, explore.block),
             (30.0, 50, 5_000)
@@ -569,14 +625,15 @@ mod tests {
         let names: Vec<String> = c
             .allocators
             .iter()
-            .map(|a| format!("{} {}", a.name, a.expect.describe()))
+            .map(|a| format!("{} {}", a.name, a.describe()))
             .collect();
         assert_eq!(
             names,
             [
                 "fixed clean",
                 "legacy catch [no-steal-after-dealloc]",
-                "snapshot catch [no-double-claim]"
+                "snapshot catch [no-double-claim]",
+                "unmanaged-update catch [holds-match-state, no-steal-after-dealloc, update-restarts-vms] with updates"
             ]
         );
     }
@@ -596,6 +653,7 @@ mod tests {
                 allocators: vec![UnderTest {
                     name: "legacy".into(),
                     expect: Expectation::Catch(vec![Invariant::NoStealAfterDealloc]),
+                    catch_with_updates: false,
                 }],
                 scenarios: None,
                 check: Some(vec![Device::new(2, &[2, 1, 1]).unwrap()]),
@@ -678,7 +736,7 @@ mod tests {
             ),
             (
                 format!("{alloc}[check]\ndevices = [{{ gpus = 1, size = [1] }}]\n"),
-                "n.toml:5:24: unknown field `size`, expected `gpus` or `sizes` (a nightly file has seed, [[allocator]] entries and the tables [scenarios], [check], [explore], [fuzz], [sweep]; see nightly.toml)",
+                "n.toml:5:24: unknown field `size`, expected one of `gpus`, `sizes`, `updates` (a nightly file has seed, [[allocator]] entries and the tables [scenarios], [check], [explore], [fuzz], [sweep]; see nightly.toml)",
             ),
             (
                 "[check]\ndevices = [{ gpus = 1, sizes = [1] }]\n".into(),

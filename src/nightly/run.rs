@@ -86,7 +86,7 @@ pub struct Options {
 /// let options = Options { sweep_out: "unused".into(), notes: vec![] };
 /// let Ok(report) = run(&config, &Registry::builtin(), &options, &mut ());
 /// assert!(report.clean());
-/// assert_eq!(report.totals(), (3, 0, 0));
+/// assert_eq!(report.totals(), (4, 0, 0));
 /// ```
 pub fn run<O: Observer>(
     config: &NightlyConfig,
@@ -105,7 +105,7 @@ pub fn run<O: Observer>(
         let under: Vec<String> = config
             .allocators
             .iter()
-            .map(|a| format!("{} ({})", a.name, a.expect.describe()))
+            .map(|a| format!("{} ({})", a.name, a.describe()))
             .collect();
         notes.push(format!("allocators under test: {}", under.join(", ")));
     }
@@ -144,12 +144,13 @@ pub fn run<O: Observer>(
 /// with the sizes, `G=2 V=3 sizes=[2,1,1]`.
 pub fn device_name(device: &Device) -> String {
     let sizes = device.sizes();
+    let updates = if device.updates() { " updates" } else { "" };
     if sizes.iter().all(|&s| s == 1) {
-        format!("G={} V={}", device.gpus(), sizes.len())
+        format!("G={} V={}{updates}", device.gpus(), sizes.len())
     } else {
         let list: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
         format!(
-            "G={} V={} sizes=[{}]",
+            "G={} V={} sizes=[{}]{updates}",
             device.gpus(),
             sizes.len(),
             list.join(",")
@@ -315,7 +316,7 @@ impl<O: Observer> Runner<'_, O> {
                     suite.cases.push(not_run("check", &name));
                     continue;
                 }
-                let want = under.expect.on(device);
+                let want = under.want(device);
                 let case = match &resolved {
                     Err(e) => failed_case("check", &name, e.clone(), String::new()),
                     Ok(r) => guarded("check", &name, || {
@@ -350,7 +351,7 @@ impl<O: Observer> Runner<'_, O> {
                     suite.cases.push(not_run("explore", &name));
                     continue;
                 }
-                let want = under.expect.on(device);
+                let want = under.want(device);
                 let case = match &resolved {
                     Err(e) => failed_case("explore", &name, e.clone(), String::new()),
                     Ok(r) => {
@@ -685,9 +686,10 @@ fn check_command(policy: &str, device: &Device) -> String {
                 _ => String::new(),
             };
             format!(
-                "gpuclaim check --gpus {} --vms {}{size} --policy {policy}",
+                "gpuclaim check --gpus {} --vms {}{size} --policy {policy}{}",
                 device.gpus(),
-                sizes.len()
+                sizes.len(),
+                if device.updates() { " --updates" } else { "" }
             )
         }
     }
@@ -782,6 +784,9 @@ impl CampaignCase<'_> {
         let mut blocks = 0u64;
         let mut found: Vec<explore::Counterexample> = Vec::new();
         let mut failing = 0u64;
+        // Every invariant any run violated (a run is shrunk against its
+        // first only, and some invariants never fire first).
+        let mut fired = crate::invariant::InvariantSet::EMPTY;
         // At least one block, then more while the share lasts.
         while blocks == 0 || (start.elapsed().as_secs_f64() < self.share && !stop()) {
             let report = Campaign::new(policy, device)
@@ -791,6 +796,9 @@ impl CampaignCase<'_> {
                 .swarm(blocks % 2 == 1)
                 .run();
             failing += report.failing_runs();
+            for r in &report.runs {
+                fired = fired.union(r.summary.fired);
+            }
             for c in report.counterexamples {
                 match found
                     .iter_mut()
@@ -802,9 +810,7 @@ impl CampaignCase<'_> {
             }
             blocks += 1;
         }
-        let mut invs: Vec<Invariant> = found.iter().map(|c| c.invariant).collect();
-        invs.sort();
-        invs.dedup();
+        let invs: Vec<Invariant> = fired.iter().collect();
         // The shortest counterexample must be as short as the checker's.
         let shortest = found.iter().min_by_key(|c| (c.actions.len(), c.first_run));
         let checker_len = self
@@ -1025,12 +1031,16 @@ mod tests {
                 ("check", "legacy G=1 V=0", "pass"),
                 ("check", "snapshot G=2 V=1 sizes=[2]", "pass"),
                 ("check", "snapshot G=1 V=0", "pass"),
+                ("check", "unmanaged-update G=2 V=1 sizes=[2]", "pass"),
+                ("check", "unmanaged-update G=1 V=0", "pass"),
                 ("explore", "fixed G=2 V=1 sizes=[2]", "pass"),
                 ("explore", "fixed G=1 V=0", "pass"),
                 ("explore", "legacy G=2 V=1 sizes=[2]", "pass"),
                 ("explore", "legacy G=1 V=0", "pass"),
                 ("explore", "snapshot G=2 V=1 sizes=[2]", "pass"),
                 ("explore", "snapshot G=1 V=0", "pass"),
+                ("explore", "unmanaged-update G=2 V=1 sizes=[2]", "pass"),
+                ("explore", "unmanaged-update G=1 V=0", "pass"),
             ])
         );
         assert_eq!(
@@ -1038,7 +1048,7 @@ mod tests {
             [
                 format!("gpuclaim {}", env!("CARGO_PKG_VERSION")),
                 "budget 0 s for random campaigns, master seed 1".into(),
-                "allocators under test: fixed (clean), legacy (catch [no-steal-after-dealloc]), snapshot (catch [no-double-claim])".into(),
+                "allocators under test: fixed (clean), legacy (catch [no-steal-after-dealloc]), snapshot (catch [no-double-claim]), unmanaged-update (catch [holds-match-state, no-steal-after-dealloc, update-restarts-vms] with updates)".into(),
                 "extra".into(),
             ]
         );
@@ -1065,6 +1075,7 @@ mod tests {
             vec![UnderTest {
                 name: "legacy".into(),
                 expect: Expectation::Clean,
+                catch_with_updates: false,
             }],
             vec![Device::new(1, &[1]).unwrap()],
         );
@@ -1114,10 +1125,12 @@ mod tests {
                 UnderTest {
                     name: "dies-at-stop".into(),
                     expect: Expectation::Clean,
+                    catch_with_updates: false,
                 },
                 UnderTest {
                     name: "fixed".into(),
                     expect: Expectation::Clean,
+                    catch_with_updates: false,
                 },
             ],
             vec![Device::new(1, &[1]).unwrap()],
@@ -1149,6 +1162,7 @@ mod tests {
             vec![UnderTest {
                 name: "nope".into(),
                 expect: Expectation::Clean,
+                catch_with_updates: false,
             }],
             vec![Device::new(1, &[1]).unwrap()],
         );
@@ -1214,6 +1228,7 @@ mod tests {
                 ("check", "fixed G=1 V=1", "pass"),
                 ("check", "legacy G=1 V=1", not_run),
                 ("check", "snapshot G=1 V=1", not_run),
+                ("check", "unmanaged-update G=1 V=1", not_run),
             ])
         );
     }
