@@ -315,7 +315,11 @@ pub fn check_folder(dir: &Path) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let probe = at.join(format!(".gpuclaim-probe-{}", std::process::id()));
+    // Unique to the call: threads of one process may check the same folder
+    // at once, and one's removal must not take the other's probe.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = at.join(format!(".gpuclaim-probe-{}-{n}", std::process::id()));
     std::fs::File::create(&probe)
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| {
