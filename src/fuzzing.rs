@@ -2,7 +2,12 @@
 //! `fuzz/fuzz_targets/` is one line calling [`Target::run_or_panic`]; the
 //! same [`Target::check`] replays the committed corpus and regressions from
 //! `cargo test` on stable, and `gpuclaim from-fuzz` decodes an input with
-//! the same [`decode_interleaving`] before shrinking it.
+//! the same decoder as its target ([`Target::format`]) before shrinking it.
+//!
+//! Two interleaving formats: version 1 ([`decode_interleaving`]), which the
+//! first three targets and their committed inputs read and which never
+//! changes, and version 2 ([`decode_interleaving_v2`]), which adds the
+//! device update for the targets that came with it.
 //!
 //! Decoding uses [`arbitrary::Unstructured`] directly, with no derives on the
 //! core types: the model's types stay free of fuzzing concerns, the library
@@ -27,11 +32,14 @@ pub const MAX_FUZZ_VMS: u8 = 8;
 /// Most actions decoded from one input; the rest of the bytes are ignored.
 pub const MAX_FUZZ_ACTIONS: usize = 256;
 
-/// The kinds of action the decoder produces, by the number it reads. Only
+/// The kinds of action the decoders produce, by the number they read. Only
 /// actions the step syntax can write: a begin or end of each request and
 /// the `kube-takeover` event. They are policy-independent: a kind the state
-/// or the policy does not allow is simply `rejected` by the model.
-const KINDS: [(Phase, Op, Option<KindOption>); 13] = [
+/// or the policy does not allow is simply `rejected` by the model. Version
+/// 1 reads the first [`KINDS_V1`]; version 2 reads them all, so a kind's
+/// number means the same in both.
+type Kind = (Phase, Op, Option<KindOption>);
+const KINDS: [Kind; 15] = [
     (Phase::Begin, Op::CreateVm, None),
     (Phase::Begin, Op::CreateVm, Some(KindOption::Gpus)),
     (Phase::Begin, Op::StartVm, None),
@@ -45,12 +53,51 @@ const KINDS: [(Phase, Op, Option<KindOption>); 13] = [
     (Phase::Begin, Op::ConfigureKube, None),
     (Phase::End, Op::ConfigureKube, None),
     (Phase::Event, Op::KubeTakeover, None),
+    // Version 2 only.
+    (Phase::Begin, Op::UpdateDevice, None),
+    (Phase::End, Op::UpdateDevice, None),
 ];
+/// How many of [`KINDS`] version 1 reads.
+const KINDS_V1: usize = 13;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KindOption {
     Gpus,
     Provisioned,
+}
+
+/// An interleaving input format: which action kinds its bytes name, and
+/// whether the decoded device offers `update-device`
+/// ([`Device::with_updates`]). Every byte string decodes in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// [`decode_interleaving`]: kinds `0..=12`, a device without updates.
+    /// The committed inputs of the version 1 targets are in it: it never
+    /// changes.
+    V1,
+    /// [`decode_interleaving_v2`]: kinds `0..=14`, version 1's and then the
+    /// begin and the end of `update-device`, on a device with updates.
+    V2,
+}
+
+impl Format {
+    fn kinds(self) -> &'static [Kind] {
+        match self {
+            Format::V1 => &KINDS[..KINDS_V1],
+            Format::V2 => &KINDS,
+        }
+    }
+
+    /// The decoder of this format; never panics.
+    pub fn decode(self, data: &[u8]) -> Interleaving {
+        decode_with(self, data)
+    }
+
+    /// The bytes this format's decoder reads back as `case`, or `None` when
+    /// it cannot produce the case.
+    pub fn encode(self, case: &Interleaving) -> Option<Vec<u8>> {
+        encode_with(self, case)
+    }
 }
 
 /// A decoded `interleaving` input: a device and the actions to run on it.
@@ -74,17 +121,38 @@ pub struct Interleaving {
 ///
 /// [`encode_interleaving`] writes the bytes that decode to a given case.
 pub fn decode_interleaving(data: &[u8]) -> Interleaving {
+    decode_with(Format::V1, data)
+}
+
+/// Decodes any bytes in the version 2 format; never panics.
+///
+/// The format of [`decode_interleaving`] with two more kinds: the device
+/// is built [`Device::with_updates`]`(true)`, and an action's kind is read
+/// in `0..=14`, where `0..=12` are version 1's kinds, `13` is the begin of
+/// `update-device` and `14` its end (no VM slot follows them). A kind byte
+/// is read modulo 15 rather than 13, so bytes decode to the same actions
+/// in both formats only when every kind byte is below 13.
+///
+/// [`encode_interleaving_v2`] writes the bytes that decode to a given case.
+pub fn decode_interleaving_v2(data: &[u8]) -> Interleaving {
+    decode_with(Format::V2, data)
+}
+
+fn decode_with(format: Format, data: &[u8]) -> Interleaving {
+    let kinds = format.kinds();
     let mut u = Unstructured::new(data);
     let gpus = u.int_in_range(1..=MAX_GPUS).unwrap_or(1);
     let slots = u.int_in_range(1..=MAX_FUZZ_VMS).unwrap_or(1);
     let sizes: Vec<u8> = (0..slots)
         .map(|_| u.int_in_range(0..=gpus).unwrap_or(0))
         .collect();
-    let device = Device::new(gpus, &sizes).expect("sizes are drawn within 0..=gpus");
+    let device = Device::new(gpus, &sizes)
+        .expect("sizes are drawn within 0..=gpus")
+        .with_updates(format == Format::V2);
     let mut actions = Vec::new();
     while !u.is_empty() && actions.len() < MAX_FUZZ_ACTIONS {
-        let kind = u.int_in_range(0..=KINDS.len() as u8 - 1).unwrap_or(0);
-        let (phase, op, option) = KINDS[usize::from(kind)];
+        let kind = u.int_in_range(0..=kinds.len() as u8 - 1).unwrap_or(0);
+        let (phase, op, option) = kinds[usize::from(kind)];
         let vm = if op.takes_vm() {
             u.int_in_range(0..=slots - 1).unwrap_or(0)
         } else {
@@ -108,12 +176,28 @@ pub fn decode_interleaving(data: &[u8]) -> Interleaving {
 /// The bytes that [`decode_interleaving`] reads back as `case`, or `None`
 /// when the case is outside what the decoder produces (more than
 /// [`MAX_FUZZ_VMS`] slots or [`MAX_FUZZ_ACTIONS`] actions, an action the
-/// step syntax cannot write, a slot or `gpus=N` out of range). Used to write
-/// meaningful seeds for the corpus.
+/// step syntax cannot write or an `update-device`, a slot or `gpus=N` out
+/// of range, a device [`Device::with_updates`]). Used to write meaningful
+/// seeds for the corpus.
 pub fn encode_interleaving(case: &Interleaving) -> Option<Vec<u8>> {
+    encode_with(Format::V1, case)
+}
+
+/// The bytes that [`decode_interleaving_v2`] reads back as `case`, or
+/// `None` when the case is outside what it produces: as
+/// [`encode_interleaving`], except that `update-device` steps are written
+/// and the device must be [`Device::with_updates`]`(true)`.
+pub fn encode_interleaving_v2(case: &Interleaving) -> Option<Vec<u8>> {
+    encode_with(Format::V2, case)
+}
+
+fn encode_with(format: Format, case: &Interleaving) -> Option<Vec<u8>> {
     let d = &case.device;
     let slots = u8::try_from(d.vms()).ok()?;
-    if !(1..=MAX_FUZZ_VMS).contains(&slots) || case.actions.len() > MAX_FUZZ_ACTIONS {
+    if !(1..=MAX_FUZZ_VMS).contains(&slots)
+        || case.actions.len() > MAX_FUZZ_ACTIONS
+        || d.updates() != (format == Format::V2)
+    {
         return None;
     }
     let mut out = vec![d.gpus() - 1, slots - 1];
@@ -124,7 +208,8 @@ pub fn encode_interleaving(case: &Interleaving) -> Option<Vec<u8>> {
             StepOption::Provisioned => Some(KindOption::Provisioned),
             StepOption::Gpus(_) => Some(KindOption::Gpus),
         };
-        let kind = KINDS
+        let kind = format
+            .kinds()
             .iter()
             .position(|&(p, o, k)| p == a.phase && o == a.op && k == wanted)?;
         out.push(kind as u8);
@@ -167,12 +252,13 @@ pub fn first_violation<A: Allocator + ?Sized>(
 
 /// A fuzz target of `fuzz/fuzz_targets/`, by its cargo-fuzz name.
 ///
-/// There is one `interleaving` target per built-in policy, rather than a
-/// policy chosen at build time: one `cargo fuzz build` builds them all, a
-/// crash file's target says which policy it failed under (so `from-fuzz`
-/// needs no extra flag), and each keeps its own corpus and regressions.
-/// The three share one input format, so any interleaving input can be
-/// replayed under every policy.
+/// There is one `interleaving` target per policy and input format, rather
+/// than a policy chosen at build time: one `cargo fuzz build` builds them
+/// all, a crash file's target says which policy and format it failed under
+/// (so `from-fuzz` needs no extra flag), and each keeps its own corpus and
+/// regressions. The targets of one [`Format`] share it, so any of their
+/// inputs can be replayed under every policy (and any byte string decodes
+/// in either format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     InterleavingFixed,
@@ -180,15 +266,23 @@ pub enum Target {
     InterleavingSnapshot,
     ScenarioParse,
     StepParse,
+    /// `fixed` on version 2 inputs (device updates): never fails.
+    InterleavingUpdates,
+    /// `unmanaged-update` on version 2 inputs.
+    InterleavingUnmanagedUpdate,
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [
+    /// Every target; the version 2 ones come last, so that lists made
+    /// before them keep their order.
+    pub const ALL: [Target; 7] = [
         Target::InterleavingFixed,
         Target::InterleavingLegacy,
         Target::InterleavingSnapshot,
         Target::ScenarioParse,
         Target::StepParse,
+        Target::InterleavingUpdates,
+        Target::InterleavingUnmanagedUpdate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -198,6 +292,8 @@ impl Target {
             Target::InterleavingSnapshot => "interleaving_snapshot",
             Target::ScenarioParse => "scenario_parse",
             Target::StepParse => "step_parse",
+            Target::InterleavingUpdates => "interleaving_updates",
+            Target::InterleavingUnmanagedUpdate => "interleaving_unmanaged_update",
         }
     }
 
@@ -211,28 +307,65 @@ impl Target {
             Target::InterleavingFixed => Some(Builtin::Fixed),
             Target::InterleavingLegacy => Some(Builtin::Legacy),
             Target::InterleavingSnapshot => Some(Builtin::Snapshot),
+            Target::InterleavingUpdates => Some(Builtin::Fixed),
+            Target::InterleavingUnmanagedUpdate => Some(Builtin::UnmanagedUpdate),
             Target::ScenarioParse | Target::StepParse => None,
         }
     }
 
-    /// The invariant a campaign on this target is expected to find
-    /// (MODEL.md: `legacy` violates `no-steal-after-dealloc`, `snapshot`
-    /// violates `no-double-claim`, `fixed` violates none).
+    /// The input format of an `interleaving` target.
+    pub fn format(self) -> Option<Format> {
+        match self {
+            Target::InterleavingFixed
+            | Target::InterleavingLegacy
+            | Target::InterleavingSnapshot => Some(Format::V1),
+            Target::InterleavingUpdates | Target::InterleavingUnmanagedUpdate => Some(Format::V2),
+            Target::ScenarioParse | Target::StepParse => None,
+        }
+    }
+
+    /// The invariant a campaign on this target is expected to find, as
+    /// [`first_violation`] reports it, and that each of its regression
+    /// inputs fires first (MODEL.md: `legacy` violates
+    /// `no-steal-after-dealloc`, `snapshot` violates `no-double-claim`,
+    /// `fixed` violates none; `unmanaged-update` violates
+    /// `holds-match-state`, `no-steal-after-dealloc` and
+    /// `update-restarts-vms`, and the first of them, `holds-match-state`,
+    /// fires at the update's begin step, before the other two can at its
+    /// end, whenever a VM holds a GPU at the update).
     pub fn expected_violation(self) -> Option<Invariant> {
         match self {
             Target::InterleavingLegacy => Some(Invariant::NoStealAfterDealloc),
             Target::InterleavingSnapshot => Some(Invariant::NoDoubleClaim),
+            Target::InterleavingUnmanagedUpdate => Some(Invariant::HoldsMatchState),
             _ => None,
+        }
+    }
+
+    /// Every invariant the target's policy may fire on some input
+    /// (MODEL.md's expected results); empty for `fixed` and the parsers.
+    /// An `unmanaged-update` input where no VM holds a GPU at the update
+    /// fires `no-steal-after-dealloc` first.
+    pub fn may_violate(self) -> InvariantSet {
+        match self {
+            Target::InterleavingUnmanagedUpdate => [
+                Invariant::HoldsMatchState,
+                Invariant::NoStealAfterDealloc,
+                Invariant::UpdateRestartsVms,
+            ]
+            .into_iter()
+            .collect(),
+            _ => self.expected_violation().into_iter().collect(),
         }
     }
 
     /// Runs the target's check on one input. `Err` is what the fuzz target
     /// reports as a crash; a panic inside is a bug of the code under test.
     pub fn check(self, data: &[u8]) -> Result<Checked, Failure> {
-        match self.policy() {
-            Some(policy) => check_interleaving(policy, data),
-            None if self == Target::ScenarioParse => check_scenario_parse(data),
-            None => check_step_parse(data),
+        match (self.policy(), self.format()) {
+            (Some(policy), Some(format)) => check_interleaving_in(format, &policy, data),
+            _ if self == Target::ScenarioParse => check_scenario_parse(data),
+            _ => check_step_parse(data),
         }
     }
 
@@ -320,14 +453,16 @@ impl fmt::Display for Failure {
     }
 }
 
-/// `interleaving_*`: decodes, runs under `policy`, fails on any violation.
+/// `interleaving_*` of version 1: decodes with [`decode_interleaving`],
+/// runs under `policy`, fails on any violation.
 pub fn check_interleaving(policy: Builtin, data: &[u8]) -> Result<Checked, Failure> {
     check_interleaving_with(&policy, data)
 }
 
 /// [`check_interleaving`] under any allocator: the body of a fuzz target
-/// for an allocator of your own (decoding as the `interleaving_*` targets
-/// do, so their corpora serve it too):
+/// for an allocator of your own (decoding as the version 1
+/// `interleaving_*` targets do, so their corpora serve it too; see
+/// [`check_interleaving_in`] for device updates):
 ///
 /// ```text
 /// fuzz_target!(|data: &[u8]| {
@@ -340,7 +475,18 @@ pub fn check_interleaving_with<A: Allocator + ?Sized>(
     policy: &A,
     data: &[u8],
 ) -> Result<Checked, Failure> {
-    let case = decode_interleaving(data);
+    check_interleaving_in(Format::V1, policy, data)
+}
+
+/// [`check_interleaving_with`] for inputs in `format`:
+/// `check_interleaving_in(Format::V2, &MyAllocator, data)` fuzzes an
+/// allocator's update flow on the inputs of `interleaving_updates`.
+pub fn check_interleaving_in<A: Allocator + ?Sized>(
+    format: Format,
+    policy: &A,
+    data: &[u8],
+) -> Result<Checked, Failure> {
+    let case = format.decode(data);
     match first_violation(policy, &case.device, &case.actions) {
         None => Ok(Checked::Ran {
             gpus: case.device.gpus(),
@@ -479,7 +625,7 @@ pub enum Conversion {
 
 /// Turns one input of `target` into what `gpuclaim from-fuzz` writes or
 /// reports. For an `interleaving` input: decode it exactly as the target
-/// does, run it under the target's policy, and when an invariant fires,
+/// does (in its [`Target::format`]), run it under the target's policy, and when an invariant fires,
 /// shrink the actions against the first one ([`first_violation`]) with the
 /// explorer's shrinker ([`crate::shrink::shrink`]) and make the scenario
 /// with [`crate::counterexample::scenario_from_actions`]. `input_name`
@@ -497,9 +643,8 @@ pub fn convert(target: Target, data: &[u8], input_name: &str) -> Conversion {
 }
 
 /// [`convert`] for an `interleaving` input run under `policy` instead of
-/// the target's own (every interleaving target decodes the same way), so
-/// a fuzz input can be turned into a scenario for any allocator, an
-/// external one included. A parse target's input is checked as
+/// the target's own (decoded in the target's format), so a fuzz input can
+/// be turned into a scenario for any allocator, an external one included. A parse target's input is checked as
 /// [`convert`] does.
 pub fn convert_under<A: Allocator + ?Sized>(
     policy: &A,
@@ -507,10 +652,10 @@ pub fn convert_under<A: Allocator + ?Sized>(
     data: &[u8],
     input_name: &str,
 ) -> Conversion {
-    if target.policy().is_none() {
+    let Some(format) = target.format() else {
         return convert(target, data, input_name);
-    }
-    let case = decode_interleaving(data);
+    };
+    let case = format.decode(data);
     let Some((index, invariant)) = first_violation(policy, &case.device, &case.actions) else {
         return Conversion::NoViolation {
             policy: policy.name().to_string(),
@@ -543,5 +688,41 @@ pub fn convert_under<A: Allocator + ?Sized>(
         decoded: case.actions.len(),
         until_violation: index + 1,
         shrunk: shrunk.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Version 1's kinds are the first of version 2's, in the same order,
+    /// and version 2 adds exactly the update's two steps: a kind's number
+    /// means the same in both formats.
+    #[test]
+    fn version_2_kinds_extend_version_1() {
+        assert_eq!(Format::V1.kinds().len(), 13);
+        assert_eq!(Format::V2.kinds()[..13], *Format::V1.kinds());
+        assert_eq!(
+            Format::V2.kinds()[13..],
+            [
+                (Phase::Begin, Op::UpdateDevice, None),
+                (Phase::End, Op::UpdateDevice, None)
+            ]
+        );
+        assert!(Format::V1.kinds().iter().all(|k| k.1 != Op::UpdateDevice));
+    }
+
+    #[test]
+    fn each_interleaving_target_has_a_format_and_a_policy() {
+        for t in Target::ALL {
+            assert_eq!(t.format().is_some(), t.policy().is_some(), "{t}");
+            let expected: InvariantSet = t.expected_violation().into_iter().collect();
+            if t == Target::InterleavingUnmanagedUpdate {
+                assert_eq!(t.may_violate().len(), 3);
+                assert_eq!(t.may_violate().first(), t.expected_violation());
+            } else {
+                assert_eq!(t.may_violate(), expected, "{t}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use gpuclaim::fuzzing::{
     self, Checked, Conversion, Failure, Interleaving, Target, decode_interleaving,
-    encode_interleaving,
+    decode_interleaving_v2, encode_interleaving, encode_interleaving_v2,
 };
 use gpuclaim::model::{Action, Device, Op, StepOption};
 use gpuclaim::scenario;
@@ -391,4 +391,269 @@ fn named_seeds_are_the_documented_cases() {
         assert_eq!(got, owners, "{file}");
         assert!(run.fired.is_empty(), "{file}");
     }
+}
+
+/// Every input of the version 2 targets (device updates), corpus and
+/// regressions.
+fn all_update_inputs() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for t in [
+        Target::InterleavingUpdates,
+        Target::InterleavingUnmanagedUpdate,
+    ] {
+        out.extend(inputs("corpus", t));
+        out.extend(inputs("regressions", t));
+    }
+    out
+}
+
+#[test]
+fn the_update_targets_read_version_2_under_their_policies() {
+    use gpuclaim::fuzzing::Format;
+    assert_eq!(Target::InterleavingUpdates.policy(), Some(Builtin::Fixed));
+    assert_eq!(
+        Target::InterleavingUnmanagedUpdate.policy(),
+        Some(Builtin::UnmanagedUpdate)
+    );
+    for t in Target::ALL {
+        let expected = match t {
+            Target::InterleavingUpdates | Target::InterleavingUnmanagedUpdate => Some(Format::V2),
+            Target::ScenarioParse | Target::StepParse => None,
+            _ => Some(Format::V1),
+        };
+        assert_eq!(t.format(), expected, "{t}");
+    }
+    assert_eq!(Target::InterleavingUpdates.expected_violation(), None);
+    assert_eq!(
+        Target::InterleavingUnmanagedUpdate.expected_violation(),
+        Some(Invariant::HoldsMatchState)
+    );
+}
+
+/// `fixed` fires nothing on any version 2 input, under the target that
+/// runs it (which must never fail) as under its own check.
+#[test]
+fn fixed_violates_nothing_on_any_update_input() {
+    let all = all_update_inputs();
+    assert!(all.len() >= 25, "{} inputs", all.len());
+    let mut updated = 0;
+    for (path, bytes) in all {
+        let result = Target::InterleavingUpdates.check(&bytes);
+        assert!(
+            matches!(result, Ok(Checked::Ran { .. })),
+            "{}: {result:?}",
+            path.display()
+        );
+        let case = decode_interleaving_v2(&bytes);
+        assert!(case.device.updates(), "{}", path.display());
+        if case.actions.contains(&Action::begin(Op::UpdateDevice, 0)) {
+            updated += 1;
+        }
+    }
+    assert!(updated >= 20, "only {updated} inputs ask for an update");
+}
+
+/// Under `unmanaged-update` any version 2 input fires only what MODEL.md
+/// says it violates; every regression input fires its target's invariant
+/// first; the corpus never crashes the target.
+#[test]
+fn unmanaged_update_fires_only_its_invariants() {
+    let target = Target::InterleavingUnmanagedUpdate;
+    let policy = target.policy().unwrap();
+    let own = target.expected_violation().unwrap();
+    let allowed: InvariantSet = [
+        Invariant::HoldsMatchState,
+        Invariant::NoStealAfterDealloc,
+        Invariant::UpdateRestartsVms,
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(target.may_violate(), allowed);
+    for (path, bytes) in all_update_inputs() {
+        let fired = fuzzing::fired(policy, &decode_interleaving_v2(&bytes));
+        assert_eq!(
+            fired.union(allowed),
+            allowed,
+            "{} under {policy}: {fired}",
+            path.display()
+        );
+    }
+    let regressions = inputs("regressions", target);
+    assert!(
+        !regressions.is_empty(),
+        "fuzz/regressions/{target} holds the campaign's findings"
+    );
+    for (path, bytes) in regressions {
+        let failure = target.check(&bytes).unwrap_err();
+        assert_eq!(failure.invariant(), Some(own), "{}", path.display());
+        // The same bytes under `fixed` (the managed flow) fire nothing.
+        assert!(
+            Target::InterleavingUpdates.check(&bytes).is_ok(),
+            "{}",
+            path.display()
+        );
+    }
+    for (path, bytes) in inputs("corpus", target) {
+        assert!(target.check(&bytes).is_ok(), "{}", path.display());
+    }
+}
+
+#[test]
+fn every_unmanaged_update_regression_converts_to_a_scenario_that_passes() {
+    let registry = Registry::builtin();
+    let target = Target::InterleavingUnmanagedUpdate;
+    let mut count = 0;
+    for (path, bytes) in inputs("regressions", target) {
+        let Conversion::Counterexample {
+            scenario,
+            file_name,
+            invariant,
+            decoded,
+            until_violation,
+            shrunk,
+        } = fuzzing::convert(target, &bytes, "input")
+        else {
+            panic!("{}: no counterexample", path.display());
+        };
+        assert_eq!(Some(invariant), target.expected_violation());
+        assert!(shrunk <= until_violation && until_violation <= decoded);
+        assert!(file_name.starts_with("unmanaged-update-holds-match-state-"));
+        // The shrunk steps keep an update's begin: the violation is there.
+        assert!(
+            scenario
+                .steps
+                .iter()
+                .any(|s| s.to_string().contains("update-device")),
+            "{}: {:?}",
+            path.display(),
+            scenario.steps
+        );
+        let back = scenario::parse(Path::new(&file_name), &scenario.to_toml(), &registry).unwrap();
+        assert_eq!(back, *scenario);
+        let run = back.run(&Builtin::UnmanagedUpdate);
+        assert!(run.passed(), "{}: {:?}", path.display(), run.mismatches);
+        assert!(run.fired.contains(invariant));
+        count += 1;
+    }
+    assert!(count >= 1);
+}
+
+#[test]
+fn version_2_decoding_reads_the_documented_format() {
+    // 2 GPUs, 2 slots of size 1; create a; configure; update; takeover.
+    let bytes = [1, 1, 1, 1, 0, 0, 6, 0, 10, 11, 13, 14, 12];
+    let case = decode_interleaving_v2(&bytes);
+    assert_eq!(
+        case.device,
+        Device::uniform(2, 2, 1).unwrap().with_updates(true)
+    );
+    assert_eq!(
+        case.actions,
+        vec![
+            Action::begin(Op::CreateVm, 0),
+            Action::end(Op::CreateVm, 0),
+            Action::begin(Op::ConfigureKube, 0),
+            Action::end(Op::ConfigureKube, 0),
+            Action::begin(Op::UpdateDevice, 0),
+            Action::end(Op::UpdateDevice, 0),
+            Action::takeover(),
+        ]
+    );
+    assert_eq!(encode_interleaving_v2(&case), Some(bytes.to_vec()));
+    // Kinds 0..=12 name the same actions in both formats; a kind byte is
+    // read modulo 15 in version 2 and modulo 13 in version 1.
+    let v1 = decode_interleaving(&bytes[..10]);
+    assert_eq!(decode_interleaving_v2(&bytes[..10]).actions, v1.actions);
+    assert!(!v1.device.updates());
+    assert_eq!(
+        decode_interleaving_v2(&[0, 0, 1, 15, 28]).actions,
+        vec![
+            Action::begin(Op::CreateVm, 0),
+            Action::begin(Op::UpdateDevice, 0)
+        ]
+    );
+    assert_eq!(
+        decode_interleaving(&[0, 0, 1, 15, 28]).actions,
+        vec![Action::begin(Op::StartVm, 0), Action::begin(Op::StartVm, 0)]
+    );
+    assert_eq!(
+        decode_interleaving_v2(&[]),
+        Interleaving {
+            device: Device::new(1, &[0]).unwrap().with_updates(true),
+            actions: vec![]
+        }
+    );
+}
+
+#[test]
+fn version_2_decoding_never_panics_and_round_trips() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut updates = 0;
+    for len in 0..2_000 {
+        let bytes: Vec<u8> = (0..len % 700)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let case = decode_interleaving_v2(&bytes);
+        assert!((1..=8).contains(&case.device.gpus()));
+        assert!((1..=8).contains(&case.device.vms()));
+        assert!(case.device.updates());
+        assert!(case.actions.len() <= fuzzing::MAX_FUZZ_ACTIONS);
+        updates += case
+            .actions
+            .iter()
+            .filter(|a| a.op == Op::UpdateDevice)
+            .count();
+        assert_eq!(
+            encode_interleaving_v2(&case).map(|b| decode_interleaving_v2(&b)),
+            Some(case.clone())
+        );
+        // Neither encoder writes the other format's device.
+        assert_eq!(encode_interleaving(&case), None);
+        let v1 = decode_interleaving(&bytes);
+        assert_eq!(encode_interleaving_v2(&v1), None);
+        // `fixed` never fires on a version 2 input.
+        assert!(Target::InterleavingUpdates.check(&bytes).is_ok());
+    }
+    assert!(updates > 10_000, "{updates} update steps decoded");
+}
+
+#[test]
+fn the_unmanaged_update_failure_names_its_invariant() {
+    // create a; configure; update (the documented case of MODEL.md with
+    // Kubernetes configured and a VM holding a GPU at the update).
+    let bytes = [1, 1, 1, 1, 0, 0, 6, 0, 10, 11, 13, 14];
+    let failure = Target::InterleavingUnmanagedUpdate
+        .check(&bytes)
+        .unwrap_err();
+    let Failure::Violation {
+        policy, violation, ..
+    } = &failure
+    else {
+        panic!("{failure:?}")
+    };
+    assert_eq!(policy, "unmanaged-update");
+    assert_eq!(violation.invariant, Invariant::HoldsMatchState);
+    assert_eq!(violation.step_index, 4);
+    assert_eq!(violation.step, "begin update-device");
+    // The whole run fires all three of MODEL.md's invariants for it.
+    assert_eq!(
+        fuzzing::fired(Builtin::UnmanagedUpdate, &decode_interleaving_v2(&bytes)),
+        Target::InterleavingUnmanagedUpdate.may_violate()
+    );
+    assert!(Target::InterleavingUpdates.check(&bytes).is_ok());
+    // Read as version 1 the same bytes never update: nothing fires.
+    assert!(Target::InterleavingFixed.check(&bytes).is_ok());
+    // No VM holds a GPU at the update, a deallocated one freed it:
+    // Kubernetes takes it at the end, `no-steal-after-dealloc` comes first.
+    // 2 GPUs, 1 slot of size 1; create a; configure; stop a; update.
+    let steal = [1, 0, 1, 0, 6, 10, 11, 3, 8, 13, 14];
+    let failure = Target::InterleavingUnmanagedUpdate
+        .check(&steal)
+        .unwrap_err();
+    assert_eq!(failure.invariant(), Some(Invariant::NoStealAfterDealloc));
 }

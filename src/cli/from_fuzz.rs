@@ -14,8 +14,10 @@ use gpuclaim::scenario;
 /// Turn a fuzz input into a shrunk scenario file.
 ///
 /// For an interleaving target (interleaving_fixed, interleaving_legacy,
-/// interleaving_snapshot) the input is decoded exactly as the target
-/// decodes it and run under the target's policy. When an invariant fires,
+/// interleaving_snapshot; interleaving_updates and
+/// interleaving_unmanaged_update, whose inputs also update the device) the
+/// input is decoded exactly as the target decodes it and run under the
+/// target's policy. When an invariant fires,
 /// the actions are shrunk against the first one with the explorer's
 /// shrinker and written as a scenario that expects that violation, named
 /// POLICY-INVARIANT-HASH.toml, in DIR; the file passes `gpuclaim run`. When
@@ -34,8 +36,8 @@ use gpuclaim::scenario;
 #[derive(clap::Args)]
 pub struct Args {
     /// The cargo-fuzz target the input belongs to: interleaving_fixed,
-    /// interleaving_legacy, interleaving_snapshot, scenario_parse or
-    /// step_parse.
+    /// interleaving_legacy, interleaving_snapshot, interleaving_updates,
+    /// interleaving_unmanaged_update, scenario_parse or step_parse.
     pub target: String,
     /// The input: a crash file (fuzz/artifacts/TARGET/crash-…), a corpus
     /// entry or a regression input: a regular file of at most 1 MiB.

@@ -378,9 +378,11 @@ impl<O: Observer> Runner<'_, O> {
     }
 
     /// Replays every committed fuzz input (corpus and regressions) through
-    /// the library function its target wraps: `fixed` inputs fire nothing,
-    /// `legacy`/`snapshot` regressions fire their invariant, the parser
-    /// inputs never fail.
+    /// the library function its target wraps ([`Target::ALL`], the update
+    /// targets included): `fixed` inputs fire nothing, with or without
+    /// updates; `legacy`/`snapshot`/`unmanaged-update` regressions fire
+    /// their target's invariant first ([`Target::expected_violation`]);
+    /// the parser inputs never fail.
     fn fuzz_corpus_suite(&mut self, fuzz: &Path) -> Suite {
         let mut suite = Suite::new("fuzz-corpus");
         for target in Target::ALL {
