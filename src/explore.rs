@@ -242,9 +242,10 @@ impl<'a, P: Allocator + ?Sized> Walker<'a, P> {
             distinct_states: 1,
         };
         let mut buf = [Action::takeover(); MAX_ENABLED];
+        let every = Kinds::all_for(device);
         for i in 0..self.config.steps {
             let mut n = 0;
-            if kinds == Kinds::ALL || kinds == Kinds::ALL_WITH_UPDATES {
+            if kinds == every {
                 n = model::enabled_into_of(policy, device, &state, &mut buf, vms);
             } else {
                 model::for_each_enabled(policy, device, &state, |a| {

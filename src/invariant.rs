@@ -177,10 +177,12 @@ pub(crate) fn vm_part(vm: &crate::model::Vm) -> u64 {
 #[inline(always)]
 fn vm_mismatch(vm: &crate::model::Vm, n: u8) -> u8 {
     let info = &LIFE_TABLES[usize::from(vm.life.repr_byte())];
-    let wrong_size = u8::from(n != vm.size) & info.must_hold_size;
-    let holds_any = u8::from(vm.held != 0) & info.must_hold_none;
-    let neither = u8::from(n != vm.size) & u8::from(n != 0) & info.size_or_none;
-    (wrong_size | holds_any | neither) & 1
+    let holds = u8::from(n != 0);
+    let wrong_size = u8::from(n != vm.size);
+    // Not its size where it must hold its size (or, removing, anything at
+    // all); anything where it must hold nothing.
+    (wrong_size & (info.must_hold_size | holds & info.size_or_none) | holds & info.must_hold_none)
+        & 1
 }
 
 /// The part of `free` and Kubernetes (see [`vm_part`]).
