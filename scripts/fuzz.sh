@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh TARGET SECONDS [LIBFUZZER_ARG...]
 #
 # TARGET: interleaving_fixed, interleaving_legacy, interleaving_snapshot,
+#   interleaving_updates, interleaving_unmanaged_update,
 # scenario_parse or step_parse. With a nightly toolchain installed, the
 # campaign runs on nightly with AddressSanitizer; otherwise on stable with
 # `-s none` (coverage-guided, no sanitizer). FUZZ_TOOLCHAIN=stable or
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets="interleaving_fixed interleaving_legacy interleaving_snapshot scenario_parse step_parse"
+targets="interleaving_fixed interleaving_legacy interleaving_snapshot interleaving_updates interleaving_unmanaged_update scenario_parse step_parse"
 usage() {
     echo "usage: scripts/fuzz.sh TARGET SECONDS [LIBFUZZER_ARG...]" >&2
     echo "  TARGET: ${targets// /, }" >&2
