@@ -100,7 +100,8 @@ const VIOLATES: u8 = 0x80;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
     #[error(
-        "a state of this device needs {bits} bits, more than the checker's 64-bit keys; with {gpus} GPUs it takes at most {most_vms} VM slots"
+        "a state of this device needs {bits} bits, more than the checker's 64-bit keys; with {} it takes at most {most_vms} VM slots",
+        crate::report::count(u64::from(*.gpus), "GPU", "GPUs")
     )]
     TooLarge {
         bits: u32,

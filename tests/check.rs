@@ -318,6 +318,13 @@ fn a_device_too_large_for_64_bit_keys_is_refused() {
         err.to_string(),
         "a state of this device needs 66 bits, more than the checker's 64-bit keys; with 2 GPUs it takes at most 9 VM slots"
     );
+    let one = Checker::new(&Builtin::Fixed, Device::uniform(1, 13, 1).unwrap())
+        .run()
+        .unwrap_err();
+    assert_eq!(
+        one.to_string(),
+        "a state of this device needs 69 bits, more than the checker's 64-bit keys; with 1 GPU it takes at most 12 VM slots"
+    );
     // The limit is the one for the device's GPUs and the allocator's memo
     // bits (as `check --help` lists): none for fixed, G for snapshot.
     let limits = [
