@@ -233,8 +233,8 @@ struct WorkerOut {
 /// That keeps a worker on the states it found, whose neighbours it mostly
 /// found too: a breadth-first search keeps coming back to states found a
 /// level or two before, and a bucket that one worker wrote and the other
-/// then reads must cross between their cores (on the sixth session's
-/// host, 250 ns one way). With chunks handed out in order, two threads'
+/// then reads must cross between their cores (on the EPYC host of
+/// BENCHMARKS.md, 250 ns one way). With chunks handed out in order, two threads'
 /// chunks took 22% more worker time than one thread's; keeping to their
 /// pieces, 12% (BENCHMARKS.md).
 struct Round<'b> {
