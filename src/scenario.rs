@@ -993,46 +993,91 @@ fn compare(
     out
 }
 
+/// A path given or found: a scenario file to run, or a path that could not
+/// be searched (missing, an unreadable folder), refused by name.
+pub enum Found {
+    File(PathBuf),
+    Refused(ScenarioError),
+}
+
+impl Found {
+    pub fn path(&self) -> &Path {
+        match self {
+            Found::File(p) => p,
+            Found::Refused(e) => &e.file,
+        }
+    }
+}
+
+fn refused(path: &Path, message: String) -> Found {
+    Found::Refused(ScenarioError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message,
+    })
+}
+
 /// Every `.toml` file under `paths` (files as given, folders searched
-/// recursively), sorted by path within each folder.
-pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+/// recursively, sorted by path within each folder), and in their places
+/// the paths that cannot be searched: one bad path does not hide the rest.
+pub fn find_scenarios(paths: &[PathBuf]) -> Vec<Found> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found, &mut std::collections::HashSet::new())?;
-            found.sort();
+            walk(p, &mut found, &mut std::collections::HashSet::new());
+            found.sort_by(|a, b| a.path().cmp(b.path()));
             out.extend(found);
         } else if p.exists() {
-            out.push(p.clone());
+            out.push(Found::File(p.clone()));
         } else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{}: no such file or folder", p.display()),
-            ));
+            out.push(refused(p, "no such file or folder".into()));
         }
     }
-    Ok(out)
+    out
 }
 
-/// The `*.toml` files under `dir`, into `out`. A folder reached a second
-/// time (through a symbolic link, perhaps one that loops back up) is not
-/// searched again.
-fn walk(
-    dir: &Path,
-    out: &mut Vec<PathBuf>,
-    seen: &mut std::collections::HashSet<PathBuf>,
-) -> std::io::Result<()> {
-    if !seen.insert(std::fs::canonicalize(dir)?) {
-        return Ok(());
+/// The `*.toml` files under `dir`, and its unreadable folders, into `out`.
+/// A folder reached a second time (through a symbolic link, perhaps one
+/// that loops back up) is not searched again.
+fn walk(dir: &Path, out: &mut Vec<Found>, seen: &mut std::collections::HashSet<PathBuf>) {
+    let cannot = |e: std::io::Error| refused(dir, format!("cannot read the folder: {e}"));
+    match std::fs::canonicalize(dir) {
+        Ok(real) => {
+            if !seen.insert(real) {
+                return;
+            }
+        }
+        Err(e) => return out.push(cannot(e)),
     }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return out.push(cannot(e)),
+    };
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                out.push(cannot(e));
+                continue;
+            }
+        };
         if path.is_dir() {
-            walk(&path, out, seen)?;
+            walk(&path, out, seen);
         } else if path.extension().is_some_and(|e| e == "toml") {
-            out.push(path);
+            out.push(Found::File(path));
         }
     }
-    Ok(())
+}
+
+/// [`find_scenarios`] where any refused path is an error (naming it).
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    find_scenarios(paths)
+        .into_iter()
+        .map(|f| match f {
+            Found::File(p) => Ok(p),
+            Found::Refused(e) => Err(std::io::Error::other(e.to_string())),
+        })
+        .collect()
 }

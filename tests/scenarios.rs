@@ -569,3 +569,33 @@ fn a_folder_link_loop_runs_each_file_once() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A path that cannot be searched is refused by name and the others are
+/// still found (the library's search, which `run` and nightly share).
+#[test]
+fn find_scenarios_refuses_a_bad_path_by_name_and_finds_the_rest() {
+    use gpuclaim::scenario::{Found, find_scenarios};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let missing = root.join("no-such-folder");
+    let found = find_scenarios(&[missing.clone(), root.join("scenarios")]);
+    let Found::Refused(e) = &found[0] else {
+        panic!("the missing path comes first, refused")
+    };
+    assert_eq!(
+        e.to_string(),
+        format!("{}: no such file or folder", missing.display())
+    );
+    let files: Vec<_> = found[1..]
+        .iter()
+        .map(|f| match f {
+            Found::File(p) => p.clone(),
+            Found::Refused(e) => panic!("{e}"),
+        })
+        .collect();
+    assert_eq!(files, committed());
+    let err = gpuclaim::scenario::collect_files(std::slice::from_ref(&missing)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: no such file or folder", missing.display())
+    );
+}

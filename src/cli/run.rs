@@ -1,12 +1,12 @@
 //! `gpuclaim run`: every scenario file under each of its policies.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use gpuclaim::Registry;
 use gpuclaim::report::CsvDoc;
-use gpuclaim::scenario::{self, PolicyRun, Scenario};
+use gpuclaim::scenario::{self, Found, PolicyRun, Scenario, find_scenarios};
 use gpuclaim::trace::printable;
 
 /// Run scenario files and compare what they expect.
@@ -64,84 +64,6 @@ pub fn run_files(files: &[PathBuf], registry: &Registry) -> Vec<(PathBuf, FileRe
             (file.clone(), result)
         })
         .collect()
-}
-
-/// A path `run` was given or found: a scenario file to run, or a path it
-/// could not search (missing, an unreadable folder), refused by name.
-pub enum Found {
-    File(PathBuf),
-    Refused(scenario::ScenarioError),
-}
-
-impl Found {
-    fn path(&self) -> &Path {
-        match self {
-            Found::File(p) => p,
-            Found::Refused(e) => &e.file,
-        }
-    }
-}
-
-fn refused(path: &Path, message: String) -> Found {
-    Found::Refused(scenario::ScenarioError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message,
-    })
-}
-
-/// Every `.toml` file under `paths` (files as given, folders searched
-/// recursively, sorted by path within each folder), and in their places
-/// the paths that cannot be searched: one bad path does not hide the rest.
-pub fn find_scenarios(paths: &[PathBuf]) -> Vec<Found> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found = Vec::new();
-            walk(p, &mut found, &mut std::collections::HashSet::new());
-            found.sort_by(|a, b| a.path().cmp(b.path()));
-            out.extend(found);
-        } else if p.exists() {
-            out.push(Found::File(p.clone()));
-        } else {
-            out.push(refused(p, "no such file or folder".into()));
-        }
-    }
-    out
-}
-
-/// The `*.toml` files under `dir`, and its unreadable folders, into `out`.
-/// A folder reached a second time (through a symbolic link, perhaps one
-/// that loops back up) is not searched again.
-fn walk(dir: &Path, out: &mut Vec<Found>, seen: &mut std::collections::HashSet<PathBuf>) {
-    let cannot = |e: std::io::Error| refused(dir, format!("cannot read the folder: {e}"));
-    match std::fs::canonicalize(dir) {
-        Ok(real) => {
-            if !seen.insert(real) {
-                return;
-            }
-        }
-        Err(e) => return out.push(cannot(e)),
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => return out.push(cannot(e)),
-    };
-    for entry in entries {
-        let path = match entry {
-            Ok(entry) => entry.path(),
-            Err(e) => {
-                out.push(cannot(e));
-                continue;
-            }
-        };
-        if path.is_dir() {
-            walk(&path, out, seen);
-        } else if path.extension().is_some_and(|e| e == "toml") {
-            out.push(Found::File(path));
-        }
-    }
 }
 
 pub const CSV_HEADER: [&str; 9] = [

@@ -214,18 +214,20 @@ impl<O: Observer> Runner<'_, O> {
     /// refused file is one failed case.
     fn scenario_suite(&mut self, dir: &Path, registry: &Registry) -> Suite {
         let mut suite = Suite::new("scenarios");
-        let files = match scenario::collect_files(&[dir.to_path_buf()]) {
-            Ok(f) => f,
-            Err(e) => {
-                suite.cases.push(failed_case(
+        // A path that cannot be searched (an unreadable folder) is a failed
+        // case of its own; the files found elsewhere still run.
+        let mut files = Vec::new();
+        for found in scenario::find_scenarios(&[dir.to_path_buf()]) {
+            match found {
+                scenario::Found::File(f) => files.push(f),
+                scenario::Found::Refused(e) => suite.cases.push(failed_case(
                     "scenario",
-                    &dir.display().to_string(),
+                    &e.file.display().to_string(),
                     format!("cannot read scenarios: {e}"),
                     String::new(),
-                ));
-                return suite;
+                )),
             }
-        };
+        }
         for file in files {
             let name = file.display().to_string();
             if self.stopped() {
