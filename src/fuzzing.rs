@@ -436,10 +436,10 @@ impl fmt::Display for Failure {
                 case,
             } => write!(
                 f,
-                "under {policy} on {} GPUs and {} VM slots, {} actions: {violation}",
-                case.device.gpus(),
-                case.device.vms(),
-                case.actions.len()
+                "under {policy} on {} and {}, {}: {violation}",
+                crate::report::count(u64::from(case.device.gpus()), "GPU", "GPUs"),
+                crate::report::count(case.device.vms() as u64, "VM slot", "VM slots"),
+                crate::report::count(case.actions.len() as u64, "action", "actions")
             ),
             Failure::RoundTrip {
                 input,
@@ -666,11 +666,11 @@ pub fn convert_under<A: Allocator + ?Sized>(
     };
     let shrunk = crate::shrink::shrink(policy, &case.device, &case.actions, invariant);
     let name = format!(
-        "fuzz {}: {} on {} GPUs in {} actions",
+        "fuzz {}: {} on {} in {}",
         target.name(),
         invariant.name(),
-        case.device.gpus(),
-        shrunk.len()
+        crate::report::count(u64::from(case.device.gpus()), "GPU", "GPUs"),
+        crate::report::count(shrunk.len() as u64, "action", "actions")
     );
     let source = format!(
         "cargo fuzz target {}, input {input_name} ({} actions decoded, shrunk to {}), by gpuclaim from-fuzz",

@@ -253,6 +253,13 @@ fn the_legacy_and_snapshot_failures_name_their_invariant() {
     // The documented stop-then-takeover case: create a, configure, stop a, takeover.
     let bytes = [0, 0, 1, 0, 6, 10, 11, 3, 8, 12];
     let failure = Target::InterleavingLegacy.check(&bytes).unwrap_err();
+    // One GPU and one slot are said in the singular.
+    assert!(
+        failure
+            .to_string()
+            .starts_with("under legacy on 1 GPU and 1 VM slot, "),
+        "{failure}"
+    );
     let Failure::Violation {
         policy, violation, ..
     } = &failure
