@@ -213,7 +213,7 @@ fn progress(suite: &str, case: &Case) {
         Status::NotRun { .. } => "not run",
     };
     eprintln!(
-        "  {suite:<12} {word:<7} {:<40} {:>7.2}s  {}",
+        "  {suite:<12} {word:<7} {:<44} {:>7.2}s  {}",
         case.name, case.seconds, case.facts
     );
 }
