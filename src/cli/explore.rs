@@ -78,6 +78,13 @@ impl DeviceArgs {
 /// scenario file expecting the violation, with explore-summary.csv counting
 /// the runs that led to each. Every such file passes `gpuclaim run`.
 ///
+/// Memory does not grow with --steps as such: each worker's table of a
+/// walk's distinct states starts at 2 KiB and grows, to under 64 bytes a
+/// state (96 for a moment while it doubles), only as the walk finds
+/// states it was not in yet (at most --steps + 1, and at most the
+/// device's reachable states), and a failing run keeps its actions only
+/// up to its first violation, for shrinking.
+///
 /// Exit status: 0 when no run violated an invariant, 1 when one did, 2 on
 /// an error.
 #[derive(clap::Args)]
