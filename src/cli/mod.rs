@@ -76,9 +76,15 @@ use clap::{Parser, Subcommand};
 /// invariants after every step.
 ///
 /// Invariants: no-double-claim, conservation, holds-match-state,
-/// no-steal-after-dealloc. Policies: fixed (documented behaviour), legacy
-/// (Kubernetes takes GPUs freed by a stopped VM), snapshot (a racy allocator
-/// kept to prove the checkers catch double claims).
+/// no-steal-after-dealloc, update-restarts-vms. Allocators: fixed
+/// (documented behaviour), legacy (Kubernetes takes GPUs freed by a stopped
+/// VM), snapshot (a racy allocator kept to prove the checkers catch double
+/// claims), unmanaged-update (the update flow before release 2103), and any
+/// named in an --allocators file (docs/allocator-protocol.md).
+///
+/// Exit status: 0 nothing found, 1 an invariant violated or an expectation
+/// missed, 2 input refused, 3 an allocator failed (an allocator process
+/// that exited, hung or garbled a reply).
 #[derive(Parser)]
 #[command(name = "gpuclaim", version, propagate_version = true)]
 struct Cli {
