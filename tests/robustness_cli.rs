@@ -5,45 +5,15 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn bin() -> Option<&'static str> {
-    let b = option_env!("CARGO_BIN_EXE_gpuclaim");
-    if b.is_none() {
-        eprintln!("SKIPPED: the gpuclaim binary is not built (feature `cli` off)");
-    }
-    b
-}
+mod common;
+use common::bin;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("gpuclaim-robust-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("robust-cli", name)
 }
 
-/// Runs `cmd` (its standard output piped unless already set), killing it
-/// (and failing) if it takes more than 60 s.
-fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still ran after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::run_bounded;
 
 const TINY: &str =
     "name = \"tiny\"\nseeds = 1\nhorizon_hours = 1\n[grid]\ngpus = [1]\npolicies = [\"fixed\"]\n";

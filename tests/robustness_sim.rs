@@ -5,43 +5,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn bin() -> Option<&'static str> {
-    let b = option_env!("CARGO_BIN_EXE_gpuclaim");
-    if b.is_none() {
-        eprintln!("SKIPPED: the gpuclaim binary is not built (feature `cli` off)");
-    }
-    b
-}
+mod common;
+use common::bin;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpuclaim-robust-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("robust", name)
 }
 
-/// Runs `cmd`, killing it (and failing) if it takes more than 60 s.
+/// Runs `cmd` with its standard output piped, killing it (and failing)
+/// if it takes more than 60 s.
 fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still ran after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::run_bounded(cmd.stdout(Stdio::piped()))
 }
 
 fn refused(out: &Output) -> String {
