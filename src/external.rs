@@ -547,12 +547,7 @@ impl Allocator for External {
         let line = apply_line(state, action);
         let reply = proc.request(&line, Some(&shown));
         let reply = proc.parse_state_reply(&reply, &line, device);
-        let is_claim = action.phase == Phase::Begin
-            && match action.op {
-                crate::Op::CreateVm => true,
-                crate::Op::StartVm => state.vms[usize::from(action.vm)].life == VmState::Stopped,
-                _ => false,
-            };
+        let is_claim = crate::model::is_claim(state, action);
         let outcome = match reply.outcome {
             Outcome::Ok => Outcome::Ok,
             Outcome::NoGpu if is_claim => Outcome::NoGpu,

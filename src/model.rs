@@ -997,6 +997,19 @@ pub fn in_flight(state: &State, op: Op, vm: u8) -> bool {
     }
 }
 
+/// Whether `action`, taken in `state`, is a claim: the begin of
+/// `create-vm`, or of `start-vm` from `stopped` (the actions whose outcome
+/// the allocator decides).
+#[inline]
+pub fn is_claim(state: &State, action: Action) -> bool {
+    action.phase == Phase::Begin
+        && match action.op {
+            Op::CreateVm => true,
+            Op::StartVm => state.vms[usize::from(action.vm)].life == VmState::Stopped,
+            _ => false,
+        }
+}
+
 /// Whether `update-device` may begin: no update in flight, no VM with an
 /// operation in flight, Kubernetes not configuring.
 #[inline]

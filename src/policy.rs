@@ -270,23 +270,15 @@ impl<P: Policy + ?Sized> Allocator for P {
     }
     fn apply(&self, _device: &Device, state: &mut State, action: Action) -> Outcome {
         let vm = usize::from(action.vm);
+        if crate::model::is_claim(state, action) {
+            let size = state.vms[vm].size;
+            return if self.claim(state, vm, size) {
+                Outcome::Ok
+            } else {
+                Outcome::NoGpu
+            };
+        }
         match (action.phase, action.op) {
-            (Phase::Begin, Op::CreateVm) => {
-                let size = state.vms[vm].size;
-                return if self.claim(state, vm, size) {
-                    Outcome::Ok
-                } else {
-                    Outcome::NoGpu
-                };
-            }
-            (Phase::Begin, Op::StartVm) if state.vms[vm].life == VmState::Stopped => {
-                let size = state.vms[vm].size;
-                return if self.claim(state, vm, size) {
-                    Outcome::Ok
-                } else {
-                    Outcome::NoGpu
-                };
-            }
             (Phase::End, Op::StopVm)
                 if state.vms[vm].life == (VmState::Stopping { provisioned: false }) =>
             {
