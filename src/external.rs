@@ -486,7 +486,7 @@ impl External {
             "import free={} kube={} held={} state={text}",
             state.free,
             state.kube_held,
-            held_list(state, device)
+            number_list(state.vms[..device.vms()].iter().map(|v| v.held))
         );
         proc.trace.clear();
         proc.send(&line);
@@ -602,13 +602,11 @@ impl Allocator for External {
 
 /// `reset G S0,S1,…` (`-` for no slots).
 fn reset_line(device: &Device) -> String {
-    let sizes: Vec<String> = device.sizes().iter().map(u8::to_string).collect();
-    let sizes = if sizes.is_empty() {
-        "-".to_string()
-    } else {
-        sizes.join(",")
-    };
-    format!("reset {} {sizes}", device.gpus())
+    format!(
+        "reset {} {}",
+        device.gpus(),
+        number_list(device.sizes().iter().copied())
+    )
 }
 
 /// The lifecycle name the protocol uses (`stopping-provisioned` for a
@@ -647,15 +645,15 @@ fn apply_line(state: &State, action: Action) -> String {
     }
 }
 
-fn held_list(state: &State, device: &Device) -> String {
-    if device.vms() == 0 {
-        return "-".into();
+/// Numbers as the protocol writes a list (slot sizes, `held`'s sets as
+/// bitmasks): joined by `,`, `-` for none.
+fn number_list(numbers: impl Iterator<Item = u8>) -> String {
+    let list: Vec<String> = numbers.map(|n| n.to_string()).collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(",")
     }
-    let held: Vec<String> = state.vms[..device.vms()]
-        .iter()
-        .map(|v| v.held.to_string())
-        .collect();
-    held.join(",")
 }
 
 /// A reply that describes a state: `ok outcome=O free=N kube=N held=N,…
@@ -678,15 +676,11 @@ impl StateReply {
         }
     }
     fn sets_text(&self, device: &Device) -> String {
-        let held: Vec<String> = self.held[..device.vms()]
-            .iter()
-            .map(u8::to_string)
-            .collect();
         format!(
             "free={} kube={} held={}",
             self.free,
             self.kube,
-            held.join(",")
+            number_list(self.held[..device.vms()].iter().copied())
         )
     }
 }
